@@ -1,0 +1,56 @@
+// Package authn decides who a caller is: it checks passwords against user
+// stores, issues and verifies JWTs (golang-jwt/jwt/v5), manages signing and
+// verification keys and their JWKS, caches verified tokens and throttles
+// login attempts. It knows nothing of HTTP routing or of revocation.
+package authn
+
+import (
+	"errors"
+	"time"
+)
+
+// Outcomes callers branch on. They are wrapped with %w; test with errors.Is.
+var (
+	// ErrMalformed: the token is not a well-formed JWT (or is over MaxTokenBytes).
+	ErrMalformed = errors.New("authn: malformed token")
+	// ErrInvalid: the token is well formed but not acceptable: bad signature,
+	// wrong algorithm or key, wrong issuer or audience, not yet valid.
+	ErrInvalid = errors.New("authn: invalid token")
+	// ErrExpired: the token was valid but its exp has passed (leeway included).
+	ErrExpired = errors.New("authn: token expired")
+
+	// ErrInvalidCredentials: unknown user or wrong password (never says which).
+	ErrInvalidCredentials = errors.New("authn: invalid credentials")
+	// ErrUserNotFound is returned by UserStore.LookupUser.
+	ErrUserNotFound = errors.New("authn: user not found")
+	// ErrUserExists is returned by UserCreator.CreateUser.
+	ErrUserExists = errors.New("authn: user already exists")
+	// ErrWeakPassword: a new password fails the password policy.
+	ErrWeakPassword = errors.New("authn: password too weak")
+	// ErrInvalidUsername: a new user name fails the name policy.
+	ErrInvalidUsername = errors.New("authn: invalid username")
+	// ErrThrottled: too many failed logins; see ThrottledError for Retry-After.
+	ErrThrottled = errors.New("authn: too many failed attempts")
+	// ErrReadOnly: the user store cannot create users.
+	ErrReadOnly = errors.New("authn: user store is read-only")
+)
+
+// MaxTokenBytes is the largest token Verify will look at (8 KiB).
+const MaxTokenBytes = 8 << 10
+
+// Claims are the few verified claims the rest of tokengate needs.
+// Times keep sub-second precision (NumericDate may be fractional).
+type Claims struct {
+	Subject   string    // sub: the user id; becomes X-Auth-UserId
+	ID        string    // jti: 128-bit random, base64url
+	IssuedAt  time.Time // iat
+	NotBefore time.Time // nbf
+	ExpiresAt time.Time // exp
+}
+
+// User is an account known to a UserStore.
+type User struct {
+	ID           string // the token's sub; defaults to Username
+	Username     string
+	PasswordHash string // bcrypt or argon2id PHC string; never logged or echoed
+}
