@@ -42,6 +42,7 @@ const MaxTokenBytes = 8 << 10
 // Times keep sub-second precision (NumericDate may be fractional).
 type Claims struct {
 	Subject   string    // sub: the user id; becomes X-Auth-UserId
+	Username  string    // private claim "name": the login name, for GET /session
 	ID        string    // jti: 128-bit random, base64url
 	IssuedAt  time.Time // iat
 	NotBefore time.Time // nbf

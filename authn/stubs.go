@@ -52,8 +52,10 @@ func NewTokens(signing *Key, verification []*Key, opts TokenOptions) (*Tokens, e
 	return nil, errTODO
 }
 
-// Issue signs a new token for subject.
-func (t *Tokens) Issue(subject string) (string, Claims, error) { return "", Claims{}, errTODO }
+// Issue signs a new token for the user id subject with login name username.
+func (t *Tokens) Issue(subject, username string) (string, Claims, error) {
+	return "", Claims{}, errTODO
+}
 
 // Verify checks a token (cache first) and returns its claims, or an error
 // wrapping ErrMalformed, ErrInvalid or ErrExpired.
@@ -107,9 +109,23 @@ func (f *FileUsers) LookupUser(ctx context.Context, username string) (User, erro
 	return User{}, errTODO
 }
 
+// ThrottleOptions bound failed logins. Zero values get the defaults.
+type ThrottleOptions struct {
+	PerUser    int           // failures per login name per Window; default 10; <0 disables
+	PerAddress int           // failures per client address per Window; default 50; <0 disables
+	Window     time.Duration // default 15m
+}
+
+// ThrottledError is returned (wrapping ErrThrottled) when a budget is spent.
+type ThrottledError struct{ RetryAfter time.Duration }
+
+func (e *ThrottledError) Error() string { return ErrThrottled.Error() }
+func (e *ThrottledError) Unwrap() error { return ErrThrottled }
+
 // AuthenticatorOptions configure login checks.
 type AuthenticatorOptions struct {
-	Now func() time.Time
+	Throttle ThrottleOptions
+	Now      func() time.Time
 }
 
 // Authenticator checks a login name and password against a UserStore,

@@ -28,7 +28,18 @@ type Verifier interface {
 
 // Issuer signs tokens (authn.Tokens).
 type Issuer interface {
-	Issue(subject string) (string, authn.Claims, error)
+	Issue(subject, username string) (string, authn.Claims, error)
+}
+
+// Refresher accepts tokens still inside the refresh window (authn.Tokens).
+type Refresher interface {
+	VerifyRefreshable(token string) (authn.Claims, error)
+}
+
+// Registrar creates users (authn.Registrar): ErrInvalidUsername,
+// ErrWeakPassword, ErrUserExists, ErrReadOnly.
+type Registrar interface {
+	Register(ctx context.Context, username, password string) (authn.User, error)
 }
 
 // Authenticator checks credentials (authn.Authenticator).
@@ -66,9 +77,14 @@ type Options struct {
 	Tokens interface {
 		Verifier
 		Issuer
+		Refresher
 	}
 	JWKS       func() ([]byte, bool) // optional; nil disables the jwks route
 	Auth       Authenticator
+	// Registration is off (default: the users route answers 404), open, or
+	// authenticated (a valid token is needed).
+	Registration string
+	Registrar    Registrar // required unless Registration is off
 	Revocation Revoker
 	// OnStoreError allow: a revocation store failure lets the request through
 	// (dangerous). Default false: deny with 503.
