@@ -79,13 +79,13 @@ type Options struct {
 		Issuer
 		Refresher
 	}
-	JWKS       func() ([]byte, bool) // optional; nil disables the jwks route
-	Auth       Authenticator
+	JWKS func() ([]byte, bool) // optional; nil disables the jwks route
+	Auth Authenticator
 	// Registration is off (default: the users route answers 404), open, or
 	// authenticated (a valid token is needed).
 	Registration string
 	Registrar    Registrar // required unless Registration is off
-	Revocation Revoker
+	Revocation   Revoker
 	// OnStoreError allow: a revocation store failure lets the request through
 	// (dangerous). Default false: deny with 503.
 	AllowOnStoreError bool
