@@ -1,0 +1,365 @@
+package revocation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults for CheckerOptions.
+const (
+	DefaultCacheSize     = 100000
+	DefaultMaxStaleness  = 5 * time.Second
+	DefaultUserCutoffTTL = 24 * time.Hour
+)
+
+// EventKind says what an Event changed.
+type EventKind uint8
+
+const (
+	EventToken EventKind = iota + 1 // a jti was revoked; Time is the token's exp
+	EventUser                       // a user's cutoff moved; Time is the new cutoff
+)
+
+// Event is a revocation announced by another replica (or this one).
+type Event struct {
+	Kind EventKind
+	ID   string // jti or user id
+	Time time.Time
+}
+
+// Notifier is a store that announces revocations (RedisStore). Notifications
+// runs until ctx is done: it calls onEvent for every announced revocation and
+// onReset each time the subscription is (re)established, since events may
+// have been lost while it was down.
+type Notifier interface {
+	Notifications(ctx context.Context, onEvent func(Event), onReset func())
+}
+
+// subscriber is a Notifier that can say whether its subscription is up.
+type subscriber interface {
+	Subscribed() bool
+}
+
+// pinger is a store with a cheap reachability check.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// CheckerOptions configure a Checker. Zero values get the documented defaults.
+type CheckerOptions struct {
+	CacheSize     int           // LRU entries (jti and user entries together); default 100000
+	MaxStaleness  time.Duration // longest a cached "not revoked" answer or user cutoff is trusted; default 5s
+	UserCutoffTTL time.Duration // how long a user cutoff is kept (longest token lifetime); default 24h
+	Now           func() time.Time
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer // optional
+}
+
+type entryKind uint8
+
+const (
+	kindToken entryKind = iota + 1
+	kindUser
+)
+
+// cacheKey is a struct rather than a concatenated string so that a lookup
+// does not allocate.
+type cacheKey struct {
+	kind entryKind
+	id   string
+}
+
+// cacheEntry is what the Checker knows about one jti or one user.
+type cacheEntry struct {
+	revoked   bool  // jti entries: revoked (final, never re-asked)
+	hasCutoff bool  // user entries
+	cutoff    int64 // user entries: unix ns
+	checked   int64 // unix ns when this was last true; trusted for MaxStaleness
+}
+
+// Checker answers revocation questions through an LRU cache.
+type Checker struct {
+	store     Store
+	cache     *lru.Cache[cacheKey, cacheEntry]
+	maxStale  int64
+	cutoffTTL time.Duration
+	now       func() time.Time
+	log       *slog.Logger
+	m         *metrics
+	sub       subscriber // nil unless the store sends notifications
+
+	// mu serialises cache writes that merge with what is cached (answers
+	// only get "more revoked"); reads take only the LRU's own lock.
+	mu sync.Mutex
+	// generation changes on every subscription reset, so an answer fetched
+	// across a reset is returned but not cached.
+	generation atomic.Uint64
+	resets     atomic.Uint64
+
+	stop      context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// NewChecker wraps store. If the store is a Notifier, the Checker consumes its
+// notifications in one goroutine until Close.
+func NewChecker(store Store, opts CheckerOptions) (*Checker, error) {
+	if store == nil {
+		return nil, errors.New("revocation: nil store")
+	}
+	if opts.CacheSize < 0 || opts.MaxStaleness < 0 || opts.UserCutoffTTL < 0 {
+		return nil, errors.New("revocation: cache size, max staleness and user cutoff TTL must not be negative")
+	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
+	if opts.MaxStaleness == 0 {
+		opts.MaxStaleness = DefaultMaxStaleness
+	}
+	if opts.UserCutoffTTL == 0 {
+		opts.UserCutoffTTL = DefaultUserCutoffTTL
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	cache, err := lru.New[cacheKey, cacheEntry](opts.CacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("revocation: %w", err)
+	}
+	c := &Checker{
+		store:     store,
+		cache:     cache,
+		maxStale:  int64(opts.MaxStaleness),
+		cutoffTTL: opts.UserCutoffTTL,
+		now:       opts.Now,
+		log:       opts.Logger,
+	}
+	notifier, _ := store.(Notifier)
+	var subscribed func() bool
+	if notifier != nil {
+		if s, ok := store.(subscriber); ok {
+			c.sub = s
+			subscribed = s.Subscribed
+		}
+	}
+	c.m, err = newMetrics(opts.Registerer, subscribed)
+	if err != nil {
+		return nil, fmt.Errorf("revocation: metrics: %w", err)
+	}
+	if notifier != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		c.stop, c.done = cancel, make(chan struct{})
+		go func() {
+			defer close(c.done)
+			notifier.Notifications(ctx, c.apply, c.reset)
+		}()
+	}
+	return c, nil
+}
+
+// Revoked reports whether the token (jti, issued at iat to userID) is dead:
+// its jti is revoked, or iat is at or before the user's cutoff. Errors wrap
+// ErrUnavailable; cached "revoked" answers never error.
+func (c *Checker) Revoked(ctx context.Context, jti, userID string, iat time.Time) (bool, error) {
+	now := c.now().UnixNano()
+	issued := unixNano(iat)
+	tok, tokOK := c.cache.Get(cacheKey{kindToken, jti})
+	if tokOK && tok.revoked {
+		c.m.hit.Inc()
+		return true, nil
+	}
+	usr, usrOK := c.cache.Get(cacheKey{kindUser, userID})
+	// Cutoffs only move forward, so a cutoff that kills the token stays true.
+	if usrOK && usr.hasCutoff && issued <= usr.cutoff {
+		c.m.hit.Inc()
+		return true, nil
+	}
+	if tokOK && usrOK && c.fresh(now, tok) && c.fresh(now, usr) {
+		c.m.hit.Inc()
+		return false, nil
+	}
+
+	c.m.miss.Inc()
+	gen := c.generation.Load()
+	st, err := c.status(ctx, jti, userID)
+	if err != nil {
+		return false, err
+	}
+	c.remember(gen, now, jti, userID, st)
+	if st.TokenRevoked {
+		return true, nil
+	}
+	return !st.UserCutoff.IsZero() && issued <= st.UserCutoff.UnixNano(), nil
+}
+
+// RevokeToken durably revokes jti until exp.
+func (c *Checker) RevokeToken(ctx context.Context, jti string, exp time.Time) error {
+	start := time.Now()
+	err := c.store.RevokeToken(ctx, jti, exp)
+	if err = c.observe(opRevokeToken, start, err); err != nil {
+		return err
+	}
+	c.m.revokedTokens.Inc()
+	c.mergeToken(jti, c.now().UnixNano(), true)
+	return nil
+}
+
+// RevokeUser durably kills every token of userID issued at or before cutoff.
+// The cutoff is kept for UserCutoffTTL.
+func (c *Checker) RevokeUser(ctx context.Context, userID string, cutoff time.Time) error {
+	start := time.Now()
+	err := c.store.RevokeUser(ctx, userID, cutoff, cutoff.Add(c.cutoffTTL))
+	if err = c.observe(opRevokeUser, start, err); err != nil {
+		return err
+	}
+	c.m.revokedUsers.Inc()
+	c.mergeUser(userID, c.now().UnixNano(), true, cutoff.UnixNano())
+	return nil
+}
+
+// Ready reports whether the store (and its subscription, if any) is usable.
+func (c *Checker) Ready(ctx context.Context) error {
+	start := time.Now()
+	var err error
+	if p, ok := c.store.(pinger); ok {
+		err = p.Ping(ctx)
+	} else {
+		_, err = c.store.Status(ctx, "readiness-probe", "readiness-probe")
+	}
+	if err = c.observe(opPing, start, err); err != nil {
+		return err
+	}
+	if c.sub != nil && !c.sub.Subscribed() {
+		return fmt.Errorf("%w: revocation notifications not subscribed", ErrUnavailable)
+	}
+	return nil
+}
+
+// Close stops background work and waits for it; it does not close the store.
+func (c *Checker) Close() error {
+	c.closeOnce.Do(func() {
+		if c.stop != nil {
+			c.stop()
+			<-c.done
+		}
+	})
+	return nil
+}
+
+// fresh reports whether e is recent enough to trust at now. A clock that
+// went backwards makes it stale, never fresh for longer.
+func (c *Checker) fresh(now int64, e cacheEntry) bool {
+	age := now - e.checked
+	return age >= 0 && age < c.maxStale
+}
+
+func (c *Checker) status(ctx context.Context, jti, userID string) (Status, error) {
+	start := time.Now()
+	st, err := c.store.Status(ctx, jti, userID)
+	return st, c.observe(opStatus, start, err)
+}
+
+// observe records a store call and makes sure its error wraps ErrUnavailable.
+func (c *Checker) observe(op storeOp, start time.Time, err error) error {
+	c.m.storeDuration[op].Observe(time.Since(start).Seconds())
+	if err == nil {
+		return nil
+	}
+	c.m.storeErrors[op].Inc()
+	if !errors.Is(err, ErrUnavailable) {
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+// remember caches a store answer obtained at time checked.
+func (c *Checker) remember(gen uint64, checked int64, jti, userID string, st Status) {
+	if c.generation.Load() != gen {
+		return // the subscription was reset meanwhile: the answer may predate lost events
+	}
+	c.mergeToken(jti, checked, st.TokenRevoked)
+	c.mergeUser(userID, checked, !st.UserCutoff.IsZero(), unixNano(st.UserCutoff))
+}
+
+// mergeToken records what is known about jti; a revoked entry stays revoked.
+func (c *Checker) mergeToken(jti string, checked int64, revoked bool) {
+	key := cacheKey{kindToken, jti}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.cache.Peek(key); ok && old.revoked {
+		return
+	}
+	c.cache.Add(key, cacheEntry{revoked: revoked, checked: checked})
+}
+
+// mergeUser records what is known about a user's cutoff; it never moves back.
+func (c *Checker) mergeUser(userID string, checked int64, hasCutoff bool, cutoff int64) {
+	key := cacheKey{kindUser, userID}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := cacheEntry{hasCutoff: hasCutoff, cutoff: cutoff, checked: checked}
+	if old, ok := c.cache.Peek(key); ok {
+		if old.hasCutoff && (!e.hasCutoff || old.cutoff > e.cutoff) {
+			e.hasCutoff, e.cutoff = true, old.cutoff
+		}
+		e.checked = max(e.checked, old.checked)
+	}
+	c.cache.Add(key, e)
+}
+
+// apply takes an announced revocation into the cache.
+func (c *Checker) apply(ev Event) {
+	now := c.now().UnixNano()
+	switch ev.Kind {
+	case EventToken:
+		c.mergeToken(ev.ID, now, true)
+	case EventUser:
+		c.mergeUser(ev.ID, now, true, ev.Time.UnixNano())
+	}
+}
+
+// reset runs when the subscription is (re)established: events may have been
+// lost, so every "not revoked" answer is dropped and every cutoff is marked
+// stale (re-asked on next use, but never forgotten: if the store came back
+// empty, what this replica knew still holds). Revoked jtis stay.
+func (c *Checker) reset() {
+	if c.resets.Add(1) > 1 {
+		c.m.pubsubReconnect.Inc()
+		c.log.Info("revocation notifications re-subscribed; cached answers dropped")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.generation.Add(1)
+	for _, key := range c.cache.Keys() {
+		e, ok := c.cache.Peek(key)
+		switch {
+		case !ok || e.revoked:
+		case e.hasCutoff:
+			e.checked = math.MinInt64
+			c.cache.Add(key, e)
+		default:
+			c.cache.Remove(key)
+		}
+	}
+}
+
+// unixNano is t in unix nanoseconds; the zero time (no iat) sorts first, so
+// any cutoff kills it.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return math.MinInt64
+	}
+	return t.UnixNano()
+}
