@@ -1,0 +1,425 @@
+package deploy
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+const (
+	sidecarName = "tokengate"
+	nonRootUID  = 65532
+)
+
+// fileSource is what backs a path inside a container.
+type fileSource struct {
+	kind     string // ConfigMap, Secret, emptyDir, persistentVolumeClaim
+	name     string // object name (ConfigMap, Secret)
+	key      string // data key (ConfigMap, Secret)
+	readOnly bool
+}
+
+// resolveFile finds the volume, and for ConfigMaps and Secrets the key,
+// that provides path in container c.
+func resolveFile(pod corev1.PodSpec, c corev1.Container, p string) (fileSource, error) {
+	var mount *corev1.VolumeMount
+	for i, m := range c.VolumeMounts {
+		if (p == m.MountPath || strings.HasPrefix(p, strings.TrimSuffix(m.MountPath, "/")+"/")) &&
+			(mount == nil || len(m.MountPath) > len(mount.MountPath)) {
+			mount = &c.VolumeMounts[i]
+		}
+	}
+	if mount == nil {
+		return fileSource{}, fmt.Errorf("%s: no volume mounted there in container %s", p, c.Name)
+	}
+	rel := strings.TrimPrefix(strings.TrimPrefix(p, mount.MountPath), "/")
+	if mount.SubPath != "" {
+		rel = path.Join(mount.SubPath, rel)
+	}
+	var vol *corev1.Volume
+	for i := range pod.Volumes {
+		if pod.Volumes[i].Name == mount.Name {
+			vol = &pod.Volumes[i]
+		}
+	}
+	if vol == nil {
+		return fileSource{}, fmt.Errorf("%s: volume %q is not defined", p, mount.Name)
+	}
+	find := func(kind, name string, items []corev1.KeyToPath) (fileSource, bool) {
+		if len(items) == 0 {
+			return fileSource{kind: kind, name: name, key: rel, readOnly: true}, !strings.Contains(rel, "/")
+		}
+		for _, it := range items {
+			if it.Path == rel {
+				return fileSource{kind: kind, name: name, key: it.Key, readOnly: true}, true
+			}
+		}
+		return fileSource{}, false
+	}
+	switch {
+	case vol.ConfigMap != nil:
+		if fs, ok := find("ConfigMap", vol.ConfigMap.Name, vol.ConfigMap.Items); ok {
+			return fs, nil
+		}
+	case vol.Secret != nil:
+		if fs, ok := find("Secret", vol.Secret.SecretName, vol.Secret.Items); ok {
+			return fs, nil
+		}
+	case vol.Projected != nil:
+		for _, s := range vol.Projected.Sources {
+			if s.ConfigMap != nil {
+				if fs, ok := find("ConfigMap", s.ConfigMap.Name, s.ConfigMap.Items); ok {
+					return fs, nil
+				}
+			}
+			if s.Secret != nil {
+				if fs, ok := find("Secret", s.Secret.Name, s.Secret.Items); ok {
+					return fs, nil
+				}
+			}
+		}
+	case vol.EmptyDir != nil:
+		return fileSource{kind: "emptyDir", readOnly: mount.ReadOnly}, nil
+	case vol.PersistentVolumeClaim != nil:
+		return fileSource{kind: "persistentVolumeClaim", readOnly: mount.ReadOnly || vol.PersistentVolumeClaim.ReadOnly}, nil
+	}
+	return fileSource{}, fmt.Errorf("%s: volume %q does not provide %q", p, vol.Name, rel)
+}
+
+// containerPort resolves a named or numbered port of c; 0 when c has none.
+func containerPort(c corev1.Container, p intstr.IntOrString) int32 {
+	for _, cp := range c.Ports {
+		if p.Type == intstr.String && cp.Name == p.StrVal || p.Type == intstr.Int && cp.ContainerPort == p.IntVal {
+			return cp.ContainerPort
+		}
+	}
+	return 0
+}
+
+func portOf(hostport string) (int32, error) {
+	_, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(p, 10, 32)
+	return int32(n), err
+}
+
+// envValue is the literal value of env var name in c ("" if unset or from a ref).
+func envValue(c corev1.Container, name string) (corev1.EnvVar, bool) {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return corev1.EnvVar{}, false
+}
+
+func checkSecurityContext(where string, sc *corev1.SecurityContext) []error {
+	if sc == nil {
+		return []error{fmt.Errorf("%s: no securityContext", where)}
+	}
+	var errs []error
+	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf(where+": "+f, a...)) }
+	if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+		bad("runAsNonRoot must be true")
+	}
+	if sc.RunAsUser == nil || *sc.RunAsUser != nonRootUID {
+		bad("runAsUser must be %d", nonRootUID)
+	}
+	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		bad("readOnlyRootFilesystem must be true")
+	}
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		bad("allowPrivilegeEscalation must be false")
+	}
+	if sc.Privileged != nil && *sc.Privileged {
+		bad("privileged must not be set")
+	}
+	if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") || len(sc.Capabilities.Add) > 0 {
+		bad("capabilities must drop ALL and add none")
+	}
+	if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		bad("seccompProfile must be RuntimeDefault")
+	}
+	return errs
+}
+
+func checkResources(where string, r corev1.ResourceRequirements) []error {
+	var errs []error
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		req, okReq := r.Requests[name]
+		lim, okLim := r.Limits[name]
+		switch {
+		case !okReq || !okLim:
+			errs = append(errs, fmt.Errorf("%s: %s request and limit must both be set", where, name))
+		case req.Cmp(lim) > 0 || req.Cmp(resource.Quantity{}) <= 0:
+			errs = append(errs, fmt.Errorf("%s: %s request %s must be > 0 and <= limit %s", where, name, req.String(), lim.String()))
+		}
+	}
+	return errs
+}
+
+// sidecarProblems checks what makes the sidecar pattern safe: the app is
+// reachable only through tokengate, the admin port stays out of the public
+// Service, probes hit the admin port, every container is locked down, the
+// files the config names exist in the pod, and replicas share revocations.
+func sidecarProblems(b bundle) []error {
+	var errs []error
+	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf(f, a...)) }
+	if len(b.deployments) == 0 {
+		bad("no Deployment")
+	}
+	for _, d := range b.deployments {
+		errs = append(errs, deploymentProblems(b, d)...)
+	}
+	return errs
+}
+
+func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
+	var errs []error
+	bad := func(f string, a ...any) {
+		errs = append(errs, fmt.Errorf("Deployment %s: "+f, append([]any{d.Name}, a...)...))
+	}
+	pod := d.Spec.Template.Spec
+	podLabels := labels.Set(d.Spec.Template.Labels)
+
+	if psc := pod.SecurityContext; psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot ||
+		psc.RunAsUser == nil || *psc.RunAsUser != nonRootUID ||
+		psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		bad("pod securityContext must set runAsNonRoot, runAsUser %d and seccompProfile RuntimeDefault", nonRootUID)
+	}
+	var tg *corev1.Container
+	var apps []corev1.Container
+	for i, c := range pod.Containers {
+		where := "Deployment " + d.Name + " container " + c.Name
+		errs = append(errs, checkSecurityContext(where, c.SecurityContext)...)
+		errs = append(errs, checkResources(where, c.Resources)...)
+		if c.Name == sidecarName {
+			tg = &pod.Containers[i]
+		} else {
+			apps = append(apps, c)
+		}
+	}
+	if tg == nil {
+		bad("no %q container", sidecarName)
+		return errs
+	}
+
+	// The config, as the sidecar sees it.
+	cfgPath := ""
+	for i, a := range tg.Args {
+		if a == "--config" && i+1 < len(tg.Args) {
+			cfgPath = tg.Args[i+1]
+		}
+	}
+	if cfgPath == "" {
+		bad("tokengate args %v have no --config FILE", tg.Args)
+		return errs
+	}
+	src, err := resolveFile(pod, *tg, cfgPath)
+	if err != nil || src.kind != "ConfigMap" || b.configMaps[src.name] == nil {
+		bad("--config %s must come from a ConfigMap in the build (got %+v, %v)", cfgPath, src, err)
+		return errs
+	}
+	data, ok := b.configMaps[src.name].Data[src.key]
+	if !ok {
+		bad("ConfigMap %s has no key %s", src.name, src.key)
+		return errs
+	}
+	cfg, err := parseSidecarConfig(data)
+	if err != nil {
+		bad("%v", err)
+		return errs
+	}
+	if e, ok := envValue(*tg, "TOKENGATE_REVOCATION_BACKEND"); ok {
+		cfg.Revocation.Backend = e.Value
+	}
+
+	listenPort, err1 := portOf(cfg.Listen)
+	adminPort, err2 := portOf(cfg.AdminListen)
+	up, err3 := url.Parse(cfg.Upstream)
+	if err1 != nil || err2 != nil || err3 != nil {
+		bad("listen %q, admin_listen %q, upstream %q must be host:port, host:port, URL", cfg.Listen, cfg.AdminListen, cfg.Upstream)
+		return errs
+	}
+	if up.Hostname() != "127.0.0.1" {
+		bad("upstream %s must be on 127.0.0.1: the app must not listen on the pod IP", cfg.Upstream)
+	}
+	if containerPort(*tg, intstr.FromInt32(listenPort)) == 0 || containerPort(*tg, intstr.FromInt32(adminPort)) == 0 {
+		bad("tokengate must declare containerPorts %d (listen) and %d (admin_listen)", listenPort, adminPort)
+	}
+
+	// The app: loopback only, no ports, nothing Kubernetes can route to.
+	for _, a := range apps {
+		if len(a.Ports) > 0 {
+			bad("app container %s declares containerPorts; it must listen on 127.0.0.1 only", a.Name)
+		}
+		settings := slices.Clone(a.Args)
+		settings = append(settings, a.Command...)
+		for _, e := range a.Env {
+			settings = append(settings, e.Value)
+		}
+		joined := strings.Join(settings, " ")
+		if !strings.Contains(joined, up.Host) {
+			bad("app container %s must be told to listen on %s (args/env), got %q", a.Name, up.Host, joined)
+		}
+		for _, wild := range []string{"0.0.0.0", "[::]", "=:" + up.Port(), " :" + up.Port()} {
+			if strings.Contains(" "+joined, wild) {
+				bad("app container %s listens on a wildcard address (%q in %q)", a.Name, wild, joined)
+			}
+		}
+		if a.ReadinessProbe != nil || a.LivenessProbe != nil || a.StartupProbe != nil {
+			bad("app container %s has probes: kubelet probes the pod IP, which the app must not listen on", a.Name)
+		}
+	}
+
+	// Probes on the admin port.
+	for _, p := range []struct {
+		name, path string
+		probe      *corev1.Probe
+	}{{"readinessProbe", "/readyz", tg.ReadinessProbe}, {"livenessProbe", "/healthz", tg.LivenessProbe}} {
+		if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path ||
+			containerPort(*tg, p.probe.HTTPGet.Port) != adminPort {
+			bad("tokengate %s must be httpGet %s on the admin port %d", p.name, p.path, adminPort)
+		}
+	}
+
+	// Shutdown: SIGKILL only after tokengate's delay and drain.
+	delay, _ := time.ParseDuration(cfg.Server.ShutdownDelay)
+	grace, _ := time.ParseDuration(cfg.Server.ShutdownGrace)
+	if pod.TerminationGracePeriodSeconds == nil || time.Duration(*pod.TerminationGracePeriodSeconds)*time.Second <= delay+grace {
+		bad("terminationGracePeriodSeconds must exceed server.shutdown_delay + server.shutdown_grace (%s)", delay+grace)
+	}
+
+	// Files the config names exist in the pod.
+	for _, f := range []struct{ key, path, kind string }{
+		{"tokens.signing_key_file", cfg.Tokens.SigningKeyFile, "Secret"},
+		{"users.file", cfg.Users.File, "Secret"},
+	} {
+		if f.path == "" {
+			continue
+		}
+		src, err := resolveFile(pod, *tg, f.path)
+		if err != nil {
+			bad("%s: %v", f.key, err)
+			continue
+		}
+		if src.kind != f.kind {
+			bad("%s %s must come from a %s, not a %s", f.key, f.path, f.kind, src.kind)
+			continue
+		}
+		s := b.secrets[src.name]
+		if s == nil {
+			bad("%s: Secret %s is not in the build", f.key, src.name)
+			continue
+		}
+		if _, ok := s.StringData[src.key]; !ok {
+			if _, ok := s.Data[src.key]; !ok {
+				bad("%s: Secret %s has no key %s", f.key, src.name, src.key)
+			}
+		}
+	}
+	if cfg.Revocation.Backend == "bolt" {
+		src, err := resolveFile(pod, *tg, cfg.Revocation.Path)
+		if err != nil || src.readOnly || (src.kind != "emptyDir" && src.kind != "persistentVolumeClaim") {
+			bad("revocation.path %s must be on a writable emptyDir or PVC (got %+v, %v)", cfg.Revocation.Path, src, err)
+		}
+	}
+	replicas := int32(1)
+	if d.Spec.Replicas != nil {
+		replicas = *d.Spec.Replicas
+	}
+	if replicas > 1 && cfg.Revocation.Backend != "redis" {
+		bad("%d replicas with revocation backend %q: revocations would be per replica; use redis", replicas, cfg.Revocation.Backend)
+	}
+	if cfg.Revocation.Backend == "redis" {
+		e, ok := envValue(*tg, "TOKENGATE_REVOCATION_REDIS_URL")
+		if !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+			bad("revocation backend redis needs TOKENGATE_REVOCATION_REDIS_URL from a Secret")
+		} else if s := b.secrets[e.ValueFrom.SecretKeyRef.Name]; s == nil {
+			bad("Secret %s for the Redis URL is not in the build", e.ValueFrom.SecretKeyRef.Name)
+		} else if _, ok := s.StringData[e.ValueFrom.SecretKeyRef.Key]; !ok {
+			bad("Secret %s has no key %s", s.Name, e.ValueFrom.SecretKeyRef.Key)
+		}
+	}
+
+	// Services: tokengate's listen port is public; the admin port never
+	// shares a Service with it; nothing routes to the app.
+	public := 0
+	for _, s := range b.services {
+		if len(s.Spec.Selector) == 0 || !labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) {
+			continue
+		}
+		targets := map[int32]bool{}
+		for _, sp := range s.Spec.Ports {
+			tp := sp.TargetPort
+			if tp.Type == intstr.Int && tp.IntVal == 0 {
+				tp = intstr.FromInt32(sp.Port)
+			}
+			n := containerPort(*tg, tp)
+			if n == 0 {
+				bad("Service %s port %s targets %s, which is not a tokengate port", s.Name, sp.Name, tp.String())
+			}
+			targets[n] = true
+		}
+		if targets[listenPort] {
+			public++
+			if targets[adminPort] {
+				bad("Service %s exposes the admin port %d beside the public one", s.Name, adminPort)
+			}
+			if s.Spec.Ports[0].Name != "http" {
+				bad("Service %s: the public port must be named http", s.Name)
+			}
+		}
+	}
+	if public == 0 {
+		bad("no Service targets tokengate's listen port %d", listenPort)
+	}
+
+	// A PDB covers the pods.
+	pdbs := 0
+	for _, p := range b.pdbs {
+		if sel := p.Spec.Selector; sel != nil && labels.SelectorFromSet(sel.MatchLabels).Matches(podLabels) {
+			pdbs++
+			if replicas > 1 && (p.Spec.MinAvailable == nil || p.Spec.MinAvailable.IntValue() < 2) {
+				bad("PodDisruptionBudget %s: with %d replicas keep minAvailable >= 2", p.Name, replicas)
+			}
+		}
+	}
+	if pdbs != 1 {
+		bad("%d PodDisruptionBudgets select the pods, want 1", pdbs)
+	}
+
+	// The ServiceMonitor scrapes the admin port through a Service port.
+	scraped := false
+	for _, sm := range b.serviceMonitors {
+		for _, s := range b.services {
+			if !labels.SelectorFromSet(sm.Spec.Selector.MatchLabels).Matches(labels.Set(s.Labels)) {
+				continue
+			}
+			for _, ep := range sm.Spec.Endpoints {
+				for _, sp := range s.Spec.Ports {
+					if ep.Port == sp.Name && containerPort(*tg, sp.TargetPort) == adminPort {
+						scraped = true
+					}
+				}
+			}
+		}
+	}
+	if !scraped {
+		bad("no ServiceMonitor endpoint scrapes the admin port %d", adminPort)
+	}
+	return errs
+}
