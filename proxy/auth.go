@@ -1,0 +1,122 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"tokengate/authn"
+)
+
+// authOutcome is the result of checking a request's Bearer token.
+type authOutcome struct {
+	claims   authn.Claims
+	decision string   // the tokengate_auth_decisions_total result
+	err      apiError // the answer when decision is not allowed
+}
+
+func (o authOutcome) allowed() bool { return o.decision == decisionAllowed }
+
+// bearerToken returns the token of the request's only Authorization header.
+// present is false when there is none (or it is empty).
+func bearerToken(hdr http.Header) (token string, present bool, fail authOutcome) {
+	vals := hdr["Authorization"]
+	switch {
+	case len(vals) == 0 || (len(vals) == 1 && strings.TrimSpace(vals[0]) == ""):
+		return "", false, authOutcome{decision: decisionMissing, err: errMissingToken}
+	case len(vals) > 1:
+		// Which one would the upstream read? Refuse to guess.
+		return "", true, authOutcome{decision: decisionMalformed, err: errSeveralAuth}
+	}
+	v := strings.TrimSpace(vals[0])
+	const scheme = "Bearer "
+	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
+		return "", true, authOutcome{decision: decisionMalformed, err: errInvalidToken}
+	}
+	token = strings.TrimLeft(v[len(scheme):], " ")
+	if len(token) > authn.MaxTokenBytes {
+		// Not even parsed: a huge token is an attack on the parser.
+		return "", true, authOutcome{decision: decisionMalformed, err: errInvalidToken}
+	}
+	return token, true, authOutcome{}
+}
+
+// verifyError maps a Verify error to the client answer and the decision.
+func verifyError(err error) authOutcome {
+	switch {
+	case errors.Is(err, authn.ErrExpired):
+		return authOutcome{decision: decisionExpired, err: errTokenExpired}
+	case errors.Is(err, authn.ErrMalformed):
+		return authOutcome{decision: decisionMalformed, err: errInvalidToken}
+	default: // ErrInvalid, or anything a Verifier may return
+		return authOutcome{decision: decisionInvalid, err: errInvalidToken}
+	}
+}
+
+// authenticate checks the request's token: exactly one Bearer header,
+// signature and claims (Verify, cached in authn), then revocation (cached in
+// the Checker). It counts the decision. refreshable accepts tokens within the
+// refresh window (PUT on the session route).
+func (h *handler) authenticate(r *http.Request, refreshable bool) authOutcome {
+	out := h.checkToken(r, refreshable)
+	h.metrics.decisions[out.decision].Inc()
+	return out
+}
+
+func (h *handler) checkToken(r *http.Request, refreshable bool) authOutcome {
+	token, _, fail := bearerToken(r.Header)
+	if fail.decision != "" {
+		return fail
+	}
+	var (
+		claims authn.Claims
+		err    error
+	)
+	if refreshable {
+		claims, err = h.tokens.VerifyRefreshable(token)
+	} else {
+		claims, err = h.tokens.Verify(token)
+	}
+	if err != nil {
+		h.debug(r.Context(), "token refused", slog.String("reason", err.Error()))
+		return verifyError(err)
+	}
+	revoked, err := h.revocation.Revoked(r.Context(), claims.ID, claims.Subject, claims.IssuedAt)
+	switch {
+	case err != nil && h.allowOnStoreError:
+		h.logger.LogAttrs(r.Context(), slog.LevelWarn, "revocation store unavailable; letting the token through (on_store_error: allow)",
+			slog.String("request_id", RequestIDFromContext(r.Context())), slog.Any("error", err))
+	case err != nil:
+		h.logger.LogAttrs(r.Context(), slog.LevelError, "revocation store unavailable",
+			slog.String("request_id", RequestIDFromContext(r.Context())), slog.Any("error", err))
+		return authOutcome{decision: decisionError, err: errRevocationDown}
+	case revoked:
+		return authOutcome{decision: decisionRevoked, err: errTokenRevoked}
+	}
+	return authOutcome{claims: claims, decision: decisionAllowed}
+}
+
+// writeAuthError answers a refused token, with the RFC 6750 challenge.
+func writeAuthError(w http.ResponseWriter, out authOutcome) {
+	switch out.err.Status {
+	case http.StatusUnauthorized:
+		if out.decision == decisionMissing {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+		} else {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		}
+	case http.StatusBadRequest:
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_request"`)
+	}
+	writeError(w, out.err)
+}
+
+func (h *handler) debug(ctx context.Context, msg string, attrs ...slog.Attr) {
+	if !h.logger.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	attrs = append(attrs, slog.String("request_id", RequestIDFromContext(ctx)))
+	h.logger.LogAttrs(ctx, slog.LevelDebug, msg, attrs...)
+}

@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"time"
+
+	"tokengate/authn"
+)
+
+// stateKey is the context key of the per-request state; unexported so only
+// this package can set it.
+type stateKey struct{}
+
+// requestState is everything the middlewares and handlers share about one
+// request. It is also the ResponseWriter wrapper that records the status and
+// byte count, so each request costs one allocation for both.
+type requestState struct {
+	http.ResponseWriter
+
+	id      string
+	route   string
+	claims  authn.Claims
+	authed  bool     // claims hold a verified, non-revoked token
+	claimed []string // identity header values the client sent (stripped)
+
+	status      int
+	bytes       int64
+	hijacked    bool
+	clientGone  bool          // the client went away before the upstream answered
+	upstreamDur time.Duration // time spent in the ReverseProxy (proxied routes)
+}
+
+func stateFrom(ctx context.Context) *requestState {
+	st, _ := ctx.Value(stateKey{}).(*requestState)
+	return st
+}
+
+// ClaimsFromContext returns the verified claims of the request's token, and
+// false when the request is anonymous (or not served by this package).
+func ClaimsFromContext(ctx context.Context) (authn.Claims, bool) {
+	st := stateFrom(ctx)
+	if st == nil || !st.authed {
+		return authn.Claims{}, false
+	}
+	return st.claims, true
+}
+
+// RequestIDFromContext returns the request id tokengate assigned (or
+// accepted from the client) for the request.
+func RequestIDFromContext(ctx context.Context) string {
+	if st := stateFrom(ctx); st != nil {
+		return st.id
+	}
+	return ""
+}
+
+// setClaims records the verified identity of the request.
+func (st *requestState) setClaims(c authn.Claims) {
+	st.claims = c
+	st.authed = true
+}
+
+func (st *requestState) WriteHeader(code int) {
+	// 1xx other than 101 are informational (ReverseProxy relays 103 Early
+	// Hints this way): the final status is still to come.
+	if st.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		st.status = code
+	}
+	st.ResponseWriter.WriteHeader(code)
+}
+
+func (st *requestState) Write(b []byte) (int, error) {
+	if st.status == 0 {
+		st.status = http.StatusOK
+	}
+	n, err := st.ResponseWriter.Write(b)
+	st.bytes += int64(n)
+	return n, err
+}
+
+// Flush lets streaming responses through the wrapper.
+func (st *requestState) Flush() {
+	if st.status == 0 {
+		st.status = http.StatusOK
+	}
+	if f, ok := st.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Hijack lets WebSocket and other upgrades through the wrapper.
+func (st *requestState) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(st.ResponseWriter).Hijack()
+	if err == nil {
+		st.hijacked = true
+		st.status = http.StatusSwitchingProtocols
+	}
+	return conn, brw, err
+}
+
+// Unwrap serves http.ResponseController for everything else.
+func (st *requestState) Unwrap() http.ResponseWriter { return st.ResponseWriter }

@@ -1,0 +1,306 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"runtime/debug"
+	"time"
+)
+
+// handler is the public handler New returns.
+type handler struct {
+	upstream          *url.URL
+	identity          identityHeader
+	public            publicPaths
+	trusted           []netip.Prefix
+	endpoints         map[string]endpoint
+	maxBody           int64
+	tokens            tokens
+	jwks              func() ([]byte, bool)
+	auth              Authenticator
+	registration      string
+	registrar         Registrar
+	revocation        Revoker
+	allowOnStoreError bool
+	logger            *slog.Logger
+	metrics           *metrics
+	now               func() time.Time
+
+	rp    *httputil.ReverseProxy
+	serve http.Handler // the assembled middleware chain
+}
+
+// tokens is what the handler needs of authn.Tokens.
+type tokens interface {
+	Verifier
+	Issuer
+	Refresher
+}
+
+// endpoint is an identity endpoint: served here, never proxied.
+type endpoint struct {
+	name  string
+	serve http.HandlerFunc
+}
+
+// New returns the public handler. It validates opts and reports every
+// problem at once.
+func New(opts Options) (http.Handler, error) {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: registering metrics: %w", err)
+	}
+	h := &handler{
+		upstream:          opts.Upstream,
+		identity:          newIdentityHeader(opts.IdentityHeader),
+		public:            newPublicPaths(opts.PublicPaths),
+		trusted:           opts.TrustedProxies,
+		maxBody:           opts.MaxBodyBytes,
+		tokens:            opts.Tokens,
+		jwks:              opts.JWKS,
+		auth:              opts.Auth,
+		registration:      opts.Registration,
+		registrar:         opts.Registrar,
+		revocation:        opts.Revocation,
+		allowOnStoreError: opts.AllowOnStoreError,
+		logger:            opts.Logger,
+		metrics:           m,
+		now:               opts.Now,
+	}
+	h.rp = h.newReverseProxy(opts.UpstreamTimeout)
+	h.endpoints = h.buildEndpoints(opts.Routes)
+
+	// Read top to bottom: the order a request goes through.
+	h.serve = chain(http.HandlerFunc(h.route),
+		h.recoverPanics,   // outermost: a panic anywhere becomes a 500
+		h.assignRequestID, // X-Request-Id on the response and to the upstream
+		h.observe,         // metrics and the access log
+		h.stripIdentity,   // no client-sent identity header goes further
+	)
+	return h, nil
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.serve.ServeHTTP(w, r) }
+
+// chain wraps final in the middlewares, the first one outermost.
+func chain(final http.Handler, mws ...func(http.Handler) http.Handler) http.Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		final = mws[i](final)
+	}
+	return final
+}
+
+func (h *handler) buildEndpoints(rt Routes) map[string]endpoint {
+	eps := map[string]endpoint{}
+	add := func(path, name string, serve http.HandlerFunc) {
+		if path != "" {
+			eps[path] = endpoint{name: name, serve: serve}
+		}
+	}
+	add(rt.Login, routeLogin, h.serveLogin)
+	add(rt.Logout, routeLogout, h.serveLogout)
+	add(rt.LogoutAll, routeLogoutAll, h.serveLogoutAll)
+	add(rt.Session, routeSession, h.serveSession)
+	add(rt.Users, routeUsers, h.serveUsers)
+	if h.jwks != nil {
+		add(rt.JWKS, routeJWKS, h.serveJWKS)
+	}
+	return eps
+}
+
+// recoverPanics turns a panic into a logged 500. It also creates the
+// per-request state (and response wrapper) every later step shares: one
+// allocation that carries the id, route, identity and status.
+func (h *handler) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := &requestState{ResponseWriter: w}
+		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v) // ReverseProxy aborting a response: net/http closes the connection
+			}
+			h.logger.LogAttrs(r.Context(), slog.LevelError, "panic serving request",
+				slog.String("request_id", st.id),
+				slog.String("panic", fmt.Sprint(v)),
+				slog.String("stack", string(debug.Stack())))
+			if st.status == 0 && !st.hijacked {
+				writeError(st, errInternal)
+			}
+		}()
+		next.ServeHTTP(st, r)
+	})
+}
+
+// assignRequestID keeps a well-formed client X-Request-Id (1-128 of
+// [A-Za-z0-9._-]) or makes one, and sets it on the response and upstream.
+func (h *handler) assignRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := stateFrom(r.Context())
+		vals := r.Header["X-Request-Id"]
+		if len(vals) == 1 && validRequestID(vals[0]) {
+			st.id = vals[0]
+		} else {
+			st.id = newRequestID()
+			r.Header["X-Request-Id"] = []string{st.id}
+		}
+		w.Header()["X-Request-Id"] = []string{st.id}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails since Go 1.24
+	var out [32]byte
+	hex.Encode(out[:], b[:])
+	return string(out[:])
+}
+
+// observe records the metrics and writes the access log line.
+func (h *handler) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := stateFrom(r.Context())
+		start := time.Now()
+		defer func() {
+			if v := recover(); v != nil {
+				if st.status == 0 && v != http.ErrAbortHandler {
+					st.status = http.StatusInternalServerError // what recoverPanics will answer
+				}
+				h.finish(r, st, start)
+				panic(v)
+			}
+		}()
+		next.ServeHTTP(w, r)
+		h.finish(r, st, start)
+	})
+}
+
+func (h *handler) finish(r *http.Request, st *requestState, start time.Time) {
+	elapsed := time.Since(start)
+	status := st.status
+	switch {
+	case st.clientGone:
+		status = 499 // nginx's "client closed request"; nothing was sent
+	case status == 0:
+		status = http.StatusOK // net/http's answer when a handler writes nothing
+	}
+	route := st.route
+	if route == "" {
+		route = routeProxy
+	}
+	h.metrics.observe(route, status, elapsed.Seconds())
+
+	ctx := r.Context()
+	if !h.logger.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 10)
+	attrs = append(attrs,
+		slog.String("request_id", st.id),
+		slog.String("route", route),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path), // never the query string: it may hold secrets
+		slog.Int("status", status),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+		slog.Int64("bytes", st.bytes),
+	)
+	if st.authed {
+		attrs = append(attrs, slog.String("user_id", st.claims.Subject))
+	}
+	if st.upstreamDur > 0 {
+		attrs = append(attrs, slog.Float64("upstream_ms", float64(st.upstreamDur.Microseconds())/1000))
+	}
+	h.logger.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+}
+
+// stripIdentity removes every client-sent spelling of the identity header,
+// on every request. The values are kept aside for logout_all's 403.
+func (h *handler) stripIdentity(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if claimed := h.identity.strip(r.Header); claimed != nil {
+			stateFrom(r.Context()).claimed = claimed
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// route dispatches: identity endpoints, public paths, then everything else
+// with a token required.
+func (h *handler) route(w http.ResponseWriter, r *http.Request) {
+	st := stateFrom(r.Context())
+	switch classifyPath(r.URL.Path, r.URL.RawPath) {
+	case pathHostile:
+		st.route = routeProxy
+		writeError(w, errBadPath)
+		return
+	case pathClean:
+		if ep, ok := h.endpoints[r.URL.Path]; ok {
+			st.route = ep.name
+			ep.serve(w, r)
+			return
+		}
+		if h.public.match(r.URL.Path) {
+			st.route = routePublic
+			h.servePublic(w, r)
+			return
+		}
+	}
+	st.route = routeProxy
+	h.servePrivate(w, r)
+}
+
+// servePrivate proxies only requests with a valid, unrevoked token.
+func (h *handler) servePrivate(w http.ResponseWriter, r *http.Request) {
+	out := h.authenticate(r, false)
+	if !out.allowed() {
+		writeAuthError(w, out)
+		return
+	}
+	stateFrom(r.Context()).setClaims(out.claims)
+	h.forward(w, r)
+}
+
+// servePublic proxies anyway; a valid token still sets the identity header,
+// a bad or absent one makes the request anonymous.
+func (h *handler) servePublic(w http.ResponseWriter, r *http.Request) {
+	if _, present, _ := bearerToken(r.Header); present {
+		if out := h.authenticate(r, false); out.allowed() {
+			stateFrom(r.Context()).setClaims(out.claims)
+		}
+	}
+	h.forward(w, r)
+}
+
+func (h *handler) forward(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	h.rp.ServeHTTP(w, r)
+	stateFrom(r.Context()).upstreamDur = time.Since(start)
+}

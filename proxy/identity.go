@@ -1,0 +1,66 @@
+package proxy
+
+import (
+	"net/http"
+)
+
+// identityHeader is the configured identity header in the two forms the hot
+// path needs, computed once in New.
+type identityHeader struct {
+	canonical  string // the key we set: http.CanonicalHeaderKey(name)
+	normalized string // lower case, '-' for '_': what every spelling reduces to
+}
+
+func newIdentityHeader(name string) identityHeader {
+	return identityHeader{
+		canonical:  http.CanonicalHeaderKey(name),
+		normalized: normalizeHeaderName(name),
+	}
+}
+
+// normalizeHeaderName lower-cases name and maps '_' to '-': many servers
+// (CGI, some frameworks) read X_Auth_UserId as X-Auth-UserId, so a client
+// must not be able to smuggle either spelling to the upstream.
+func normalizeHeaderName(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		b[i] = normalizeHeaderByte(c)
+	}
+	return string(b)
+}
+
+func normalizeHeaderByte(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + ('a' - 'A')
+	case c == '_':
+		return '-'
+	}
+	return c
+}
+
+// matches reports whether key names the identity header in any spelling,
+// without allocating.
+func (h identityHeader) matches(key string) bool {
+	if len(key) != len(h.normalized) {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if normalizeHeaderByte(key[i]) != h.normalized[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// strip deletes every spelling of the identity header from hdr and reports
+// the values it removed (nil when there were none: then it allocated nothing).
+func (h identityHeader) strip(hdr http.Header) (removed []string) {
+	for k, vv := range hdr {
+		if h.matches(k) {
+			removed = append(removed, vv...)
+			delete(hdr, k)
+		}
+	}
+	return removed
+}

@@ -1,0 +1,247 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tokengate/authn"
+)
+
+// Verifier checks tokens (authn.Tokens).
+type Verifier interface {
+	Verify(token string) (authn.Claims, error)
+}
+
+// Issuer signs tokens (authn.Tokens).
+type Issuer interface {
+	Issue(subject, username string) (string, authn.Claims, error)
+}
+
+// Refresher accepts tokens still inside the refresh window (authn.Tokens).
+type Refresher interface {
+	VerifyRefreshable(token string) (authn.Claims, error)
+}
+
+// Registrar creates users (authn.Registrar): ErrInvalidUsername,
+// ErrWeakPassword, ErrUserExists, ErrReadOnly.
+type Registrar interface {
+	Register(ctx context.Context, username, password string) (authn.User, error)
+}
+
+// Authenticator checks credentials (authn.Authenticator).
+type Authenticator interface {
+	Authenticate(ctx context.Context, username, password, clientAddr string) (authn.User, error)
+}
+
+// Revoker records and answers revocations (revocation.Checker).
+type Revoker interface {
+	Revoked(ctx context.Context, jti, userID string, iat time.Time) (bool, error)
+	RevokeToken(ctx context.Context, jti string, exp time.Time) error
+	RevokeUser(ctx context.Context, userID string, cutoff time.Time) error
+}
+
+// Routes are the paths of the identity endpoints; "" disables a route.
+// New applies no defaults here: the caller passes the configured paths
+// (cmd/tokengate's defaults are the ones shown). Each path must be an
+// absolute, clean path, and no two routes may share one.
+type Routes struct {
+	Login     string // default /user/login
+	Logout    string // default /user/logout
+	LogoutAll string // default /user/logout_all
+	Session   string // default /session
+	Users     string // default /users
+	JWKS      string // default /.well-known/jwks.json
+}
+
+// Registration modes for the users route.
+const (
+	RegistrationOff           = "off"
+	RegistrationOpen          = "open"
+	RegistrationAuthenticated = "authenticated"
+)
+
+// Options configure the handler. Required: Upstream, Tokens, Auth, Revocation.
+type Options struct {
+	Upstream        *url.URL
+	UpstreamTimeout time.Duration  // wait for response headers; default 60s; 504 past it
+	IdentityHeader  string         // default X-Auth-UserId
+	PublicPaths     []string       // whole-segment prefixes proxied without a token
+	TrustedProxies  []netip.Prefix // peers whose X-Forwarded-* are kept; none by default
+	Routes          Routes
+	MaxBodyBytes    int64 // identity endpoint bodies; default 64 KiB; 413 past it
+
+	Tokens interface {
+		Verifier
+		Issuer
+		Refresher
+	}
+	JWKS func() ([]byte, bool) // optional; nil disables the jwks route
+	Auth Authenticator
+	// Registration is off (default: the users route answers 404), open, or
+	// authenticated (a valid token is needed).
+	Registration string
+	Registrar    Registrar // required unless Registration is off
+	Revocation   Revoker
+	// OnStoreError allow: a revocation store failure lets the request through
+	// (dangerous). Default false: deny with 503.
+	AllowOnStoreError bool
+
+	Logger     *slog.Logger          // default slog.Default()
+	Registerer prometheus.Registerer // optional
+	Now        func() time.Time      // default time.Now
+}
+
+const (
+	defaultUpstreamTimeout = 60 * time.Second
+	defaultIdentityHeader  = "X-Auth-UserId"
+	defaultMaxBodyBytes    = 64 << 10
+)
+
+// withDefaults returns a copy of o with the documented defaults applied.
+func (o Options) withDefaults() Options {
+	if o.UpstreamTimeout == 0 {
+		o.UpstreamTimeout = defaultUpstreamTimeout
+	}
+	if o.IdentityHeader == "" {
+		o.IdentityHeader = defaultIdentityHeader
+	}
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	if o.Registration == "" {
+		o.Registration = RegistrationOff
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// validate reports every problem at once; o has its defaults applied.
+func (o Options) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("proxy: "+format, args...)) }
+
+	switch {
+	case o.Upstream == nil:
+		bad("Upstream is required")
+	case o.Upstream.Scheme != "http" && o.Upstream.Scheme != "https":
+		bad("Upstream %q: scheme must be http or https", o.Upstream.Redacted())
+	case o.Upstream.Host == "":
+		bad("Upstream %q: no host", o.Upstream.Redacted())
+	}
+	if o.UpstreamTimeout < 0 {
+		bad("UpstreamTimeout %v: must be positive", o.UpstreamTimeout)
+	}
+	if !validHeaderName(o.IdentityHeader) {
+		bad("IdentityHeader %q: not a valid header name", o.IdentityHeader)
+	}
+	if o.MaxBodyBytes < 0 {
+		bad("MaxBodyBytes %d: must be positive", o.MaxBodyBytes)
+	}
+	for _, p := range o.PublicPaths {
+		if _, err := cleanPublicPath(p); err != nil {
+			bad("PublicPaths %q: %v", p, err)
+		}
+	}
+	for _, p := range o.TrustedProxies {
+		if !p.IsValid() {
+			bad("TrustedProxies: invalid prefix %v", p)
+		}
+	}
+	if o.Tokens == nil {
+		bad("Tokens is required")
+	}
+	if o.Auth == nil {
+		bad("Auth is required")
+	}
+	if o.Revocation == nil {
+		bad("Revocation is required")
+	}
+	switch o.Registration {
+	case RegistrationOff:
+	case RegistrationOpen, RegistrationAuthenticated:
+		if o.Registrar == nil {
+			bad("Registrar is required when Registration is %q", o.Registration)
+		}
+	default:
+		bad("Registration %q: want off, open or authenticated", o.Registration)
+	}
+	if err := o.Routes.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// byName lists the routes with their names, in a fixed order.
+func (r Routes) byName() []struct{ name, path string } {
+	return []struct{ name, path string }{
+		{routeLogin, r.Login},
+		{routeLogout, r.Logout},
+		{routeLogoutAll, r.LogoutAll},
+		{routeSession, r.Session},
+		{routeUsers, r.Users},
+		{routeJWKS, r.JWKS},
+	}
+}
+
+func (r Routes) validate() error {
+	var errs []error
+	seen := map[string]string{}
+	for _, rt := range r.byName() {
+		if rt.path == "" {
+			continue
+		}
+		if !isCleanRoute(rt.path) {
+			errs = append(errs, fmt.Errorf("proxy: Routes.%s %q: must be an absolute clean path (no dot segments, empty segments, %%, \\ or trailing slash)", rt.name, rt.path))
+			continue
+		}
+		if other, dup := seen[rt.path]; dup {
+			errs = append(errs, fmt.Errorf("proxy: Routes.%s %q: already used by %s", rt.name, rt.path, other))
+			continue
+		}
+		seen[rt.path] = rt.name
+	}
+	return errors.Join(errs...)
+}
+
+// isCleanRoute accepts "/a/b" style paths that a request path can match
+// exactly: a route that could only be reached through an unclean spelling
+// would be unreachable (unclean paths are refused) or ambiguous.
+func isCleanRoute(p string) bool {
+	if p == "/" {
+		return false // would shadow the whole upstream
+	}
+	if strings.HasSuffix(p, "/") {
+		return false
+	}
+	return isCleanPath(p)
+}
+
+// validHeaderName reports whether s is an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
