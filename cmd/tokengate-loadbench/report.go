@@ -1,0 +1,224 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// budget is the performance budget of a scenario, relative to bare.
+type budget struct {
+	minThroughput float64 // throughput ratio must be at least this
+	maxP99        float64 // p99 ratio must be at most this; 0: not budgeted
+}
+
+func (b budget) String() string {
+	s := fmt.Sprintf("tput >= %.2f", b.minThroughput)
+	if b.maxP99 > 0 {
+		s += fmt.Sprintf(", p99 <= %.2f", b.maxP99)
+	}
+	return s
+}
+
+// The budget of ARCHITECTURE.md ("Performance budget").
+var budgets = map[string]budget{
+	scenarioReused: {minThroughput: 0.95, maxP99: 1.10},
+	scenarioUnique: {minThroughput: 0.85},
+}
+
+const (
+	scenarioBare   = "bare"
+	scenarioReused = "tokengate-reused"
+	scenarioUnique = "tokengate-unique"
+)
+
+// Verdicts.
+const (
+	verdictBaseline = "baseline"
+	verdictPass     = "PASS"
+	verdictFail     = "FAIL"
+	verdictInvalid  = "INVALID (errors)"
+)
+
+// summary aggregates the turns of one scenario: medians over turns, and
+// ratios of those medians against the baseline's.
+type summary struct {
+	scenario  string
+	turns     int
+	rps       float64       // median over turns
+	p50, p99  time.Duration // medians over turns of each turn's quantile
+	errors    uint64
+	firstErr  string
+	tputRatio float64 // rps / baseline rps
+	p99Ratio  float64 // p99 / baseline p99
+	budget    *budget
+	verdict   string
+}
+
+// summarize groups results by scenario (in order) and judges each against
+// its budget, relative to the scenario named baseline.
+func summarize(results []turnResult, order []string, baseline string, budgets map[string]budget) []summary {
+	var out []summary
+	for _, name := range order {
+		s := summary{scenario: name}
+		var rps, p50, p99 []float64
+		for _, r := range results {
+			if r.scenario != name {
+				continue
+			}
+			s.turns++
+			rps = append(rps, r.rps())
+			p50 = append(p50, float64(r.hist.quantile(0.50)))
+			p99 = append(p99, float64(r.hist.quantile(0.99)))
+			s.errors += r.errors
+			if s.firstErr == "" {
+				s.firstErr = r.firstErr
+			}
+		}
+		s.rps = median(rps)
+		s.p50 = time.Duration(median(p50))
+		s.p99 = time.Duration(median(p99))
+		out = append(out, s)
+	}
+	var base *summary
+	for i := range out {
+		if out[i].scenario == baseline {
+			base = &out[i]
+		}
+	}
+	for i := range out {
+		s := &out[i]
+		if base != nil {
+			s.tputRatio = ratio(s.rps, base.rps)
+			s.p99Ratio = ratio(float64(s.p99), float64(base.p99))
+		}
+		if b, ok := budgets[s.scenario]; ok {
+			s.budget = &b
+		}
+		s.verdict = judge(*s, base)
+	}
+	return out
+}
+
+// judge applies the budget. Errors anywhere in the compared pair make the
+// comparison meaningless, so they win over PASS or FAIL.
+func judge(s summary, base *summary) string {
+	if s.errors > 0 || (base != nil && base.errors > 0) || s.turns == 0 {
+		return verdictInvalid
+	}
+	if s.budget == nil {
+		return verdictBaseline
+	}
+	if base == nil || math.IsNaN(s.tputRatio) {
+		return verdictInvalid
+	}
+	if s.tputRatio < s.budget.minThroughput {
+		return verdictFail
+	}
+	if s.budget.maxP99 > 0 && s.p99Ratio > s.budget.maxP99 {
+		return verdictFail
+	}
+	return verdictPass
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return math.NaN()
+	}
+	return a / b
+}
+
+// median of xs (mean of the middle two for an even count); NaN when empty.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// runMeta describes a run for the report header.
+type runMeta struct {
+	command     string
+	date        time.Time
+	goVersion   string
+	tokengate   string // tokengate version line
+	cpus        int
+	cpuModel    string
+	concurrency int
+	duration    time.Duration
+	warmup      time.Duration
+	turns       int
+	uniqueN     int
+	cacheNote   string
+	cacheStats  map[string]string // scenario -> token cache hits/misses during its turns
+}
+
+// writeMarkdown prints the report: the summary table, then every turn.
+func writeMarkdown(w io.Writer, m runMeta, sums []summary, results []turnResult) {
+	fmt.Fprintf(w, "### Load run %s\n\n", m.date.UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(w, "- command: `%s`\n", m.command)
+	fmt.Fprintf(w, "- machine: %d CPUs (%s), %s; servers and load generator share it\n", m.cpus, m.cpuModel, m.goVersion)
+	if m.tokengate != "" {
+		fmt.Fprintf(w, "- tokengate: %s\n", m.tokengate)
+	}
+	fmt.Fprintf(w, "- load: %d closed-loop keep-alive clients, %d round(s) of %v per scenario (after %v warmup each), interleaved\n",
+		m.concurrency, m.turns, m.duration, m.warmup)
+	if m.uniqueN > 0 {
+		fmt.Fprintf(w, "- unique tokens: pool of %d HS256 tokens cycled; %s\n", m.uniqueN, m.cacheNote)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| scenario | req/s (median) | p50 | p99 | errors | tput ratio | p99 ratio | budget | verdict |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---|---|")
+	for _, s := range sums {
+		b := "-"
+		if s.budget != nil {
+			b = s.budget.String()
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %d | %.3f | %.3f | %s | %s |\n",
+			s.scenario, s.rps, fmtDur(s.p50), fmtDur(s.p99), s.errors, s.tputRatio, s.p99Ratio, b, s.verdict)
+	}
+	for _, s := range sums {
+		if s.errors > 0 {
+			fmt.Fprintf(w, "\n%s: %d errors, first: %s\n", s.scenario, s.errors, s.firstErr)
+		}
+	}
+	if len(m.cacheStats) > 0 {
+		fmt.Fprintln(w, "\nVerified-token cache during the measured turns (tokengate_token_cache_requests_total):")
+		fmt.Fprintln(w)
+		for _, name := range []string{scenarioReused, scenarioUnique} {
+			if st, ok := m.cacheStats[name]; ok {
+				fmt.Fprintf(w, "- %s: %s\n", name, st)
+			}
+		}
+	}
+	fmt.Fprintln(w, "\nPer turn:")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| round | scenario | requests | errors | req/s | p50 | p99 | max |")
+	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|")
+	for _, r := range results {
+		fmt.Fprintf(w, "| %d | %s | %d | %d | %.0f | %s | %s | %s |\n",
+			r.round, r.scenario, r.ok, r.errors, r.rps(),
+			fmtDur(r.hist.quantile(0.5)), fmtDur(r.hist.quantile(0.99)), fmtDur(time.Duration(r.hist.max)))
+	}
+}
+
+// fmtDur prints a latency in microseconds or milliseconds, 3 significant digits.
+func fmtDur(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	default:
+		return strings.TrimSuffix(fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)), ".0")
+	}
+}

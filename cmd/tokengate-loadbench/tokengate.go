@@ -1,0 +1,330 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+const benchUser = "loadbench"
+
+// tokengateSetup is what the run needs to know of the tokengate it started.
+type tokengateSetup struct {
+	public, admin string // http://host:port
+	secret        []byte
+	token         string // from a real login
+	kid           string
+	claims        jwt.MapClaims // the login token's claims, copied into minted tokens
+	cacheNote     string        // how the verified-token cache is made to miss
+	version       string
+}
+
+// tokenCacheSize is the verified-token cache size the run asks for: far
+// below the unique-token pool, so cycling the pool always misses.
+const tokenCacheSize = 1000
+
+// configOptions are the optional keys of the generated config; each is
+// dropped if check-config rejects it, so the run works with a tokengate
+// that does not know it.
+type configOptions struct {
+	cacheSize bool
+	logLevel  bool
+}
+
+func writeConfig(path string, listen, admin, upstream string, o configOptions) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen: %s\nadmin_listen: %s\nupstream: %s\n", listen, admin, upstream)
+	if o.logLevel {
+		b.WriteString("log_level: warn\n") // no access log lines during load
+	}
+	b.WriteString("tokens:\n  algorithm: HS256\n  signing_key_file: signing.key\n  issuer: tokengate\n  ttl: 1h\n")
+	if o.cacheSize {
+		fmt.Fprintf(&b, "  cache_size: %d\n", tokenCacheSize)
+	}
+	b.WriteString("users:\n  backend: file\n  file: users.yaml\n")
+	b.WriteString("revocation:\n  backend: memory\n")
+	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+// childEnv is the environment without TOKENGATE_* overrides, which would
+// silently change the generated config.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TOKENGATE_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func runTool(ctx context.Context, bin string, stdin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = childEnv()
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("tokengate %s: %w: %s", args[0], err, strings.TrimSpace(stderr.String()+stdout.String()))
+	}
+	return stdout.String(), nil
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr, nil
+}
+
+// startTokengate writes a config into dir (HS256 secret, one user, memory
+// revocation, quiet logs), starts `tokengate serve`, waits for /readyz and
+// logs in once.
+func startTokengate(ctx context.Context, p *procs, bin, dir, upstream string) (*tokengateSetup, error) {
+	abs, err := filepath.Abs(bin)
+	if err != nil {
+		return nil, err
+	}
+	bin = abs
+	version, err := runTool(ctx, bin, "", "version")
+	if err != nil {
+		return nil, err
+	}
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	s := &tokengateSetup{secret: []byte(hex.EncodeToString(secret)), version: lastLine(version)}
+	if err := os.WriteFile(filepath.Join(dir, "signing.key"), s.secret, 0o600); err != nil {
+		return nil, err
+	}
+	password := make([]byte, 16)
+	_, _ = rand.Read(password)
+	pw := hex.EncodeToString(password)
+	out, err := runTool(ctx, bin, pw+"\n", "hash-password")
+	if err != nil {
+		return nil, err
+	}
+	users := fmt.Sprintf("users:\n  - username: %s\n    password_hash: %s\n", benchUser, strconv.Quote(lastLine(out)))
+	if err := os.WriteFile(filepath.Join(dir, "users.yaml"), []byte(users), 0o600); err != nil {
+		return nil, err
+	}
+
+	listen, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfgPath := filepath.Join(dir, "tokengate.yaml")
+	opts := configOptions{cacheSize: true, logLevel: true}
+	for {
+		if err := writeConfig(cfgPath, listen, admin, upstream, opts); err != nil {
+			return nil, err
+		}
+		_, err := runTool(ctx, bin, "", "check-config", "--config", cfgPath)
+		if err == nil {
+			break
+		}
+		switch {
+		case opts.cacheSize && strings.Contains(err.Error(), "cache_size"):
+			opts.cacheSize = false
+		case opts.logLevel && strings.Contains(err.Error(), "log_level"):
+			opts.logLevel = false
+		default:
+			return nil, err
+		}
+	}
+	if opts.cacheSize {
+		s.cacheNote = fmt.Sprintf("tokens.cache_size set to %d, so every unique token misses the verified-token cache", tokenCacheSize)
+	} else {
+		s.cacheNote = "tokens.cache_size is not a config key: relies on the pool being larger than the default cache"
+	}
+
+	c, err := p.start("tokengate", bin, []string{"serve", "--config", cfgPath}, childEnv())
+	if err != nil {
+		return nil, err
+	}
+	s.public, s.admin = "http://"+listen, "http://"+admin
+	if err := waitReady(ctx, c, s.admin+"/readyz", 20*time.Second); err != nil {
+		return nil, err
+	}
+	if err := s.login(ctx, pw); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// waitReady polls url until it answers 200, the child exits, or timeout.
+func waitReady(ctx context.Context, c *child, url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: time.Second}
+	last := "no answer"
+	for time.Now().Before(deadline) {
+		if c.exited() {
+			return fmt.Errorf("%s exited before it was ready: %s", c.name, c.stderr)
+		}
+		resp, err := client.Get(url)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s not ready after %v (%s); stderr: %s", c.name, timeout, last, c.stderr)
+}
+
+func (s *tokengateSetup) login(ctx context.Context, password string) error {
+	body, _ := json.Marshal(map[string]string{"username": benchUser, "password": password})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.public+"/user/login", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("login: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("login: %s: %s", resp.Status, raw)
+	}
+	var out struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil || out.Token == "" {
+		return fmt.Errorf("login: no token in the answer (%v)", err)
+	}
+	s.token = out.Token
+	header, claims, err := decodeJWT(out.Token)
+	if err != nil {
+		return fmt.Errorf("login token: %w", err)
+	}
+	if header["alg"] != "HS256" {
+		return fmt.Errorf("login token: alg %v, want HS256", header["alg"])
+	}
+	kid, _ := header["kid"].(string)
+	s.kid, s.claims = kid, claims
+	return nil
+}
+
+// decodeJWT reads a JWT's header and claims without verifying it: the run
+// only copies what tokengate put there.
+func decodeJWT(token string) (header map[string]any, claims jwt.MapClaims, err error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, nil, errors.New("not a JWS compact token")
+	}
+	for i, dst := range []any{&header, &claims} {
+		raw, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := json.Unmarshal(raw, dst); err != nil {
+			return nil, nil, err
+		}
+	}
+	return header, claims, nil
+}
+
+// mintTokens signs n distinct valid tokens as tokengate would: the login
+// token's claims (iss, sub, name, aud...) with a fresh jti, iat/nbf now and
+// exp in an hour, the same kid, the same secret.
+func mintTokens(n int, secret []byte, kid string, base jwt.MapClaims, now time.Time) ([]string, error) {
+	out := make([]string, n)
+	jti := make([]byte, 16)
+	for i := range out {
+		claims := jwt.MapClaims{}
+		for k, v := range base {
+			claims[k] = v
+		}
+		_, _ = rand.Read(jti)
+		claims["jti"] = base64.RawURLEncoding.EncodeToString(jti)
+		claims["iat"] = jwt.NewNumericDate(now)
+		claims["nbf"] = jwt.NewNumericDate(now)
+		claims["exp"] = jwt.NewNumericDate(now.Add(time.Hour))
+		t := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
+		if kid != "" {
+			t.Header["kid"] = kid
+		}
+		signed, err := t.SignedString(secret)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = signed
+	}
+	return out, nil
+}
+
+// tokenCacheCounts scrapes tokengate_token_cache_requests_total from the
+// admin listener: hit and miss, ok false when the metric is absent.
+func tokenCacheCounts(ctx context.Context, admin string) (hit, miss float64, ok bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/metrics", nil)
+	if err != nil {
+		return 0, 0, false
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0, 0, false
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var seenHit, seenMiss bool
+	for sc.Scan() {
+		line := sc.Text()
+		name, value, found := strings.Cut(line, " ")
+		if !found || !strings.HasPrefix(name, "tokengate_token_cache_requests_total{") {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.Contains(name, `result="hit"`):
+			hit, seenHit = v, true
+		case strings.Contains(name, `result="miss"`):
+			miss, seenMiss = v, true
+		}
+	}
+	return hit, miss, seenHit || seenMiss
+}
