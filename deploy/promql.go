@@ -6,9 +6,14 @@ import (
 	"strings"
 )
 
-// promqlKeywords are identifiers that are never metric names.
+// promqlKeywords are identifiers that are never metric names. Aggregation
+// operators are reserved in PromQL, and may be followed by "by (...)"
+// rather than "(", so they are listed here too.
 var promqlKeywords = map[string]bool{
 	"and": true, "or": true, "unless": true, "bool": true, "offset": true,
+	"sum": true, "min": true, "max": true, "avg": true, "group": true,
+	"stddev": true, "stdvar": true, "count": true, "count_values": true,
+	"bottomk": true, "topk": true, "quantile": true, "limitk": true, "limit_ratio": true,
 	"by": true, "without": true, "on": true, "ignoring": true,
 	"group_left": true, "group_right": true, "inf": true, "nan": true,
 	"atan2": true, "start": true, "end": true,
