@@ -1,0 +1,378 @@
+package authn
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"tokengate/internal/testsvc"
+)
+
+// pgTestTable returns a table name no other test uses, dropped at cleanup.
+func pgTestTable(t *testing.T, url, prefix string) string {
+	t.Helper()
+	b := make([]byte, 6)
+	rand.Read(b)
+	name := prefix + "_" + hex.EncodeToString(b)
+	t.Cleanup(func() { pgExec(t, url, "DROP TABLE IF EXISTS "+pgx.Identifier{name}.Sanitize()) })
+	return name
+}
+
+func pgExec(t *testing.T, url, sql string, args ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func openTestPostgres(t *testing.T, opts PostgresUsersOptions) *PostgresUsers {
+	t.Helper()
+	s, err := OpenPostgresUsers(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("OpenPostgresUsers: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestPostgresUsersMigrate(t *testing.T) {
+	url := testsvc.PostgresURL(t)
+	table := pgTestTable(t, url, "tg_users")
+	ctx := context.Background()
+
+	_, err := OpenPostgresUsers(ctx, PostgresUsersOptions{URL: url, Table: table})
+	if err == nil || !strings.Contains(err.Error(), "users.migrate: true") || !strings.Contains(err.Error(), table) {
+		t.Fatalf("open without table or migrate = %v, want an error naming the table and users.migrate", err)
+	}
+
+	openTestPostgres(t, PostgresUsersOptions{URL: url, Table: table, Migrate: true})
+	// Idempotent, and the table is now there for stores that do not migrate.
+	openTestPostgres(t, PostgresUsersOptions{URL: url, Table: table, Migrate: true})
+	openTestPostgres(t, PostgresUsersOptions{URL: url, Table: table})
+
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT column_name, data_type, is_nullable FROM information_schema.columns
+		WHERE table_name = $1 ORDER BY ordinal_position`, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var name, typ, nullable string
+		if err := rows.Scan(&name, &typ, &nullable); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, name+" "+typ+" "+nullable)
+	}
+	want := []string{"id text NO", "username text NO", "password_hash text NO", "created_at timestamp with time zone NO"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("columns = %q, want %q", got, want)
+	}
+}
+
+func TestPostgresUsersConcurrentMigrate(t *testing.T) {
+	url := testsvc.PostgresURL(t)
+	table := pgTestTable(t, url, "tg_users")
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			s, err := OpenPostgresUsers(context.Background(), PostgresUsersOptions{URL: url, Table: table, Migrate: true})
+			if err == nil {
+				s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Errorf("replicas migrating at once: %v", err)
+		}
+	}
+}
+
+func TestPostgresUsersBadOptions(t *testing.T) {
+	url := testsvc.PostgresURL(t)
+	tests := []struct {
+		name   string
+		opts   PostgresUsersOptions
+		wantIn string
+	}{
+		{"injection in table", PostgresUsersOptions{URL: url, Table: "users; DROP TABLE x", Migrate: true}, "plain identifier"},
+		{"quote in table", PostgresUsersOptions{URL: url, Table: `us"ers`, Migrate: true}, "plain identifier"},
+		{"leading digit", PostgresUsersOptions{URL: url, Table: "1users", Migrate: true}, "plain identifier"},
+		{"three parts", PostgresUsersOptions{URL: url, Table: "a.b.c", Migrate: true}, "schema.table"},
+		{"empty schema", PostgresUsersOptions{URL: url, Table: ".users", Migrate: true}, "plain identifier"},
+		{"bad URL hides password", PostgresUsersOptions{URL: "postgres://u:s3cr3tpw@127.0.0.1:notaport/db"}, "cannot parse"},
+		{"legacy query syntax error", PostgresUsersOptions{URL: url, Query: "SELEC id, pw FROM nowhere WHERE x = $1"}, "users.query"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := OpenPostgresUsers(context.Background(), tt.opts)
+			if err == nil {
+				s.Close()
+				t.Fatal("OpenPostgresUsers succeeded, want an error")
+			}
+			if !strings.Contains(err.Error(), tt.wantIn) || strings.Contains(err.Error(), "s3cr3tpw") {
+				t.Fatalf("error = %q, want it to contain %q and no password", err, tt.wantIn)
+			}
+		})
+	}
+}
+
+func TestPostgresUsersCreateLookup(t *testing.T) {
+	url := testsvc.PostgresURL(t)
+	table := pgTestTable(t, url, "tg_users")
+	ctx := context.Background()
+	s := openTestPostgres(t, PostgresUsersOptions{URL: url, Table: table, Migrate: true})
+	// A second pool on the same table: another replica.
+	replica := openTestPostgres(t, PostgresUsersOptions{URL: url, Table: table})
+
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	if _, err := s.LookupUser(ctx, "marco"); !errors.Is(err, ErrUserNotFound) {
+		t.Fatalf("LookupUser before create = %v, want ErrUserNotFound", err)
+	}
+	marco := User{ID: "marco", Username: "marco", PasswordHash: "$2a$10$x"}
+	if got, err := s.CreateUser(ctx, User{Username: "marco", PasswordHash: "$2a$10$x"}); err != nil || got != marco {
+		t.Fatalf("CreateUser = %+v, %v; want %+v (id defaulted)", got, err, marco)
+	}
+	anna := User{ID: "u-42", Username: "anna@example.com", PasswordHash: "$argon2id$y"}
+	if _, err := replica.CreateUser(ctx, anna); err != nil {
+		t.Fatal(err)
+	}
+	for _, store := range []*PostgresUsers{s, replica} {
+		for _, want := range []User{marco, anna} {
+			if got, err := store.LookupUser(ctx, want.Username); err != nil || got != want {
+				t.Fatalf("LookupUser(%q) = %+v, %v; want %+v", want.Username, got, err, want)
+			}
+		}
+	}
+
+	dups := []struct {
+		name string
+		u    User
+	}{
+		{"same username", User{ID: "other", Username: "marco", PasswordHash: "h"}},
+		{"same id", User{ID: "u-42", Username: "someone", PasswordHash: "h"}},
+	}
+	for _, tt := range dups {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, store := range []*PostgresUsers{s, replica} {
+				if _, err := store.CreateUser(ctx, tt.u); !errors.Is(err, ErrUserExists) {
+					t.Fatalf("CreateUser = %v, want ErrUserExists", err)
+				}
+			}
+		})
+	}
+}
+
+func TestPostgresUsersConcurrentCreate(t *testing.T) {
+	url := testsvc.PostgresURL(t)
+	table := pgTestTable(t, url, "tg_users")
+	ctx := context.Background()
+	// Small pools so goroutines queue for connections too.
+	stores := []*PostgresUsers{
+		openTestPostgres(t, PostgresUsersOptions{URL: url, Table: table, Migrate: true, MaxConns: 2}),
+		openTestPostgres(t, PostgresUsersOptions{URL: url, Table: table, MaxConns: 1}),
+	}
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = stores[i%2].CreateUser(ctx, User{Username: "marco", PasswordHash: fmt.Sprintf("h%d", i)})
+		})
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, ErrUserExists):
+			t.Errorf("CreateUser = %v, want nil or ErrUserExists", err)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d creates succeeded, want exactly 1", ok)
+	}
+}
+
+func TestPostgresUsersContext(t *testing.T) {
+	url := testsvc.PostgresURL(t)
+	table := pgTestTable(t, url, "tg_users")
+	s := openTestPostgres(t, PostgresUsersOptions{URL: url, Table: table, Migrate: true})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.LookupUser(ctx, "marco"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("LookupUser with cancelled ctx = %v, want context.Canceled", err)
+	}
+	if _, err := s.CreateUser(ctx, User{Username: "marco", PasswordHash: "h"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("CreateUser with cancelled ctx = %v, want context.Canceled", err)
+	}
+	// The store still works after a cancelled call.
+	if _, err := s.LookupUser(context.Background(), "marco"); !errors.Is(err, ErrUserNotFound) {
+		t.Fatalf("LookupUser = %v, want ErrUserNotFound", err)
+	}
+}
+
+// Without a deadline on the caller's ctx, Timeout bounds each statement.
+func TestPostgresUsersDefaultTimeout(t *testing.T) {
+	url := testsvc.PostgresURL(t)
+	s := openTestPostgres(t, PostgresUsersOptions{URL: url, Timeout: 200 * time.Millisecond,
+		Query: "SELECT 1, pg_sleep(30)::text WHERE $1::text <> ''"})
+	if _, err := s.LookupUser(context.Background(), "marco"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("LookupUser on a stuck query = %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// A server that dropped a pooled connection costs no failed lookup.
+func TestPostgresUsersSurvivesDroppedConnections(t *testing.T) {
+	b := make([]byte, 6)
+	rand.Read(b)
+	app := "tg_test_" + hex.EncodeToString(b)
+	base := testsvc.PostgresURL(t)
+	url := base + "&application_name=" + app
+	if !strings.Contains(base, "?") {
+		url = base + "?application_name=" + app
+	}
+	table := pgTestTable(t, base, "tg_users")
+	s := openTestPostgres(t, PostgresUsersOptions{URL: url, Table: table, Migrate: true})
+	s.pool.pingAfter = 0 // check every idle connection, as after a quiet second
+	ctx := context.Background()
+	if _, err := s.CreateUser(ctx, User{Username: "marco", PasswordHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	pgExec(t, base, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", app)
+	if _, err := s.LookupUser(ctx, "marco"); err != nil {
+		t.Fatalf("LookupUser after the server dropped the connection = %v", err)
+	}
+	s.Close()
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("Ping after Close succeeded")
+	}
+}
+
+func TestPostgresUsersLegacyQuery(t *testing.T) {
+	url := testsvc.PostgresURL(t)
+	ctx := context.Background()
+	table := pgTestTable(t, url, "app_accounts")
+	ident := pgx.Identifier{table}.Sanitize()
+	pgExec(t, url, "CREATE TABLE "+ident+" (account_id bigint, email text, pw text)")
+
+	bcryptHash, err := HashPassword("bcrypt password", HashOptions{Algorithm: "bcrypt", BcryptCost: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	argonHash, err := HashPassword("argon2id password", HashOptions{Algorithm: "argon2id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgExec(t, url, "INSERT INTO "+ident+" VALUES (1001, 'marco@example.com', $1), (1002, 'anna@example.com', $2), (1003, 'nopw@example.com', NULL), (1004, 'twin@example.com', 'h'), (1005, 'twin@example.com', 'h')",
+		bcryptHash, argonHash)
+
+	s := openTestPostgres(t, PostgresUsersOptions{URL: url, Query: "SELECT account_id, pw FROM " + ident + " WHERE email = $1"})
+
+	found := []struct {
+		login, password, wantID, wantHash string
+	}{
+		{"marco@example.com", "bcrypt password", "1001", bcryptHash},
+		{"anna@example.com", "argon2id password", "1002", argonHash},
+	}
+	for _, tt := range found {
+		t.Run(tt.login, func(t *testing.T) {
+			u, err := s.LookupUser(ctx, tt.login)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := User{ID: tt.wantID, Username: tt.login, PasswordHash: tt.wantHash}
+			if u != want {
+				t.Fatalf("LookupUser = %+v, want %+v", u, want)
+			}
+			if ok, err := CheckPassword(u.PasswordHash, tt.password); !ok || err != nil {
+				t.Fatalf("CheckPassword(stored hash) = %v, %v; want true", ok, err)
+			}
+		})
+	}
+
+	notFound := []string{"nobody@example.com", "nopw@example.com"}
+	for _, login := range notFound {
+		if _, err := s.LookupUser(ctx, login); !errors.Is(err, ErrUserNotFound) {
+			t.Errorf("LookupUser(%q) = %v, want ErrUserNotFound", login, err)
+		}
+	}
+	if _, err := s.LookupUser(ctx, "twin@example.com"); err == nil || errors.Is(err, ErrUserNotFound) || !strings.Contains(err.Error(), "more than one row") {
+		t.Errorf("LookupUser of a login matching two rows = %v, want a 'more than one row' error", err)
+	}
+	if _, err := s.CreateUser(ctx, User{Username: "new", PasswordHash: "h"}); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("CreateUser in legacy mode = %v, want ErrReadOnly", err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+}
+
+func TestPostgresUsersLegacyIDFormats(t *testing.T) {
+	url := testsvc.PostgresURL(t)
+	tests := []struct{ query, want string }{
+		{"SELECT 'a1b2c3d4-0000-4000-8000-00000000002a'::uuid, 'h' WHERE $1::text = 'x'", "a1b2c3d4-0000-4000-8000-00000000002a"},
+		{"SELECT 12.50::numeric, 'h' WHERE $1::text = 'x'", "12.50"},
+		{"SELECT 9007199254740993::bigint, 'h' WHERE $1::text = 'x'", "9007199254740993"},
+		{"SELECT 'plain', 'h' WHERE $1::text = 'x'", "plain"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			s := openTestPostgres(t, PostgresUsersOptions{URL: url, Query: tt.query})
+			u, err := s.LookupUser(context.Background(), "x")
+			if err != nil || u.ID != tt.want {
+				t.Fatalf("LookupUser = %+v, %v; want id %q", u, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPostgresUsersLegacyQueryShape(t *testing.T) {
+	url := testsvc.PostgresURL(t)
+	tests := []struct{ name, query string }{
+		{"one column", "SELECT 'h' WHERE $1::text <> ''"},
+		{"three columns", "SELECT 1, 'h', 'x' WHERE $1::text <> ''"},
+		{"no parameter", "SELECT 1, 'h'"},
+		{"two parameters", "SELECT 1, 'h' WHERE $1::text <> $2::text"},
+		{"no result columns", "DELETE FROM pg_class WHERE relname = $1 AND false"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := OpenPostgresUsers(context.Background(), PostgresUsersOptions{URL: url, Query: tt.query})
+			if err == nil {
+				s.Close()
+				t.Fatal("OpenPostgresUsers accepted the query")
+			}
+			if !strings.Contains(err.Error(), "one parameter") || !strings.Contains(err.Error(), "two columns") {
+				t.Fatalf("error = %q, want it to explain the expected shape", err)
+			}
+		})
+	}
+}
