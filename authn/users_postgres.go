@@ -112,7 +112,10 @@ func OpenPostgresUsers(ctx context.Context, opts PostgresUsersOptions) (*Postgre
 	s.pool = newConnPool(cfg, maxConns)
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
+	err = s.pool.with(ctx, func(conn *pgx.Conn) error { return conn.Ping(ctx) })
 	switch {
+	case err != nil:
+		err = fmt.Errorf("authn: users postgres: connect: %w", err)
 	case s.legacy != "":
 		err = s.checkLegacyQuery(ctx)
 	case opts.Migrate:

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -113,6 +114,12 @@ func TestPostgresUsersConcurrentMigrate(t *testing.T) {
 
 func TestPostgresUsersBadOptions(t *testing.T) {
 	url := testsvc.PostgresURL(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := ln.Addr().String()
+	ln.Close() // nothing listens there now
 	tests := []struct {
 		name   string
 		opts   PostgresUsersOptions
@@ -124,6 +131,8 @@ func TestPostgresUsersBadOptions(t *testing.T) {
 		{"three parts", PostgresUsersOptions{URL: url, Table: "a.b.c", Migrate: true}, "schema.table"},
 		{"empty schema", PostgresUsersOptions{URL: url, Table: ".users", Migrate: true}, "plain identifier"},
 		{"bad URL hides password", PostgresUsersOptions{URL: "postgres://u:s3cr3tpw@127.0.0.1:notaport/db"}, "cannot parse"},
+		{"server down hides password", PostgresUsersOptions{URL: "postgres://u:s3cr3tpw@" + deadAddr + "/db?sslmode=disable", Migrate: true}, "connect"},
+		{"override password hidden", PostgresUsersOptions{URL: "postgres://u@" + deadAddr + "/db?sslmode=disable", Password: "s3cr3tpw", Migrate: true}, "connect"},
 		{"legacy query syntax error", PostgresUsersOptions{URL: url, Query: "SELEC id, pw FROM nowhere WHERE x = $1"}, "users.query"},
 	}
 	for _, tt := range tests {
