@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -58,7 +59,10 @@ func redisTestOptions(t testing.TB) RedisOptions {
 			c.Del(ctx, iter.Val())
 		}
 	})
-	return RedisOptions{URL: "redis://" + addr + "/0", KeyPrefix: prefix, Channel: prefix + "events"}
+	return RedisOptions{
+		URL: "redis://" + addr + "/0", KeyPrefix: prefix, Channel: prefix + "events",
+		Logger: slog.New(slog.DiscardHandler),
+	}
 }
 
 func newRedisStore(t testing.TB, opts RedisOptions) *RedisStore {

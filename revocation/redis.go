@@ -48,7 +48,8 @@ type RedisOptions struct {
 	Channel   string // pub/sub channel for revocation events; default "tokengate:revocations"
 
 	// DialTimeout, ReadTimeout (also used for writes) are small so a dead
-	// Redis fails fast; default 500ms each.
+	// Redis fails fast; default 500ms each. A command is retried once, a
+	// dial is not.
 	DialTimeout time.Duration
 	ReadTimeout time.Duration
 	// HealthCheckInterval: an idle subscription is pinged this often and
@@ -143,6 +144,7 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 			ReadTimeout:           opts.ReadTimeout,
 			WriteTimeout:          opts.ReadTimeout,
 			MaxRetries:            1,
+			DialerRetries:         1,
 			ContextTimeoutEnabled: true,
 		})
 	case opts.URL != "":
@@ -158,7 +160,7 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 			o.Password = opts.Password
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = opts.DialTimeout, opts.ReadTimeout, opts.ReadTimeout
-		o.MaxRetries = 1
+		o.MaxRetries, o.DialerRetries = 1, 1
 		o.ContextTimeoutEnabled = true
 		client = redis.NewClient(o)
 	default:

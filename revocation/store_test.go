@@ -12,29 +12,42 @@ import (
 
 // storeBackend opens a store for one test. replica returns another handle on
 // the same data (a second RedisStore on the same Redis; the same instance for
-// in-process stores).
+// in-process stores). The clock is the store's: fake for in-process stores,
+// real for Redis, whose TTLs run on its own clock.
 type storeBackend struct {
 	name string
-	open func(t *testing.T) (s Store, replica func() Store)
+	open func(t *testing.T) (s Store, replica func() Store, clock testClock)
 }
+
+type testClock interface {
+	Now() time.Time
+	Advance(time.Duration)
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time          { return time.Now() }
+func (realClock) Advance(d time.Duration) { time.Sleep(d) }
 
 func storeBackends() []storeBackend {
 	return []storeBackend{
-		{"memory", func(t *testing.T) (Store, func() Store) {
-			s := NewMemoryStore(nil)
-			return s, func() Store { return s }
+		{"memory", func(t *testing.T) (Store, func() Store, testClock) {
+			clock := newFakeClock()
+			s := NewMemoryStore(clock.Now)
+			return s, func() Store { return s }, clock
 		}},
-		{"bolt", func(t *testing.T) (Store, func() Store) {
-			s, err := OpenBoltStore(filepath.Join(t.TempDir(), "revocations.db"), BoltOptions{})
+		{"bolt", func(t *testing.T) (Store, func() Store, testClock) {
+			clock := newFakeClock()
+			s, err := OpenBoltStore(filepath.Join(t.TempDir(), "revocations.db"), BoltOptions{Now: clock.Now})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = s.Close() })
-			return s, func() Store { return s }
+			return s, func() Store { return s }, clock
 		}},
-		{"redis", func(t *testing.T) (Store, func() Store) {
+		{"redis", func(t *testing.T) (Store, func() Store, testClock) {
 			opts := redisTestOptions(t)
-			return newRedisStore(t, opts), func() Store { return newRedisStore(t, opts) }
+			return newRedisStore(t, opts), func() Store { return newRedisStore(t, opts) }, realClock{}
 		}},
 	}
 }
@@ -52,13 +65,13 @@ func TestStoreBehaviour(t *testing.T) {
 	ctx := context.Background()
 	cases := []struct {
 		name string
-		run  func(t *testing.T, s Store, replica func() Store)
+		run  func(t *testing.T, s Store, replica func() Store, clock testClock)
 	}{
-		{"revoked token is reported, others are not", func(t *testing.T, s Store, _ func() Store) {
+		{"revoked token is reported, others are not", func(t *testing.T, s Store, _ func() Store, clock testClock) {
 			if st := mustStatus(t, s, "j1", "u1"); st.TokenRevoked || !st.UserCutoff.IsZero() {
 				t.Fatalf("fresh store: %+v", st)
 			}
-			if err := s.RevokeToken(ctx, "j1", time.Now().Add(time.Hour)); err != nil {
+			if err := s.RevokeToken(ctx, "j1", clock.Now().Add(time.Hour)); err != nil {
 				t.Fatal(err)
 			}
 			if st := mustStatus(t, s, "j1", "u1"); !st.TokenRevoked || !st.UserCutoff.IsZero() {
@@ -68,9 +81,9 @@ func TestStoreBehaviour(t *testing.T) {
 				t.Fatalf("j2 reported revoked: %+v", st)
 			}
 		}},
-		{"cutoff keeps nanoseconds and only moves forward", func(t *testing.T, s Store, _ func() Store) {
-			c1 := time.Now().Add(-time.Minute).Truncate(time.Second).Add(123456789)
-			until := time.Now().Add(time.Hour)
+		{"cutoff keeps nanoseconds and only moves forward", func(t *testing.T, s Store, _ func() Store, clock testClock) {
+			c1 := clock.Now().Add(-time.Minute).Truncate(time.Second).Add(123456789)
+			until := clock.Now().Add(time.Hour)
 			steps := []struct {
 				cutoff, want time.Time
 			}{
@@ -91,8 +104,8 @@ func TestStoreBehaviour(t *testing.T) {
 				t.Fatalf("u2 has a cutoff: %+v", st)
 			}
 		}},
-		{"concurrent cutoffs keep the latest", func(t *testing.T, s Store, replica func() Store) {
-			base := time.Now().Truncate(time.Second)
+		{"concurrent cutoffs keep the latest", func(t *testing.T, s Store, replica func() Store, clock testClock) {
+			base := clock.Now().Truncate(time.Second)
 			handles := []Store{s, replica()}
 			const racers = 32
 			order := rand.Perm(racers)
@@ -118,8 +131,8 @@ func TestStoreBehaviour(t *testing.T) {
 				t.Fatalf("cutoff %v, want the latest %v", got.Format(time.RFC3339Nano), want.Format(time.RFC3339Nano))
 			}
 		}},
-		{"entries expire", func(t *testing.T, s Store, _ func() Store) {
-			now := time.Now()
+		{"entries expire", func(t *testing.T, s Store, _ func() Store, clock testClock) {
+			now := clock.Now()
 			if err := s.RevokeToken(ctx, "short", now.Add(300*time.Millisecond)); err != nil {
 				t.Fatal(err)
 			}
@@ -129,13 +142,14 @@ func TestStoreBehaviour(t *testing.T) {
 			if st := mustStatus(t, s, "short", "short"); !st.TokenRevoked || st.UserCutoff.IsZero() {
 				t.Fatalf("just revoked: %+v", st)
 			}
+			clock.Advance(300 * time.Millisecond)
 			eventually(t, 5*time.Second, "entries expire", func() bool {
 				st := mustStatus(t, s, "short", "short")
 				return !st.TokenRevoked && st.UserCutoff.IsZero()
 			})
 		}},
-		{"an earlier cutoff kept longer keeps the later cutoff alive", func(t *testing.T, s Store, _ func() Store) {
-			now := time.Now()
+		{"an earlier cutoff kept longer keeps the later cutoff alive", func(t *testing.T, s Store, _ func() Store, clock testClock) {
+			now := clock.Now()
 			late := now.Add(-time.Second)
 			if err := s.RevokeUser(ctx, "u", late, now.Add(300*time.Millisecond)); err != nil {
 				t.Fatal(err)
@@ -143,13 +157,13 @@ func TestStoreBehaviour(t *testing.T) {
 			if err := s.RevokeUser(ctx, "u", late.Add(-time.Minute), now.Add(time.Hour)); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(500 * time.Millisecond) // past the first expiry
+			clock.Advance(500 * time.Millisecond) // past the first expiry
 			if got := mustStatus(t, s, "", "u").UserCutoff; !got.Equal(late) {
 				t.Fatalf("cutoff %v, want %v kept until the later expiry", got, late)
 			}
 		}},
-		{"already expired revocations are no-ops", func(t *testing.T, s Store, _ func() Store) {
-			past := time.Now().Add(-time.Second)
+		{"already expired revocations are no-ops", func(t *testing.T, s Store, _ func() Store, clock testClock) {
+			past := clock.Now().Add(-time.Second)
 			if err := s.RevokeToken(ctx, "old", past); err != nil {
 				t.Fatal(err)
 			}
@@ -160,28 +174,28 @@ func TestStoreBehaviour(t *testing.T) {
 				t.Fatalf("expired revocations reported: %+v", st)
 			}
 		}},
-		{"empty ids are refused", func(t *testing.T, s Store, _ func() Store) {
-			if err := s.RevokeToken(ctx, "", time.Now().Add(time.Hour)); err == nil {
+		{"empty ids are refused", func(t *testing.T, s Store, _ func() Store, clock testClock) {
+			if err := s.RevokeToken(ctx, "", clock.Now().Add(time.Hour)); err == nil {
 				t.Error("RevokeToken with empty jti succeeded")
 			}
-			if err := s.RevokeUser(ctx, "", time.Now(), time.Now().Add(time.Hour)); err == nil {
+			if err := s.RevokeUser(ctx, "", clock.Now(), clock.Now().Add(time.Hour)); err == nil {
 				t.Error("RevokeUser with empty user succeeded")
 			}
 			if st := mustStatus(t, s, "", ""); st.TokenRevoked || !st.UserCutoff.IsZero() {
 				t.Fatalf("empty ids reported revoked: %+v", st)
 			}
 		}},
-		{"a closed store is unavailable", func(t *testing.T, s Store, _ func() Store) {
+		{"a closed store is unavailable", func(t *testing.T, s Store, _ func() Store, clock testClock) {
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := s.Status(ctx, "j", "u"); !errors.Is(err, ErrUnavailable) {
 				t.Errorf("Status after Close: %v, want ErrUnavailable", err)
 			}
-			if err := s.RevokeToken(ctx, "j", time.Now().Add(time.Hour)); !errors.Is(err, ErrUnavailable) {
+			if err := s.RevokeToken(ctx, "j", clock.Now().Add(time.Hour)); !errors.Is(err, ErrUnavailable) {
 				t.Errorf("RevokeToken after Close: %v, want ErrUnavailable", err)
 			}
-			if err := s.RevokeUser(ctx, "u", time.Now(), time.Now().Add(time.Hour)); !errors.Is(err, ErrUnavailable) {
+			if err := s.RevokeUser(ctx, "u", clock.Now(), clock.Now().Add(time.Hour)); !errors.Is(err, ErrUnavailable) {
 				t.Errorf("RevokeUser after Close: %v, want ErrUnavailable", err)
 			}
 			if err := s.(pinger).Ping(ctx); !errors.Is(err, ErrUnavailable) {
@@ -193,8 +207,8 @@ func TestStoreBehaviour(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
-					s, replica := b.open(t)
-					tc.run(t, s, replica)
+					s, replica, clock := b.open(t)
+					tc.run(t, s, replica, clock)
 				})
 			}
 		})
