@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"tokengate/proxy"
 )
 
 // upstreamBody is what the upstream answers: small and fixed, so the
@@ -36,8 +38,8 @@ func upstreamHandler() http.Handler {
 func bareProxy(upstream *url.URL) http.Handler {
 	return &httputil.ReverseProxy{
 		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(upstream) },
-		Transport:  newTransport(60 * time.Second),
-		BufferPool: newBufferPool(),
+		Transport:  proxy.NewTransport(60 * time.Second),
+		BufferPool: proxy.NewBufferPool(),
 	}
 }
 
