@@ -271,7 +271,9 @@ func TestConfigValidateRules(t *testing.T) {
 			[]string{`public_paths[1]: /a is listed twice`}},
 		{"public paths none", func(c *Config) { c.PublicPaths = nil }, nil},
 		{"trusted proxies", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "fd00::/8", "192.0.2.7", "::1"} }, nil},
-		{"trusted proxy bad", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "10.0.0.0/40", "proxy.local", "fe80::1%eth0"} },
+		{"trusted proxy bad", func(c *Config) {
+			c.TrustedProxies = []string{"10.0.0.0/8", "10.0.0.0/40", "proxy.local", "fe80::1%eth0"}
+		},
 			[]string{
 				`trusted_proxies[1]: "10.0.0.0/40" is neither a CIDR (10.0.0.0/8) nor an IP address`,
 				`trusted_proxies[2]: "proxy.local" is neither a CIDR (10.0.0.0/8) nor an IP address`,
