@@ -1,0 +1,240 @@
+package authn
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
+)
+
+// FileUsersOptions configure a users file store.
+type FileUsersOptions struct {
+	Logger     *slog.Logger          // default: discard
+	Registerer prometheus.Registerer // optional: tokengate_users_reloads_total
+}
+
+// DefaultWatchInterval is how often Watch looks at the users file.
+const DefaultWatchInterval = time.Second
+
+// maxUsersFileBytes bounds the users file (about 100k users).
+const maxUsersFileBytes = 32 << 20
+
+// FileUsers is a UserStore read from a YAML users file, reloadable. It is
+// read-only: it does not implement UserCreator.
+//
+//	users:
+//	  - username: marco
+//	    password_hash: "$2a$10$..."   # bcrypt or argon2id PHC
+//	    id: marco                     # optional; defaults to username
+type FileUsers struct {
+	path  string
+	log   *slog.Logger
+	users atomic.Pointer[map[string]User]
+
+	mu       sync.Mutex // serialises Reload
+	lastSeen [sha256.Size]byte
+
+	reloadOK, reloadErr prometheus.Counter // nil without a Registerer
+}
+
+var _ UserStore = (*FileUsers)(nil)
+
+// LoadFileUsers reads the users file; an error here is fatal for the caller.
+func LoadFileUsers(path string, opts FileUsersOptions) (*FileUsers, error) {
+	f := &FileUsers{path: path, log: opts.Logger}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	data, err := readUsersFile(path)
+	if err != nil {
+		return nil, err
+	}
+	users, err := parseUsers(data)
+	if err != nil {
+		return nil, fmt.Errorf("authn: users file %s: %w", path, err)
+	}
+	f.users.Store(&users)
+	f.lastSeen = sha256.Sum256(data)
+	if opts.Registerer != nil {
+		vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_users_reloads_total",
+			Help: "Users file reloads by result (success or error).",
+		}, []string{"result"})
+		if err := opts.Registerer.Register(vec); err != nil {
+			return nil, fmt.Errorf("authn: register tokengate_users_reloads_total: %w", err)
+		}
+		f.reloadOK, f.reloadErr = vec.WithLabelValues("success"), vec.WithLabelValues("error")
+	}
+	return f, nil
+}
+
+// LookupUser implements UserStore.
+func (f *FileUsers) LookupUser(ctx context.Context, username string) (User, error) {
+	u, ok := (*f.users.Load())[username]
+	if !ok {
+		return User{}, ErrUserNotFound
+	}
+	return u, nil
+}
+
+// Len is the number of users currently loaded.
+func (f *FileUsers) Len() int { return len(*f.users.Load()) }
+
+// Reload re-reads the file. On error the previous users stay in place; the
+// error is logged (never a hash), counted and returned.
+func (f *FileUsers) Reload() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	data, err := readUsersFile(f.path)
+	if err == nil {
+		f.lastSeen = sha256.Sum256(data)
+		err = f.swap(data)
+	}
+	return f.record(err)
+}
+
+// Watch polls the file every interval (default 1s) and reloads when its
+// content changes. Comparing content rather than mtime also catches a
+// Kubernetes Secret update, which swaps a ..data symlink and may keep the
+// old mtime. A broken version is reported once, not at every poll. Watch
+// blocks until ctx is done; run it in a goroutine you own.
+func (f *FileUsers) Watch(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = DefaultWatchInterval
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			f.reloadIfChanged()
+		}
+	}
+}
+
+func (f *FileUsers) reloadIfChanged() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	data, err := readUsersFile(f.path)
+	if err != nil {
+		// Missing for a moment while being replaced is normal: retry at
+		// the next tick, and say so only if it stays broken.
+		f.log.Debug("users file unreadable; keeping the previous users", "path", f.path, "error", err)
+		return
+	}
+	sum := sha256.Sum256(data)
+	if sum == f.lastSeen {
+		return
+	}
+	f.lastSeen = sum
+	f.record(f.swap(data))
+}
+
+func (f *FileUsers) swap(data []byte) error {
+	users, err := parseUsers(data)
+	if err != nil {
+		return err
+	}
+	f.users.Store(&users)
+	return nil
+}
+
+func (f *FileUsers) record(err error) error {
+	if err != nil {
+		err = fmt.Errorf("authn: reload users file %s: %w", f.path, err)
+		f.log.Error("users file reload failed; keeping the previous users", "path", f.path, "error", err)
+		if f.reloadErr != nil {
+			f.reloadErr.Inc()
+		}
+		return err
+	}
+	f.log.Info("users file reloaded", "path", f.path, "users", f.Len())
+	if f.reloadOK != nil {
+		f.reloadOK.Inc()
+	}
+	return nil
+}
+
+func readUsersFile(path string) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("authn: users file: %w", err)
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, maxUsersFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("authn: users file %s: %w", path, err)
+	}
+	if len(data) > maxUsersFileBytes {
+		return nil, fmt.Errorf("authn: users file %s: over %d bytes", path, maxUsersFileBytes)
+	}
+	return data, nil
+}
+
+type usersDoc struct {
+	Users []struct {
+		Username     string `yaml:"username"`
+		PasswordHash string `yaml:"password_hash"`
+		ID           string `yaml:"id"`
+	} `yaml:"users"`
+}
+
+// parseUsers decodes and validates a users file: every problem is
+// reported, each naming its entry (by index and username, never by hash).
+func parseUsers(data []byte) (map[string]User, error) {
+	var doc usersDoc
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if len(doc.Users) == 0 {
+		// Also what a half-written file often looks like: refusing it keeps
+		// the previous users on reload.
+		return nil, errors.New("no users (want a top-level users: list)")
+	}
+	users := make(map[string]User, len(doc.Users))
+	ids := make(map[string]int, len(doc.Users))
+	var errs []error
+	for i, e := range doc.Users {
+		name := fmt.Sprintf("users[%d]", i)
+		if e.Username == "" {
+			errs = append(errs, fmt.Errorf("%s: username is empty", name))
+			continue
+		}
+		name = fmt.Sprintf("users[%d] (%q)", i, e.Username)
+		if err := checkHashFormat(e.PasswordHash); err != nil {
+			errs = append(errs, fmt.Errorf("%s: password_hash: %w", name, err))
+		}
+		id := e.ID
+		if id == "" {
+			id = e.Username
+		}
+		if _, dup := users[e.Username]; dup {
+			errs = append(errs, fmt.Errorf("%s: duplicate username", name))
+			continue
+		}
+		if j, dup := ids[id]; dup {
+			errs = append(errs, fmt.Errorf("%s: id %q already used by users[%d]", name, id, j))
+			continue
+		}
+		ids[id] = i
+		users[e.Username] = User{ID: id, Username: e.Username, PasswordHash: e.PasswordHash}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return users, nil
+}
