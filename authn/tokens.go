@@ -158,6 +158,9 @@ func (t *Tokens) newKeySet(signing *Key, verification []*Key) (*keySet, error) {
 		jwt.WithIssuer(t.opts.Issuer),
 		jwt.WithLeeway(t.opts.Leeway),
 		jwt.WithTimeFunc(t.opts.Now),
+		// Canonical base64 only, so one token has exactly one spelling and
+		// the cache cannot be filled with variants of it.
+		jwt.WithStrictDecoding(),
 	}
 	if t.opts.Audience != "" {
 		popts = append(popts, jwt.WithAudience(t.opts.Audience))
@@ -177,15 +180,16 @@ func (t *Tokens) Issue(subject, username string) (string, Claims, error) {
 		return "", Claims{}, errors.New("authn: issue: empty subject")
 	}
 	ks := t.keys.Load()
-	now := t.opts.Now()
+	// UTC and whole microseconds: the claims are exactly what Verify returns.
+	now := t.opts.Now().UTC().Truncate(time.Microsecond)
 	var id [16]byte
 	rand.Read(id[:])
 	c := Claims{
 		Subject:   subject,
 		Username:  username,
 		ID:        base64.RawURLEncoding.EncodeToString(id[:]),
-		IssuedAt:  now.Truncate(time.Microsecond),
-		NotBefore: now.Truncate(time.Microsecond),
+		IssuedAt:  now,
+		NotBefore: now,
 		ExpiresAt: now.Add(t.opts.TTL).Truncate(time.Microsecond),
 	}
 	tc := &tokenClaims{
@@ -413,7 +417,7 @@ func (d *numericDate) UnmarshalJSON(b []byte) error {
 		if neg {
 			sec, nsec = -sec, -nsec
 		}
-		d.Time = time.Unix(sec, nsec)
+		d.Time = time.Unix(sec, nsec).UTC()
 		return nil
 	}
 	// Exponent forms such as 1.7e9 are valid JSON numbers; float precision
@@ -423,7 +427,7 @@ func (d *numericDate) UnmarshalJSON(b []byte) error {
 		return errors.New("NumericDate is not a number in range")
 	}
 	sec, frac := math.Modf(f)
-	d.Time = time.Unix(int64(sec), int64(frac*1e9))
+	d.Time = time.Unix(int64(sec), int64(frac*1e9)).UTC()
 	return nil
 }
 
