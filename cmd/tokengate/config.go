@@ -373,9 +373,27 @@ func kindName(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "a list"
 	case yaml.ScalarNode:
-		return fmt.Sprintf("%q", n.Value)
+		return fmt.Sprintf("%q", shorten(n.Value))
 	}
 	return "an alias"
+}
+
+// shorten keeps error messages readable when a value is long.
+func shorten(s string) string {
+	const max = 40
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}
+
+// displayKey prints a key as written, or quoted when it is not plain text
+// (a newline in a key must not split an error message).
+func displayKey(k string) string {
+	if q := strconv.Quote(k); q[1:len(q)-1] != k || k == "" {
+		return shorten(q)
+	}
+	return shorten(k)
 }
 
 // section decodes a mapping into the struct v whose keys start with prefix
@@ -423,7 +441,7 @@ func (d *decoder) section(n *yaml.Node, v reflect.Value, prefix string, depth in
 		}
 		if k.Kind == yaml.ScalarNode {
 			if first, dup := firstLine[k.Value]; dup {
-				d.errs = append(d.errs, &fieldError{Key: prefix + k.Value, Origin: lineOrigin(k.Line),
+				d.errs = append(d.errs, &fieldError{Key: prefix + displayKey(k.Value), Origin: lineOrigin(k.Line),
 					Msg: "duplicate key", Hint: fmt.Sprintf("first at line %d", first)})
 				continue
 			}
@@ -455,7 +473,7 @@ func (d *decoder) key(k, val *yaml.Node, v reflect.Value, prefix string, depth i
 	path := prefix + k.Value
 	f, ok := fieldByYAMLName(v.Type(), k.Value)
 	if !ok {
-		e := &fieldError{Key: path, Origin: lineOrigin(k.Line), Msg: "unknown key"}
+		e := &fieldError{Key: prefix + displayKey(k.Value), Origin: lineOrigin(k.Line), Msg: "unknown key"}
 		if s := suggest(k.Value, yamlNames(v.Type())); s != "" {
 			e.Hint = fmt.Sprintf("did you mean %q?", s)
 		}
@@ -559,10 +577,10 @@ func setScalar(v reflect.Value, s string) *valueError {
 	case v.Type() == durationType:
 		dur, err := time.ParseDuration(s)
 		if err != nil {
-			if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
-				return &valueError{fmt.Sprintf("invalid duration %q", s), fmt.Sprintf("a unit is required, e.g. \"%ss\"", s)}
+			if n, nerr := strconv.ParseInt(s, 10, 64); nerr == nil {
+				return &valueError{fmt.Sprintf("invalid duration %q", s), fmt.Sprintf("a unit is required, e.g. \"%ds\"", n)}
 			}
-			return &valueError{fmt.Sprintf("invalid duration %q", s), "use Go durations: 500ms, 90s, 15m, 1h"}
+			return &valueError{fmt.Sprintf("invalid duration %q", shorten(s)), "use Go durations: 500ms, 90s, 15m, 1h"}
 		}
 		v.SetInt(int64(dur))
 	case v.Kind() == reflect.String:
@@ -570,13 +588,13 @@ func setScalar(v reflect.Value, s string) *valueError {
 	case v.Kind() == reflect.Bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {
-			return &valueError{fmt.Sprintf("invalid boolean %q", s), "use true or false"}
+			return &valueError{fmt.Sprintf("invalid boolean %q", shorten(s)), "use true or false"}
 		}
 		v.SetBool(b)
 	case v.Kind() == reflect.Int, v.Kind() == reflect.Int64:
 		n, err := strconv.ParseInt(s, 10, v.Type().Bits())
 		if err != nil {
-			return &valueError{msg: fmt.Sprintf("invalid integer %q", s)}
+			return &valueError{msg: fmt.Sprintf("invalid integer %q", shorten(s))}
 		}
 		v.SetInt(n)
 	default:

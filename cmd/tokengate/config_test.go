@@ -105,6 +105,11 @@ func TestConfigLoadErrors(t *testing.T) {
 			`tokens.ttl: invalid duration "soon" (line 6); ` + durations,
 			`login_throttle.window: invalid duration "1 hour" (line 8); ` + durations,
 		}},
+		{"odd_keys.yaml", []string{
+			`"lis\tten": unknown key (line 1); did you mean "listen"?`,
+			`tokens.ttl: invalid duration "` + strings.Repeat("a", 40) + `..." (line 3); ` + durations,
+			`tokens."": unknown key (line 4)`,
+		}},
 		{"duplicate_key.yaml", []string{`tokens.ttl: duplicate key (line 4); first at line 2`}},
 		{"multi_doc.yaml", []string{`config: more than one YAML document (another starts at line 2); tokengate reads one`}},
 		{"merge_cycle.yaml", []string{`tokens: merge keys (<<) nest more than 16 deep (line 1)`}},
