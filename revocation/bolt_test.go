@@ -107,9 +107,7 @@ func TestBoltCloseStopsSweeper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !goroutineRunning(fn) {
-		t.Fatal("no sweeper goroutine while open")
-	}
+	eventually(t, 5*time.Second, "goroutine started", func() bool { return goroutineRunning(fn) })
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

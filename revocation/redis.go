@@ -232,6 +232,11 @@ func (s *RedisStore) Status(ctx context.Context, jti, userID string) (Status, er
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return Status{}, s.unavailable(err)
 	}
+	for _, cmd := range []*redis.StringCmd{tok, usr} {
+		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return Status{}, s.unavailable(err)
+		}
+	}
 	var st Status
 	st.TokenRevoked = jti != "" && tok.Err() == nil
 	if v, err := usr.Result(); err == nil && userID != "" {
@@ -324,9 +329,10 @@ func (s *RedisStore) subscribeOnce(ctx context.Context, onEvent func(Event), onR
 		case *redis.Subscription:
 			if m.Kind == "subscribe" && !established {
 				established = true
-				s.subscribed.Store(true)
 				s.log.Info("revocation notifications subscribed", "channel", s.channel)
 				onReset()
+				// Only now: "subscribed" promises the reset has been applied.
+				s.subscribed.Store(true)
 			}
 		case *redis.Message:
 			if ev, ok := parseEvent(m.Payload); ok {

@@ -256,9 +256,7 @@ func TestRedisCloseStopsNotifications(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "ready", func() bool { return c.Ready(ctx) == nil })
-	if !goroutineRunning(fn) {
-		t.Fatal("no notification goroutine")
-	}
+	eventually(t, 5*time.Second, "goroutine started", func() bool { return goroutineRunning(fn) })
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
