@@ -94,19 +94,22 @@ type Redis struct {
 	Addr string
 	Port int
 	dir  string
+	args []string
 	cmd  *exec.Cmd
 }
 
 // StartRedis starts a private redis-server on a free loopback port in a temp
 // dir; it is stopped when the test ends. Use it for tests that kill Redis.
-func StartRedis(t testing.TB) *Redis {
+// By default it keeps nothing on disk; args are appended to the command line
+// (e.g. "--appendonly", "yes" to keep data across Restart).
+func StartRedis(t testing.TB, args ...string) *Redis {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		unavailable(t, "redis-server not installed")
 		return nil
 	}
-	r := &Redis{dir: t.TempDir()}
+	r := &Redis{dir: t.TempDir(), args: args}
 	r.Port = freePort(t)
 	r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port))
 	r.start(t, bin)
@@ -116,8 +119,9 @@ func StartRedis(t testing.TB) *Redis {
 
 func (r *Redis) start(t testing.TB, bin string) {
 	t.Helper()
-	r.cmd = exec.Command(bin, "--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"))
+	args := append([]string{"--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log")}, r.args...)
+	r.cmd = exec.Command(bin, args...)
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}
@@ -141,7 +145,8 @@ func (r *Redis) Stop() {
 	r.cmd = nil
 }
 
-// Restart starts the server again on the same port (empty: it keeps nothing).
+// Restart starts the server again on the same port and dir (empty unless it
+// was started with persistence arguments).
 func (r *Redis) Restart(t testing.TB) {
 	t.Helper()
 	r.Stop()

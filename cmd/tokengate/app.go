@@ -1,0 +1,350 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"tokengate/authn"
+	"tokengate/proxy"
+	"tokengate/revocation"
+)
+
+// app is one running tokengate built from a Config: the components, the
+// handlers and what shutdown must close. Only this file wires packages.
+type app struct {
+	cfg      Config
+	log      *slog.Logger
+	registry *prometheus.Registry
+
+	tokens   *authn.Tokens
+	users    authn.UserStore
+	fileUser *authn.FileUsers // nil unless users.backend is file
+	store    revocation.Store
+	checker  *revocation.Checker
+	public   http.Handler
+	admin    http.Handler
+
+	adminToken []byte // operator endpoint secret; nil disables it
+
+	shuttingDown atomic.Bool
+	readyGauge   prometheus.Gauge
+	reloadGauge  prometheus.Gauge
+
+	closers []func() error
+}
+
+// pinger is a store that can say whether it is reachable.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// newApp constructs every component. On error, whatever was opened is closed.
+func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err error) {
+	a := &app{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	reg := a.registry
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tokengate_build_info", Help: "Build information; the value is always 1.",
+	}, []string{"version", "commit", "goversion"})
+	buildInfo.WithLabelValues(version, commit, runtime.Version()).Set(1)
+	a.readyGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tokengate_ready", Help: "1 when /readyz last answered ready, else 0.",
+	})
+	a.reloadGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tokengate_config_last_reload_success", Help: "1 when the last reload (SIGHUP or users file change) succeeded, else 0.",
+	})
+	a.reloadGauge.Set(1)
+	reg.MustRegister(buildInfo, a.readyGauge, a.reloadGauge)
+
+	// Keys and tokens.
+	signing, verification, err := loadKeys(cfg, true)
+	if err != nil {
+		return nil, err
+	}
+	a.tokens, err = authn.NewTokens(signing, verification, authn.TokenOptions{
+		Issuer:        cfg.Tokens.Issuer,
+		Audience:      cfg.Tokens.Audience,
+		TTL:           cfg.Tokens.TTL,
+		RefreshWindow: cfg.Tokens.RefreshWindow,
+		Leeway:        cfg.Tokens.Leeway,
+		CacheSize:     cfg.Tokens.CacheSize,
+		Registerer:    reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tokens: %w", err)
+	}
+
+	// Users.
+	registrarStore, err := a.openUsers(ctx, reg)
+	if err != nil {
+		return nil, err
+	}
+	auth := authn.NewAuthenticator(a.users, authn.AuthenticatorOptions{
+		Throttle: authn.ThrottleOptions{
+			PerUser:    disabledIfZero(cfg.LoginThrottle.PerUser),
+			PerAddress: disabledIfZero(cfg.LoginThrottle.PerAddress),
+			Window:     cfg.LoginThrottle.Window,
+		},
+	})
+	var registrar proxy.Registrar
+	if cfg.Users.Registration != "off" && registrarStore != nil {
+		registrar = authn.NewRegistrar(registrarStore, authn.UserPolicy{MinPasswordLength: cfg.Users.MinPasswordLength},
+			authn.HashOptions{Algorithm: cfg.Users.PasswordHash, BcryptCost: cfg.Users.BcryptCost})
+	}
+
+	// Revocation.
+	a.store, err = openRevocationStore(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, a.store.Close)
+	a.checker, err = revocation.NewChecker(a.store, revocation.CheckerOptions{
+		CacheSize:     cfg.Revocation.CacheSize,
+		MaxStaleness:  cfg.Revocation.MaxStaleness,
+		UserCutoffTTL: a.tokens.MaxLifetime(),
+		Logger:        log,
+		Registerer:    reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("revocation: %w", err)
+	}
+	// The checker closes before the store (closers run in reverse).
+	a.closers = append(a.closers, a.checker.Close)
+
+	// HTTP.
+	upstream, _ := url.Parse(cfg.Upstream) // validated
+	a.public, err = proxy.New(proxy.Options{
+		Upstream:          upstream,
+		UpstreamTimeout:   cfg.UpstreamTimeout,
+		IdentityHeader:    cfg.IdentityHeader,
+		PublicPaths:       cfg.PublicPaths,
+		TrustedProxies:    parsePrefixes(cfg.TrustedProxies),
+		Routes:            proxy.Routes(cfg.Routes),
+		MaxBodyBytes:      cfg.Server.MaxBodyBytes,
+		Tokens:            a.tokens,
+		JWKS:              a.tokens.JWKS,
+		Auth:              auth,
+		Registration:      cfg.Users.Registration,
+		Registrar:         registrar,
+		Revocation:        a.checker,
+		AllowOnStoreError: cfg.Revocation.OnStoreError == "allow",
+		Logger:            log,
+		Registerer:        reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	if cfg.AdminTokenFile != "" {
+		a.adminToken, err = readSecretFile(cfg.Resolve(cfg.AdminTokenFile), 32)
+		if err != nil {
+			return nil, fmt.Errorf("admin_token_file: %w", err)
+		}
+	}
+	a.admin = a.adminHandler()
+	return a, nil
+}
+
+// disabledIfZero maps the config's "0 disables" to authn's "<0 disables".
+func disabledIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// openUsers opens the configured user store; it returns the store users can
+// be created in, or nil when the backend is read-only.
+func (a *app) openUsers(ctx context.Context, reg prometheus.Registerer) (authn.UserCreator, error) {
+	cfg := a.cfg
+	switch cfg.Users.Backend {
+	case "file":
+		fu, err := authn.LoadFileUsers(cfg.Resolve(cfg.Users.File), authn.FileUsersOptions{Logger: a.log, Registerer: reg})
+		if err != nil {
+			return nil, fmt.Errorf("users.file: %w", err)
+		}
+		a.users, a.fileUser = fu, fu
+		return nil, nil
+	case "bolt":
+		bu, err := authn.OpenBoltUsers(cfg.Resolve(cfg.Users.Path), authn.BoltUsersOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("users.path: %w", err)
+		}
+		a.closers = append(a.closers, bu.Close)
+		a.users = bu
+		return bu, nil
+	case "postgres":
+		password, err := optionalSecret(cfg.Resolve(cfg.Users.PostgresPasswordFile), cfg.Users.PostgresPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("users.postgres_password_file: %w", err)
+		}
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		pu, err := authn.OpenPostgresUsers(octx, authn.PostgresUsersOptions{
+			URL: cfg.Users.PostgresURL, Password: password, Table: cfg.Users.Table,
+			Migrate: cfg.Users.Migrate, Query: cfg.Users.Query,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("users.postgres_url: %w", err)
+		}
+		a.closers = append(a.closers, func() error { pu.Close(); return nil })
+		a.users = pu
+		if cfg.Users.Query != "" {
+			return nil, nil
+		}
+		return pu, nil
+	}
+	return nil, fmt.Errorf("users.backend: unknown backend %q", cfg.Users.Backend)
+}
+
+func openRevocationStore(cfg Config, log *slog.Logger) (revocation.Store, error) {
+	rc := cfg.Revocation
+	switch rc.Backend {
+	case "memory":
+		return revocation.NewMemoryStore(time.Now), nil
+	case "bolt":
+		s, err := revocation.OpenBoltStore(cfg.Resolve(rc.Path), revocation.BoltOptions{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("revocation.path: %w", err)
+		}
+		return s, nil
+	case "redis":
+		password, err := optionalSecret(cfg.Resolve(rc.RedisPasswordFile), rc.RedisPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("revocation.redis_password_file: %w", err)
+		}
+		s, err := revocation.NewRedisStore(revocation.RedisOptions{
+			URL: rc.RedisURL, Addrs: rc.RedisAddrs, MasterName: rc.RedisMasterName,
+			Password: password, Logger: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("revocation.redis_url: %w", err)
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("revocation.backend: unknown backend %q", rc.Backend)
+}
+
+// loadKeys loads the signing key (creating it on first start when create is
+// set) and the older verification keys.
+func loadKeys(cfg Config, create bool) (*authn.Key, []*authn.Key, error) {
+	load := authn.LoadSigningKey
+	if create {
+		load = authn.LoadOrCreateSigningKey
+	}
+	signing, err := load(cfg.Resolve(cfg.Tokens.SigningKeyFile), cfg.Tokens.Algorithm)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tokens.signing_key_file: %w", err)
+	}
+	var verification []*authn.Key
+	for i, f := range cfg.Tokens.VerificationKeyFiles {
+		k, err := authn.LoadVerificationKey(cfg.Resolve(f))
+		if err != nil {
+			return nil, nil, fmt.Errorf("tokens.verification_key_files[%d]: %w", i, err)
+		}
+		verification = append(verification, k)
+	}
+	return signing, verification, nil
+}
+
+func parsePrefixes(list []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+		} else if ip, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+		}
+	}
+	return out
+}
+
+// readSecretFile reads a secret, trimming surrounding whitespace.
+func readSecretFile(path string, minLen int) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s := []byte(strings.TrimSpace(string(b)))
+	if len(s) < minLen {
+		return nil, fmt.Errorf("%s: secret must be at least %d bytes", path, minLen)
+	}
+	return s, nil
+}
+
+// optionalSecret reads a password file when one is configured.
+func optionalSecret(resolved, configured string) (string, error) {
+	if configured == "" {
+		return "", nil
+	}
+	b, err := readSecretFile(resolved, 1)
+	return string(b), err
+}
+
+// reload re-reads the users file and the keys; a failure keeps the old ones.
+func (a *app) reload() error {
+	var errs []error
+	if a.fileUser != nil {
+		if err := a.fileUser.Reload(); err != nil {
+			errs = append(errs, fmt.Errorf("users.file: %w", err))
+		}
+	}
+	signing, verification, err := loadKeys(a.cfg, false)
+	if err == nil {
+		err = a.tokens.SetKeys(signing, verification)
+	}
+	if err != nil {
+		errs = append(errs, err)
+	}
+	err = errors.Join(errs...)
+	if err != nil {
+		a.reloadGauge.Set(0)
+		a.log.Error("reload failed; keeping the previous users and keys", "error", err)
+	} else {
+		a.reloadGauge.Set(1)
+		a.log.Info("reloaded users and keys")
+	}
+	return err
+}
+
+// ready reports whether this instance should receive traffic.
+func (a *app) ready(ctx context.Context) error {
+	if a.shuttingDown.Load() {
+		return errors.New("shutting down")
+	}
+	if err := a.checker.Ready(ctx); err != nil {
+		return fmt.Errorf("revocation store: %w", err)
+	}
+	if p, ok := a.users.(pinger); ok {
+		if err := p.Ping(ctx); err != nil {
+			return fmt.Errorf("user store: %w", err)
+		}
+	}
+	return nil
+}
+
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](); err != nil {
+			a.log.Warn("close", "error", err)
+		}
+	}
+	a.closers = nil
+}

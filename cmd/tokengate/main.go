@@ -1,0 +1,174 @@
+// Command tokengate is a reverse-proxy authentication sidecar: it serves the
+// login/logout endpoints itself, checks a Bearer JWT on every other request
+// and forwards authenticated requests to the app with X-Auth-UserId set.
+//
+//	tokengate serve --config FILE         run the sidecar
+//	tokengate check-config --config FILE  validate and exit 0, or print errors and exit 2
+//	tokengate hash-password               read a password on stdin, print its hash
+//	tokengate revoke-user --config FILE --user ID   operator: revoke every token of a user
+//	tokengate demo                        run on embedded defaults in front of an echo app
+//	tokengate version                     print version, commit, Go version
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+)
+
+// Stamped by the build (-ldflags "-X main.version=... -X main.commit=...").
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitError  = 1 // runtime failure
+	exitConfig = 2 // bad config or usage
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Environ()))
+}
+
+// env is what a subcommand may see of the process: tests pass their own.
+type env struct {
+	stdin   io.Reader
+	stdout  io.Writer
+	stderr  io.Writer
+	environ []string
+	// hup delivers reload requests (SIGHUP); nil means none.
+	hup <-chan os.Signal
+	// started, when set, receives the bound addresses once serving.
+	started func(addrs)
+}
+
+// addrs are the listeners' real addresses (useful with :0).
+type addrs struct{ Public, Admin string }
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, environ []string) int {
+	e := env{stdin: stdin, stdout: stdout, stderr: stderr, environ: environ}
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "demo") {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		e.hup = hup
+	}
+	return dispatch(ctx, args, e)
+}
+
+func dispatch(ctx context.Context, args []string, e env) int {
+	if len(args) == 0 {
+		usage(e.stderr)
+		return exitConfig
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return cmdServe(ctx, rest, e)
+	case "check-config":
+		return cmdCheckConfig(rest, e)
+	case "hash-password":
+		return cmdHashPassword(rest, e)
+	case "revoke-user":
+		return cmdRevokeUser(ctx, rest, e)
+	case "demo":
+		return cmdDemo(ctx, rest, e)
+	case "version", "--version", "-version":
+		fmt.Fprintf(e.stdout, "tokengate %s (commit %s, %s %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return exitOK
+	case "help", "-h", "--help", "-help":
+		usage(e.stdout)
+		return exitOK
+	default:
+		fmt.Fprintf(e.stderr, "tokengate: unknown command %q\n\n", cmd)
+		usage(e.stderr)
+		return exitConfig
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: tokengate <command> [flags]
+
+commands:
+  serve --config FILE              run the sidecar (embedded defaults without --config)
+  check-config --config FILE       validate config and the files it names; exit 2 on problems
+  hash-password [--algorithm bcrypt|argon2id] [--cost N]
+                                   read a password on stdin, print its hash on the last line
+  revoke-user --config FILE --user ID
+                                   operator: revoke every token of a user (needs admin_token_file)
+  demo                             run on embedded defaults in front of a demo echo app
+  version                          print version, commit and Go version
+`)
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting.
+func newFlagSet(name string, e env) *flag.FlagSet {
+	fs := flag.NewFlagSet("tokengate "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	return fs
+}
+
+// parseFlags parses and rejects stray arguments; ok false means exit 2.
+func parseFlags(fs *flag.FlagSet, args []string) bool {
+	if err := fs.Parse(args); err != nil {
+		return false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return false
+	}
+	return true
+}
+
+// loadConfig loads and validates; it prints every problem and reports false.
+func loadConfig(path string, e env) (Config, bool) {
+	cfg, err := LoadConfig(path, e.environ)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "tokengate: invalid configuration%s:\n", inFile(path))
+		for _, line := range flattenErrors(err) {
+			fmt.Fprintf(e.stderr, "  %s\n", line)
+		}
+		return Config{}, false
+	}
+	return cfg, true
+}
+
+func inFile(path string) string {
+	if path == "" {
+		return ""
+	}
+	return " in " + path
+}
+
+// flattenErrors lists the leaves of an errors.Join tree, one per line.
+func flattenErrors(err error) []string {
+	var out []string
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		out = append(out, err.Error())
+	}
+	walk(err)
+	if len(out) == 0 && err != nil {
+		out = append(out, err.Error())
+	}
+	return out
+}

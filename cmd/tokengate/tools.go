@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"tokengate/authn"
+)
+
+// cmdCheckConfig validates the config and loads the files it names.
+func cmdCheckConfig(args []string, e env) int {
+	fset := newFlagSet("check-config", e)
+	configPath := fset.String("config", "", "config file (YAML)")
+	if !parseFlags(fset, args) {
+		return exitConfig
+	}
+	cfg, ok := loadConfig(*configPath, e)
+	if !ok {
+		return exitConfig
+	}
+	if errs := checkFiles(cfg); len(errs) > 0 {
+		fmt.Fprintf(e.stderr, "tokengate: invalid configuration%s:\n", inFile(*configPath))
+		for _, err := range errs {
+			fmt.Fprintf(e.stderr, "  %s\n", err)
+		}
+		return exitConfig
+	}
+	fmt.Fprintf(e.stdout, "configuration OK%s\n", inFile(*configPath))
+	return exitOK
+}
+
+// checkFiles loads what the config names without side effects: a signing key
+// that does not exist yet is fine (serve creates it).
+func checkFiles(cfg Config) []error {
+	var errs []error
+	if _, err := os.Stat(cfg.Resolve(cfg.Tokens.SigningKeyFile)); err == nil {
+		if _, err := authn.LoadSigningKey(cfg.Resolve(cfg.Tokens.SigningKeyFile), cfg.Tokens.Algorithm); err != nil {
+			errs = append(errs, fmt.Errorf("tokens.signing_key_file: %w", err))
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("tokens.signing_key_file: %w", err))
+	}
+	for i, f := range cfg.Tokens.VerificationKeyFiles {
+		if _, err := authn.LoadVerificationKey(cfg.Resolve(f)); err != nil {
+			errs = append(errs, fmt.Errorf("tokens.verification_key_files[%d]: %w", i, err))
+		}
+	}
+	if cfg.Users.Backend == "file" {
+		if _, err := authn.LoadFileUsers(cfg.Resolve(cfg.Users.File), authn.FileUsersOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("users.file: %w", err))
+		}
+	}
+	if cfg.AdminTokenFile != "" {
+		if _, err := readSecretFile(cfg.Resolve(cfg.AdminTokenFile), 32); err != nil {
+			errs = append(errs, fmt.Errorf("admin_token_file: %w", err))
+		}
+	}
+	for key, f := range map[string]string{
+		"users.postgres_password_file":   cfg.Users.PostgresPasswordFile,
+		"revocation.redis_password_file": cfg.Revocation.RedisPasswordFile,
+	} {
+		if _, err := optionalSecret(cfg.Resolve(f), f); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+	}
+	return errs
+}
+
+// cmdHashPassword reads one password line on stdin and prints its hash on
+// the last line of stdout.
+func cmdHashPassword(args []string, e env) int {
+	fset := newFlagSet("hash-password", e)
+	algorithm := fset.String("algorithm", "bcrypt", "bcrypt | argon2id")
+	cost := fset.Int("cost", 10, "bcrypt cost (4-31)")
+	if !parseFlags(fset, args) {
+		return exitConfig
+	}
+	if *algorithm != "bcrypt" && *algorithm != "argon2id" {
+		fmt.Fprintf(e.stderr, "hash-password: --algorithm must be bcrypt or argon2id\n")
+		return exitConfig
+	}
+	line, err := bufio.NewReader(io.LimitReader(e.stdin, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		fmt.Fprintf(e.stderr, "hash-password: reading stdin: %v\n", err)
+		return exitError
+	}
+	password := strings.TrimRight(line, "\r\n")
+	if password == "" {
+		fmt.Fprintln(e.stderr, "hash-password: no password on stdin (usage: echo -n 'secret' | tokengate hash-password)")
+		return exitConfig
+	}
+	hash, err := authn.HashPassword(password, authn.HashOptions{Algorithm: *algorithm, BcryptCost: *cost})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "hash-password: %v\n", err)
+		return exitConfig
+	}
+	fmt.Fprintln(e.stdout, hash)
+	return exitOK
+}
+
+// cmdRevokeUser asks a running instance (its admin listener) to revoke every
+// token of a user. The instance writes to its revocation store, so with the
+// redis backend every replica learns of it.
+func cmdRevokeUser(ctx context.Context, args []string, e env) int {
+	fset := newFlagSet("revoke-user", e)
+	configPath := fset.String("config", "", "config file of the running instance")
+	user := fset.String("user", "", "user id whose tokens to revoke")
+	adminURL := fset.String("admin-url", "", "admin listener base URL (default: from admin_listen)")
+	if !parseFlags(fset, args) {
+		return exitConfig
+	}
+	if strings.TrimSpace(*user) == "" {
+		fmt.Fprintln(e.stderr, "revoke-user: --user is required")
+		return exitConfig
+	}
+	cfg, ok := loadConfig(*configPath, e)
+	if !ok {
+		return exitConfig
+	}
+	if cfg.AdminTokenFile == "" {
+		fmt.Fprintln(e.stderr, "revoke-user: admin_token_file is not set in the configuration; the operator endpoint is off")
+		return exitConfig
+	}
+	token, err := readSecretFile(cfg.Resolve(cfg.AdminTokenFile), 32)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "revoke-user: admin_token_file: %v\n", err)
+		return exitConfig
+	}
+	base := *adminURL
+	if base == "" {
+		base = "http://" + dialable(cfg.AdminListen)
+	}
+	body, _ := json.Marshal(map[string]string{"user": *user})
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/admin/revoke_user", bytes.NewReader(body))
+	if err != nil {
+		fmt.Fprintf(e.stderr, "revoke-user: %v\n", err)
+		return exitConfig
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+string(token))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "revoke-user: %v\n", err)
+		return exitError
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		fmt.Fprintf(e.stderr, "revoke-user: %s: %s\n", resp.Status, strings.TrimSpace(string(msg)))
+		return exitError
+	}
+	fmt.Fprintf(e.stdout, "revoked every token of user %q issued until now\n", *user)
+	return exitOK
+}
+
+// dialable turns a listen address into one a client can dial.
+func dialable(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
