@@ -1,0 +1,282 @@
+package authn
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const (
+	marcoHash = "$2a$04$gcb3g3TxkIn49WlKv.WfUuOX0uYBX88pV6zJe43LMHyBO7P3jXFZa" // "marco-password"
+	adaHash   = "$argon2id$v=19$m=65536,t=3,p=2$MPNXshzMR9u46WQHipbhzw$sWJ6ZtxL5wbgIVsuLRbXu3V/rg48cgupPlsivdi2HXE"
+)
+
+func usersYAML(entries ...string) string {
+	return "users:\n" + strings.Join(entries, "")
+}
+
+func userEntry(name, hash, id string) string {
+	s := fmt.Sprintf("  - username: %s\n    password_hash: %q\n", name, hash)
+	if id != "" {
+		s += "    id: " + id + "\n"
+	}
+	return s
+}
+
+// syncBuffer is a log sink tests read while Watch writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestLoadFileUsers(t *testing.T) {
+	f, err := LoadFileUsers("testdata/users.yaml", FileUsersOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Len() != 2 {
+		t.Errorf("Len = %d, want 2", f.Len())
+	}
+	tests := []struct {
+		name string
+		want User
+		err  error
+	}{
+		{"marco", User{ID: "marco", Username: "marco", PasswordHash: marcoHash}, nil}, // id defaults to username
+		{"ada", User{ID: "user-0001", Username: "ada", PasswordHash: adaHash}, nil},
+		{"nobody", User{}, ErrUserNotFound},
+		{"Marco", User{}, ErrUserNotFound}, // names are exact
+	}
+	for _, tt := range tests {
+		u, err := f.LookupUser(context.Background(), tt.name)
+		if u != tt.want || !errors.Is(err, tt.err) {
+			t.Errorf("LookupUser(%q) = %+v, %v; want %+v, %v", tt.name, u, err, tt.want, tt.err)
+		}
+	}
+	if _, err := LoadFileUsers(filepath.Join(t.TempDir(), "absent.yaml"), FileUsersOptions{}); err == nil {
+		t.Error("missing file accepted")
+	}
+}
+
+func TestLoadFileUsersErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"empty file", "", []string{"no users"}},
+		{"empty list", "users: []\n", []string{"no users"}},
+		{"unknown key", usersYAML(userEntry("a", marcoHash, "")) + "    role: admin\n", []string{"role"}},
+		{"unknown top-level key", "user:\n  - username: a\n", []string{"user"}},
+		{"empty hash", usersYAML(userEntry("alice", "", "")), []string{`users[0] ("alice")`, "empty password hash"}},
+		{"plain-text password", usersYAML(userEntry("a", marcoHash, ""), userEntry("bob", "hunter2", "")),
+			[]string{`users[1] ("bob")`, "unknown password hash format"}},
+		{"broken bcrypt", usersYAML(userEntry("carol", marcoHash[:30], "")), []string{`users[0] ("carol")`, "bcrypt"}},
+		{"duplicate username", usersYAML(userEntry("a", marcoHash, ""), userEntry("a", marcoHash, "other")),
+			[]string{`users[1] ("a")`, "duplicate username"}},
+		{"duplicate id", usersYAML(userEntry("a", marcoHash, "x"), userEntry("b", marcoHash, "x")),
+			[]string{`users[1] ("b")`, `id "x" already used by users[0]`}},
+		{"id clashes with a defaulted id", usersYAML(userEntry("a", marcoHash, ""), userEntry("b", marcoHash, "a")),
+			[]string{`users[1] ("b")`, "already used"}},
+		{"empty username", usersYAML(userEntry(`""`, marcoHash, "")), []string{"users[0]: username is empty"}},
+		{"all problems at once", usersYAML(userEntry("a", "", ""), userEntry("b", "nope", "")),
+			[]string{`users[0] ("a")`, `users[1] ("b")`}},
+		{"not YAML", "users: [", []string{"yaml"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeFile(t, tt.yaml)
+			_, err := LoadFileUsers(path, FileUsersOptions{})
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v\nwant it to mention %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), marcoHash[7:]) {
+				t.Errorf("err reveals a hash: %v", err)
+			}
+		})
+	}
+}
+
+func reloadCount(t *testing.T, reg *prometheus.Registry, result string) float64 {
+	t.Helper()
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "tokengate_users_reloads_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func TestFileUsersReload(t *testing.T) {
+	path := writeFile(t, usersYAML(userEntry("a", marcoHash, "")))
+	reg := prometheus.NewRegistry()
+	var logs syncBuffer
+	f, err := LoadFileUsers(path, FileUsersOptions{Registerer: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(usersYAML(userEntry("a", marcoHash, ""), userEntry("b", adaHash, ""))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.LookupUser(context.Background(), "b"); err != nil {
+		t.Errorf("new user after Reload: %v", err)
+	}
+	// A broken file keeps the previous users, and says so without hashes.
+	os.WriteFile(path, []byte(usersYAML(userEntry("c", "", ""), userEntry("d", marcoHash, ""))), 0o600)
+	if err := f.Reload(); err == nil {
+		t.Fatal("Reload of a broken file returned nil")
+	}
+	if _, err := f.LookupUser(context.Background(), "b"); err != nil {
+		t.Errorf("old users lost after a failed reload: %v", err)
+	}
+	if _, err := f.LookupUser(context.Background(), "d"); err == nil {
+		t.Error("a broken file was partly applied")
+	}
+	if ok, bad := reloadCount(t, reg, "success"), reloadCount(t, reg, "error"); ok != 1 || bad != 1 {
+		t.Errorf("reloads success %v error %v, want 1 and 1", ok, bad)
+	}
+	if !strings.Contains(logs.String(), "users[0]") || strings.Contains(logs.String(), marcoHash[7:]) {
+		t.Errorf("log should name the entry and never a hash:\n%s", logs.String())
+	}
+	os.Remove(path)
+	if err := f.Reload(); err == nil || f.Len() != 2 {
+		t.Errorf("missing file: Reload = %v, Len %d; want an error and the old users", err, f.Len())
+	}
+}
+
+// waitFor polls cond until it holds or a generous deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func hasUser(f *FileUsers, name string) bool {
+	_, err := f.LookupUser(context.Background(), name)
+	return err == nil
+}
+
+// watch runs f.Watch until the test ends and checks it returns.
+func watch(t *testing.T, f *FileUsers) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Watch(ctx, 10*time.Millisecond); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("Watch did not return after its context was cancelled")
+		}
+	})
+}
+
+func TestFileUsersWatch(t *testing.T) {
+	path := writeFile(t, usersYAML(userEntry("a", marcoHash, "")))
+	reg := prometheus.NewRegistry()
+	f, err := LoadFileUsers(path, FileUsersOptions{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch(t, f)
+	// Same size, same mtime: only the content differs.
+	st, _ := os.Stat(path)
+	os.WriteFile(path, []byte(usersYAML(userEntry("b", marcoHash, ""))), 0o600)
+	os.Chtimes(path, st.ModTime(), st.ModTime())
+	waitFor(t, "user b", func() bool { return hasUser(f, "b") })
+	if hasUser(f, "a") {
+		t.Error("user a still there after it was removed from the file")
+	}
+	// A broken version is counted once, not at every poll, and keeps b.
+	os.WriteFile(path, []byte("users: ["), 0o600)
+	waitFor(t, "a reload error", func() bool { return reloadCount(t, reg, "error") == 1 })
+	time.Sleep(50 * time.Millisecond)
+	if n := reloadCount(t, reg, "error"); n != 1 || !hasUser(f, "b") {
+		t.Errorf("errors counted %v, user b kept %v; want 1 and true", n, hasUser(f, "b"))
+	}
+	os.WriteFile(path, []byte(usersYAML(userEntry("c", marcoHash, ""))), 0o600)
+	waitFor(t, "user c", func() bool { return hasUser(f, "c") })
+}
+
+// TestFileUsersWatchSecretSwap updates the file the way the kubelet updates
+// a mounted Secret: users.yaml -> ..data/users.yaml, ..data -> a timestamped
+// directory, and an update renames a new ..data symlink over the old one.
+func TestFileUsersWatchSecretSwap(t *testing.T) {
+	dir := t.TempDir()
+	writeVersion := func(name, content string) {
+		os.Mkdir(filepath.Join(dir, name), 0o755)
+		p := filepath.Join(dir, name, "users.yaml")
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+		os.Chtimes(p, old, old) // the kubelet's copies need not differ in mtime
+	}
+	swapData := func(target string) {
+		tmp := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink(target, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeVersion("..2024_01_01", usersYAML(userEntry("a", marcoHash, "")))
+	swapData("..2024_01_01")
+	path := filepath.Join(dir, "users.yaml")
+	if err := os.Symlink(filepath.Join("..data", "users.yaml"), path); err != nil {
+		t.Fatal(err)
+	}
+	f, err := LoadFileUsers(path, FileUsersOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch(t, f)
+	writeVersion("..2024_01_02", usersYAML(userEntry("b", marcoHash, "")))
+	swapData("..2024_01_02")
+	os.RemoveAll(filepath.Join(dir, "..2024_01_01"))
+	waitFor(t, "user b from the new Secret version", func() bool { return hasUser(f, "b") })
+	if hasUser(f, "a") {
+		t.Error("user a survived the Secret update")
+	}
+}
