@@ -191,22 +191,23 @@ func (h *handler) observe(next http.Handler) http.Handler {
 		start := time.Now()
 		defer func() {
 			if v := recover(); v != nil {
-				if st.status == 0 && v != http.ErrAbortHandler {
-					st.status = http.StatusInternalServerError // what recoverPanics will answer
-				}
-				h.finish(r, st, start)
-				panic(v)
+				h.finish(r, st, start, v != http.ErrAbortHandler)
+				panic(v) // recoverPanics answers it
 			}
 		}()
 		next.ServeHTTP(w, r)
-		h.finish(r, st, start)
+		h.finish(r, st, start, false)
 	})
 }
 
-func (h *handler) finish(r *http.Request, st *requestState, start time.Time) {
+// finish records a request; panicked means recoverPanics will answer 500
+// unless a status was already sent.
+func (h *handler) finish(r *http.Request, st *requestState, start time.Time, panicked bool) {
 	elapsed := time.Since(start)
 	status := st.status
 	switch {
+	case panicked && status == 0:
+		status = http.StatusInternalServerError
 	case st.clientGone:
 		status = 499 // nginx's "client closed request"; nothing was sent
 	case status == 0:

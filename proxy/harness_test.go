@@ -62,7 +62,7 @@ type upstream struct {
 	seen []seenRequest
 }
 
-func newUpstream(t *testing.T) *upstream {
+func newUpstream(t testing.TB) *upstream {
 	u := &upstream{release: make(chan struct{})}
 	u.srv = httptest.NewServer(http.HandlerFunc(u.serve))
 	t.Cleanup(u.srv.Close)
@@ -154,7 +154,7 @@ const (
 // env is tokengate's handler over real authn and revocation components,
 // served by a real listener in front of a recording upstream.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	clock   *fakeClock
 	keyPath string
 	tokens  *authn.Tokens
@@ -185,7 +185,7 @@ func defaultRoutes() Routes {
 	}
 }
 
-func newEnv(t *testing.T, cfgs ...envConfig) *env {
+func newEnv(t testing.TB, cfgs ...envConfig) *env {
 	t.Helper()
 	var cfg envConfig
 	if len(cfgs) > 0 {
@@ -256,7 +256,7 @@ func newEnv(t *testing.T, cfgs ...envConfig) *env {
 	return e
 }
 
-func writeUsersFile(t *testing.T, path string, users map[string][2]string) {
+func writeUsersFile(t testing.TB, path string, users map[string][2]string) {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("users:\n")
