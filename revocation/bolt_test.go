@@ -3,6 +3,7 @@ package revocation
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,7 +14,10 @@ import (
 	"time"
 )
 
-const helperDBEnv = "TOKENGATE_REVOCATION_HELPER_DB"
+const (
+	helperDBEnv     = "TOKENGATE_REVOCATION_HELPER_DB"
+	helperRevokeEnv = "TOKENGATE_REVOCATION_HELPER_REVOKE" // revoke before saying ready
+)
 
 func openBolt(t *testing.T, path string, opts BoltOptions) *BoltStore {
 	t.Helper()
@@ -117,13 +121,12 @@ func TestBoltCloseStopsSweeper(t *testing.T) {
 	}
 }
 
-// TestBoltLockedByAnotherProcess runs a child process (this test binary, see
-// TestHelperProcess) that holds the store, and checks that a second opener
-// gives up after LockTimeout with a clear error instead of hanging.
-func TestBoltLockedByAnotherProcess(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "r.db")
+// startHelper runs TestHelperProcess in a child holding the store at path
+// and waits for it to say ready; closing the returned stdin lets it exit.
+func startHelper(t *testing.T, path string, env ...string) (*exec.Cmd, io.WriteCloser) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-	cmd.Env = append(os.Environ(), helperDBEnv+"="+path)
+	cmd.Env = append(append(os.Environ(), helperDBEnv+"="+path), env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -141,8 +144,32 @@ func TestBoltLockedByAnotherProcess(t *testing.T) {
 	if err != nil || strings.TrimSpace(line) != "ready" {
 		t.Fatalf("helper: %q, %v", line, err)
 	}
+	return cmd, stdin
+}
 
-	_, err = OpenBoltStore(path, BoltOptions{LockTimeout: 200 * time.Millisecond})
+// A revocation that returned is on disk: kill -9 right after loses nothing.
+func TestBoltSurvivesKill9(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.db")
+	cmd, _ := startHelper(t, path, helperRevokeEnv+"=1")
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	s := openBolt(t, path, BoltOptions{})
+	st := mustStatus(t, s, "j-killed", "u-killed")
+	if !st.TokenRevoked || !st.UserCutoff.Equal(time.Unix(0, 1700000000123456789)) {
+		t.Fatalf("after kill -9: %+v", st)
+	}
+}
+
+// TestBoltLockedByAnotherProcess runs a child process (this test binary, see
+// TestHelperProcess) that holds the store, and checks that a second opener
+// gives up after LockTimeout with a clear error instead of hanging.
+func TestBoltLockedByAnotherProcess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.db")
+	cmd, stdin := startHelper(t, path)
+
+	_, err := OpenBoltStore(path, BoltOptions{LockTimeout: 200 * time.Millisecond})
 	want := fmt.Sprintf("revocation store %s is in use by another process", path)
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("open while held: %v, want an error containing %q", err, want)
@@ -176,6 +203,15 @@ func TestHelperProcess(t *testing.T) {
 	if err != nil {
 		fmt.Println("error:", err)
 		os.Exit(1)
+	}
+	if os.Getenv(helperRevokeEnv) != "" {
+		err = errors.Join(
+			s.RevokeToken(context.Background(), "j-killed", time.Now().Add(time.Hour)),
+			s.RevokeUser(context.Background(), "u-killed", time.Unix(0, 1700000000123456789), time.Now().Add(time.Hour)))
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
 	}
 	fmt.Println("ready")
 	_, _ = io.Copy(io.Discard, os.Stdin)
