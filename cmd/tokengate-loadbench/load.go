@@ -17,6 +17,9 @@ type scenario struct {
 	// auth returns the Authorization value for a worker's i-th request;
 	// nil sends no Authorization header.
 	auth func(worker, i int) string
+	// serverPID is the process serving the scenario (0: unknown); its CPU
+	// time over the turn is reported per request.
+	serverPID int
 }
 
 // turnResult is one measured turn of one scenario.
@@ -28,6 +31,9 @@ type turnResult struct {
 	firstErr string
 	elapsed  time.Duration
 	hist     *histogram // latency of every answered request, errors included
+	// serverCPU is the CPU time the serving process used during the turn;
+	// 0 when unknown.
+	serverCPU time.Duration
 }
 
 // rps is the rate of successful requests over the turn.
@@ -36,6 +42,15 @@ func (r turnResult) rps() float64 {
 		return 0
 	}
 	return float64(r.ok) / r.elapsed.Seconds()
+}
+
+// cpuPerRequest is the serving process's CPU time per answered request.
+func (r turnResult) cpuPerRequest() time.Duration {
+	n := r.ok + r.errors
+	if r.serverCPU <= 0 || n == 0 {
+		return 0
+	}
+	return r.serverCPU / time.Duration(n)
 }
 
 // newLoadClient returns the generator's client: keep-alive, enough idle
@@ -118,6 +133,7 @@ func runTurn(ctx context.Context, client *http.Client, sc scenario, concurrency 
 		workers[i] = &worker{id: i, hist: new(histogram)}
 	}
 	var wg sync.WaitGroup
+	cpu0, cpuOK := processCPU(sc.serverPID)
 	start := time.Now()
 	deadline := start.Add(d)
 	for _, w := range workers {
@@ -129,6 +145,9 @@ func runTurn(ctx context.Context, client *http.Client, sc scenario, concurrency 
 	}
 	wg.Wait()
 	res := turnResult{scenario: sc.name, elapsed: time.Since(start), hist: new(histogram)}
+	if cpu1, ok := processCPU(sc.serverPID); ok && cpuOK && sc.serverPID > 0 {
+		res.serverCPU = cpu1 - cpu0
+	}
 	for _, w := range workers {
 		res.ok += w.ok
 		res.errors += w.errors

@@ -155,7 +155,7 @@ func runBench(ctx context.Context, o options, command string, logw io.Writer) ([
 		return nil, "", err
 	}
 	upstream := "http://" + upAddr
-	_, bareAddr, err := p.startServer(ctx, "bare", self, []string{"bare", "-upstream", upstream}, 10*time.Second)
+	bareChild, bareAddr, err := p.startServer(ctx, "bare", self, []string{"bare", "-upstream", upstream}, 10*time.Second)
 	if err != nil {
 		return nil, "", err
 	}
@@ -176,9 +176,9 @@ func runBench(ctx context.Context, o options, command string, logw io.Writer) ([
 		bearer[i] = "Bearer " + t
 	}
 	scenarios := []scenario{
-		{name: scenarioBare, url: "http://" + bareAddr + path},
-		{name: scenarioReused, url: tg.public + path, auth: func(int, int) string { return reused }},
-		{name: scenarioUnique, url: tg.public + path, auth: cycle(bearer, o.concurrency)},
+		{name: scenarioBare, url: "http://" + bareAddr + path, serverPID: bareChild.cmd.Process.Pid},
+		{name: scenarioReused, url: tg.public + path, serverPID: tg.pid, auth: func(int, int) string { return reused }},
+		{name: scenarioUnique, url: tg.public + path, serverPID: tg.pid, auth: cycle(bearer, o.concurrency)},
 	}
 
 	client := newLoadClient(o.concurrency)

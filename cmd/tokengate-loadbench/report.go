@@ -50,6 +50,7 @@ type summary struct {
 	turns     int
 	rps       float64       // median over turns
 	p50, p99  time.Duration // medians over turns of each turn's quantile
+	cpuPerReq time.Duration // median over turns of the server's CPU per request; 0: unknown
 	errors    uint64
 	firstErr  string
 	tputRatio float64 // rps / baseline rps
@@ -64,7 +65,7 @@ func summarize(results []turnResult, order []string, baseline string, budgets ma
 	var out []summary
 	for _, name := range order {
 		s := summary{scenario: name}
-		var rps, p50, p99 []float64
+		var rps, p50, p99, cpu []float64
 		for _, r := range results {
 			if r.scenario != name {
 				continue
@@ -73,6 +74,9 @@ func summarize(results []turnResult, order []string, baseline string, budgets ma
 			rps = append(rps, r.rps())
 			p50 = append(p50, float64(r.hist.quantile(0.50)))
 			p99 = append(p99, float64(r.hist.quantile(0.99)))
+			if c := r.cpuPerRequest(); c > 0 {
+				cpu = append(cpu, float64(c))
+			}
 			s.errors += r.errors
 			if s.firstErr == "" {
 				s.firstErr = r.firstErr
@@ -81,6 +85,9 @@ func summarize(results []turnResult, order []string, baseline string, budgets ma
 		s.rps = median(rps)
 		s.p50 = time.Duration(median(p50))
 		s.p99 = time.Duration(median(p99))
+		if len(cpu) > 0 {
+			s.cpuPerReq = time.Duration(median(cpu))
+		}
 		out = append(out, s)
 	}
 	var base *summary
@@ -176,15 +183,15 @@ func writeMarkdown(w io.Writer, m runMeta, sums []summary, results []turnResult)
 		fmt.Fprintf(w, "- unique tokens: pool of %d HS256 tokens cycled; %s\n", m.uniqueN, m.cacheNote)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| scenario | req/s (median) | p50 | p99 | errors | tput ratio | p99 ratio | budget | verdict |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---|---|")
+	fmt.Fprintln(w, "| scenario | req/s (median) | p50 | p99 | errors | tput ratio | p99 ratio | budget | verdict | server CPU/req |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---|---|---:|")
 	for _, s := range sums {
 		b := "-"
 		if s.budget != nil {
 			b = s.budget.String()
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %d | %.3f | %.3f | %s | %s |\n",
-			s.scenario, s.rps, fmtDur(s.p50), fmtDur(s.p99), s.errors, s.tputRatio, s.p99Ratio, b, s.verdict)
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %d | %.3f | %.3f | %s | %s | %s |\n",
+			s.scenario, s.rps, fmtDur(s.p50), fmtDur(s.p99), s.errors, s.tputRatio, s.p99Ratio, b, s.verdict, fmtCPU(s.cpuPerReq))
 	}
 	for _, s := range sums {
 		if s.errors > 0 {
@@ -202,13 +209,22 @@ func writeMarkdown(w io.Writer, m runMeta, sums []summary, results []turnResult)
 	}
 	fmt.Fprintln(w, "\nPer turn:")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| round | scenario | requests | errors | req/s | p50 | p99 | max |")
-	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| round | scenario | requests | errors | req/s | p50 | p99 | max | server CPU/req |")
+	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
-		fmt.Fprintf(w, "| %d | %s | %d | %d | %.0f | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %d | %s | %d | %d | %.0f | %s | %s | %s | %s |\n",
 			r.round, r.scenario, r.ok, r.errors, r.rps(),
-			fmtDur(r.hist.quantile(0.5)), fmtDur(r.hist.quantile(0.99)), fmtDur(time.Duration(r.hist.max)))
+			fmtDur(r.hist.quantile(0.5)), fmtDur(r.hist.quantile(0.99)), fmtDur(time.Duration(r.hist.max)),
+			fmtCPU(r.cpuPerRequest()))
 	}
+}
+
+// fmtCPU prints a CPU time per request in microseconds, "n/a" when unknown.
+func fmtCPU(d time.Duration) string {
+	if d <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
 }
 
 // fmtDur prints a latency in microseconds or milliseconds, 3 significant digits.

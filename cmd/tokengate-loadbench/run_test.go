@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -120,6 +122,9 @@ func TestShortRunAgainstTokengate(t *testing.T) {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
+	}
+	if runtime.GOOS == "linux" && !regexp.MustCompile(`\| bare \|.*\| [0-9.]+µs \|`).MatchString(report) {
+		t.Errorf("no server CPU per request for bare:\n%s", report)
 	}
 	if strings.Contains(report, verdictInvalid) {
 		t.Errorf("run had request errors:\n%s", report)

@@ -34,6 +34,7 @@ type tokengateSetup struct {
 	claims        jwt.MapClaims // the login token's claims, copied into minted tokens
 	cacheNote     string        // how the verified-token cache is made to miss
 	version       string
+	pid           int
 }
 
 // tokenCacheSize is the verified-token cache size the run asks for: far
@@ -172,7 +173,7 @@ func startTokengate(ctx context.Context, p *procs, bin, dir, upstream string) (*
 	if err != nil {
 		return nil, err
 	}
-	s.public, s.admin = "http://"+listen, "http://"+admin
+	s.public, s.admin, s.pid = "http://"+listen, "http://"+admin, c.cmd.Process.Pid
 	if err := waitReady(ctx, c, s.admin+"/readyz", 20*time.Second); err != nil {
 		return nil, err
 	}
