@@ -69,7 +69,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		Name: "tokengate_ready", Help: "1 when /readyz last answered ready, else 0.",
 	})
 	a.reloadGauge = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "tokengate_config_last_reload_success", Help: "1 when the last reload (SIGHUP or users file change) succeeded, else 0.",
+		Name: "tokengate_config_last_reload_success", Help: "1 when the last SIGHUP reload of users and keys succeeded, else 0 (watched users file reloads: tokengate_users_reloads_total).",
 	})
 	a.reloadGauge.Set(1)
 	reg.MustRegister(buildInfo, a.readyGauge, a.reloadGauge)
