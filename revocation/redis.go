@@ -18,14 +18,18 @@ import (
 
 // Defaults for RedisOptions.
 const (
-	DefaultRedisKeyPrefix           = "tokengate:"
-	DefaultRedisChannel             = "tokengate:revocations"
-	DefaultRedisTimeout             = 500 * time.Millisecond
-	DefaultRedisHealthCheck         = 10 * time.Second
-	redisResubscribeMinWait         = 100 * time.Millisecond
-	redisResubscribeMaxWait         = 2 * time.Second
-	redisCutoffDigits               = 20 // fixed width so Lua compares cutoffs as strings exactly
-	redisEventToken, redisEventUser = "t", "u"
+	DefaultRedisKeyPrefix   = "tokengate:"
+	DefaultRedisChannel     = "tokengate:revocations"
+	DefaultRedisTimeout     = 500 * time.Millisecond
+	DefaultRedisHealthCheck = 10 * time.Second
+)
+
+const (
+	redisResubscribeMinWait = 100 * time.Millisecond
+	redisResubscribeMaxWait = 2 * time.Second
+	redisCutoffDigits       = 20 // fixed width so Lua compares cutoffs as strings exactly
+	redisEventToken         = "t"
+	redisEventUser          = "u"
 )
 
 // RedisOptions configure a RedisStore. Zero values get the documented defaults.
