@@ -211,6 +211,20 @@ func watch(t *testing.T, f *FileUsers) {
 	})
 }
 
+// replaceFile swaps in new content atomically (write, then rename), so a
+// poll never sees a half-written file.
+func replaceFile(t *testing.T, path, content string, mtime time.Time) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(tmp, mtime, mtime)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestFileUsersWatch(t *testing.T) {
 	path := writeFile(t, usersYAML(userEntry("a", marcoHash, "")))
 	reg := prometheus.NewRegistry()
@@ -221,20 +235,19 @@ func TestFileUsersWatch(t *testing.T) {
 	watch(t, f)
 	// Same size, same mtime: only the content differs.
 	st, _ := os.Stat(path)
-	os.WriteFile(path, []byte(usersYAML(userEntry("b", marcoHash, ""))), 0o600)
-	os.Chtimes(path, st.ModTime(), st.ModTime())
+	replaceFile(t, path, usersYAML(userEntry("b", marcoHash, "")), st.ModTime())
 	waitFor(t, "user b", func() bool { return hasUser(f, "b") })
 	if hasUser(f, "a") {
 		t.Error("user a still there after it was removed from the file")
 	}
 	// A broken version is counted once, not at every poll, and keeps b.
-	os.WriteFile(path, []byte("users: ["), 0o600)
+	replaceFile(t, path, "users: [", time.Now())
 	waitFor(t, "a reload error", func() bool { return reloadCount(t, reg, "error") == 1 })
 	time.Sleep(50 * time.Millisecond)
 	if n := reloadCount(t, reg, "error"); n != 1 || !hasUser(f, "b") {
 		t.Errorf("errors counted %v, user b kept %v; want 1 and true", n, hasUser(f, "b"))
 	}
-	os.WriteFile(path, []byte(usersYAML(userEntry("c", marcoHash, ""))), 0o600)
+	replaceFile(t, path, usersYAML(userEntry("c", marcoHash, "")), time.Now())
 	waitFor(t, "user c", func() bool { return hasUser(f, "c") })
 }
 
