@@ -59,15 +59,9 @@ func newTokenCache(size int, reg prometheus.Registerer) (*tokenCache, error) {
 		c.shards = append(c.shards, l)
 	}
 	if reg != nil {
-		vec := prometheus.NewCounterVec(prometheus.CounterOpts{Name: cacheMetricName, Help: cacheMetricHelp}, []string{"result"})
-		if err := reg.Register(vec); err != nil {
-			are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err)
-			if !ok {
-				return nil, fmt.Errorf("authn: register %s: %w", cacheMetricName, err)
-			}
-			if vec, ok = are.ExistingCollector.(*prometheus.CounterVec); !ok {
-				return nil, fmt.Errorf("authn: register %s: %w", cacheMetricName, err)
-			}
+		vec, err := registerCounterVec(reg, prometheus.CounterOpts{Name: cacheMetricName, Help: cacheMetricHelp}, "result")
+		if err != nil {
+			return nil, err
 		}
 		// Resolved once: WithLabelValues on every request would hash labels.
 		c.hit, c.miss = vec.WithLabelValues("hit"), vec.WithLabelValues("miss")
@@ -115,4 +109,20 @@ func (c *tokenCache) len() int {
 		n += s.Len()
 	}
 	return n
+}
+
+// registerCounterVec registers a counter vector on reg, or reuses the one
+// already registered under that name (a second instance on one registry).
+func registerCounterVec(reg prometheus.Registerer, opts prometheus.CounterOpts, labels ...string) (*prometheus.CounterVec, error) {
+	vec := prometheus.NewCounterVec(opts, labels)
+	err := reg.Register(vec)
+	if err == nil {
+		return vec, nil
+	}
+	if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
+		if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+			return existing, nil
+		}
+	}
+	return nil, fmt.Errorf("authn: register %s: %w", opts.Name, err)
 }

@@ -66,12 +66,12 @@ func LoadFileUsers(path string, opts FileUsersOptions) (*FileUsers, error) {
 	f.users.Store(&users)
 	f.lastSeen = sha256.Sum256(data)
 	if opts.Registerer != nil {
-		vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		vec, err := registerCounterVec(opts.Registerer, prometheus.CounterOpts{
 			Name: "tokengate_users_reloads_total",
 			Help: "Users file reloads by result (success or error).",
-		}, []string{"result"})
-		if err := opts.Registerer.Register(vec); err != nil {
-			return nil, fmt.Errorf("authn: register tokengate_users_reloads_total: %w", err)
+		}, "result")
+		if err != nil {
+			return nil, err
 		}
 		f.reloadOK, f.reloadErr = vec.WithLabelValues("success"), vec.WithLabelValues("error")
 	}
