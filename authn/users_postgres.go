@@ -5,18 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // PostgresUsersOptions configure a PostgreSQL user store.
 type PostgresUsersOptions struct {
-	// URL is the connection string (postgres://... or key=value).
+	// URL is the connection string (postgres://... or key=value); pgxpool's
+	// pool_* parameters are honoured. Without connect_timeout, dialing is
+	// bounded by Timeout (pgxpool finishes a dial in the background even
+	// when the caller gives up).
 	URL string
 	// Password, when set, replaces the URL's (read by the caller from a
 	// file or the environment so the URL can sit in a ConfigMap).
@@ -30,17 +32,18 @@ type PostgresUsersOptions struct {
 	// $1 = login name and returning exactly (id, password_hash). Table and
 	// Migrate are then ignored.
 	Query string
-	// MaxConns caps the open connections; default max(4, NumCPU).
+	// MaxConns caps the open connections; default the URL's pool_max_conns,
+	// else max(4, NumCPU).
 	MaxConns int32
-	// Timeout bounds each statement when the caller's context has no
-	// deadline; default 5s.
+	// Timeout bounds each statement, and each dial, when the caller's
+	// context has no deadline; default 5s.
 	Timeout time.Duration
 }
 
 // PostgresUsers is a UserStore in PostgreSQL, shared by replicas. In
 // legacy mode (Query set) it reads an existing schema and is read-only.
 type PostgresUsers struct {
-	pool    *connPool
+	pool    *pgxpool.Pool
 	timeout time.Duration
 	legacy  string // the operator's query; "" in table mode
 	lookup  string
@@ -77,22 +80,28 @@ func parseTable(name string) (pgx.Identifier, error) {
 // table, or in legacy mode checks that Query takes one parameter and
 // returns two columns. Any problem is reported here, not at first login.
 func OpenPostgresUsers(ctx context.Context, opts PostgresUsersOptions) (*PostgresUsers, error) {
-	cfg, err := pgx.ParseConfig(opts.URL)
+	cfg, err := pgxpool.ParseConfig(opts.URL)
 	if err != nil {
-		// pgx's message may quote the URL, password included: keep it out.
+		// pgx redacts passwords only on a best-effort basis: keep its message out.
 		return nil, errors.New("authn: users postgres_url: cannot parse the connection string")
-	}
-	if opts.Password != "" {
-		cfg.Password = opts.Password
-	}
-	maxConns := int(opts.MaxConns)
-	if maxConns <= 0 {
-		maxConns = max(4, runtime.NumCPU())
 	}
 	s := &PostgresUsers{timeout: opts.Timeout, legacy: opts.Query}
 	if s.timeout <= 0 {
 		s.timeout = 5 * time.Second
 	}
+	if opts.Password != "" {
+		cfg.ConnConfig.Password = opts.Password
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	if cfg.ConnConfig.ConnectTimeout <= 0 {
+		// pgxpool's own default is two minutes.
+		cfg.ConnConfig.ConnectTimeout = s.timeout
+	}
+	// Idle connections are also pinged before reuse once idle for a second
+	// (pgxpool's default); the periodic check retires old and idle ones.
+	cfg.HealthCheckPeriod = 30 * time.Second
 
 	var table string
 	if s.legacy == "" {
@@ -109,10 +118,14 @@ func OpenPostgresUsers(ctx context.Context, opts PostgresUsersOptions) (*Postgre
 		s.insert = "INSERT INTO " + table + " (id, username, password_hash) VALUES ($1, $2, $3)"
 	}
 
-	s.pool = newConnPool(cfg, maxConns)
+	// The pool dials lazily: the Ping below makes the first connection.
+	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, errors.New("authn: users postgres_url: invalid pool configuration")
+	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	err = s.pool.with(ctx, func(conn *pgx.Conn) error { return conn.Ping(ctx) })
+	err = s.pool.Ping(ctx)
 	switch {
 	case err != nil:
 		err = fmt.Errorf("authn: users postgres: connect: %w", err)
@@ -124,7 +137,7 @@ func OpenPostgresUsers(ctx context.Context, opts PostgresUsersOptions) (*Postgre
 		err = s.checkTable(ctx, table)
 	}
 	if err != nil {
-		s.pool.close()
+		s.pool.Close()
 		return nil, err
 	}
 	return s, nil
@@ -138,22 +151,20 @@ func (s *PostgresUsers) withTimeout(ctx context.Context) (context.Context, conte
 }
 
 func (s *PostgresUsers) migrate(ctx context.Context, table string) error {
-	err := s.pool.with(ctx, func(conn *pgx.Conn) error {
-		// Replicas starting together would race CREATE TABLE IF NOT EXISTS
-		// (it can fail on the catalog's unique index); a transaction-scoped
-		// advisory lock on the table name serialises them.
-		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "tokengate_users_migrate:"+table); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+table+` (
+	// Replicas starting together would race CREATE TABLE IF NOT EXISTS (it
+	// can fail on the catalog's unique index); a transaction-scoped advisory
+	// lock on the table name serialises them.
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "tokengate_users_migrate:"+table); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+table+` (
 	id            text PRIMARY KEY,
 	username      text UNIQUE NOT NULL,
 	password_hash text NOT NULL,
 	created_at    timestamptz NOT NULL DEFAULT now()
 )`)
-			return err
-		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("authn: users postgres: migrate: create table %s: %w", table, err)
@@ -163,10 +174,7 @@ func (s *PostgresUsers) migrate(ctx context.Context, table string) error {
 
 // checkTable fails unless table exists with the columns the store uses.
 func (s *PostgresUsers) checkTable(ctx context.Context, table string) error {
-	err := s.pool.with(ctx, func(conn *pgx.Conn) error {
-		_, err := conn.Exec(ctx, "SELECT id, username, password_hash FROM "+table+" LIMIT 0")
-		return err
-	})
+	_, err := s.pool.Exec(ctx, "SELECT id, username, password_hash FROM "+table+" LIMIT 0")
 	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
@@ -180,10 +188,10 @@ func (s *PostgresUsers) checkTable(ctx context.Context, table string) error {
 
 func (s *PostgresUsers) checkLegacyQuery(ctx context.Context) error {
 	var sd *pgconn.StatementDescription
-	err := s.pool.with(ctx, func(conn *pgx.Conn) error {
+	err := s.pool.AcquireFunc(ctx, func(conn *pgxpool.Conn) error {
 		// The unnamed statement only describes the query; nothing runs.
 		var err error
-		sd, err = conn.PgConn().Prepare(ctx, "", s.legacy, nil)
+		sd, err = conn.Conn().PgConn().Prepare(ctx, "", s.legacy, nil)
 		return err
 	})
 	if err != nil {
@@ -204,9 +212,7 @@ func (s *PostgresUsers) LookupUser(ctx context.Context, username string) (User, 
 		return s.lookupLegacy(ctx, username)
 	}
 	var u User
-	err := s.pool.with(ctx, func(conn *pgx.Conn) error {
-		return conn.QueryRow(ctx, s.lookup, username).Scan(&u.ID, &u.Username, &u.PasswordHash)
-	})
+	err := s.pool.QueryRow(ctx, s.lookup, username).Scan(&u.ID, &u.Username, &u.PasswordHash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, ErrUserNotFound
 	}
@@ -219,31 +225,13 @@ func (s *PostgresUsers) LookupUser(ctx context.Context, username string) (User, 
 var errLegacyManyRows = errors.New("authn: users postgres: legacy query returned more than one row for a login name")
 
 func (s *PostgresUsers) lookupLegacy(ctx context.Context, login string) (User, error) {
-	var u User
-	found := false
-	err := s.pool.with(ctx, func(conn *pgx.Conn) error {
-		// Text results turn any id type (bigint, uuid, numeric) into its
-		// canonical string without knowing the type.
-		rows, err := conn.Query(ctx, s.legacy, pgx.QueryResultFormats{pgx.TextFormatCode, pgx.TextFormatCode}, login)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		rowCount := 0
-		for rows.Next() {
-			if rowCount++; rowCount > 1 {
-				// Two accounts answer to one login name: refuse rather than pick one.
-				return errLegacyManyRows
-			}
-			vals := rows.RawValues()
-			if len(vals) != 2 {
-				return fmt.Errorf("legacy query returned %d columns, want 2", len(vals))
-			}
-			found = vals[0] != nil && vals[1] != nil // NULL id or hash: nobody can log in as this
-			u = User{ID: string(vals[0]), Username: login, PasswordHash: string(vals[1])}
-		}
-		return rows.Err()
-	})
+	// Text results turn any id type (bigint, uuid, numeric) into its
+	// canonical string without knowing the type.
+	rows, err := s.pool.Query(ctx, s.legacy, pgx.QueryResultFormats{pgx.TextFormatCode, pgx.TextFormatCode}, login)
+	if err != nil {
+		return User{}, fmt.Errorf("authn: users postgres: legacy lookup: %w", err)
+	}
+	u, found, err := scanLegacyRow(rows, login)
 	if errors.Is(err, errLegacyManyRows) {
 		return User{}, err
 	}
@@ -254,6 +242,26 @@ func (s *PostgresUsers) lookupLegacy(ctx context.Context, login string) (User, e
 		return User{}, ErrUserNotFound
 	}
 	return u, nil
+}
+
+// scanLegacyRow reads the one row a login name may match, and closes rows
+// (which hands the connection back to the pool).
+func scanLegacyRow(rows pgx.Rows, login string) (u User, found bool, err error) {
+	defer rows.Close()
+	rowCount := 0
+	for rows.Next() {
+		if rowCount++; rowCount > 1 {
+			// Two accounts answer to one login name: refuse rather than pick one.
+			return User{}, false, errLegacyManyRows
+		}
+		vals := rows.RawValues()
+		if len(vals) != 2 {
+			return User{}, false, fmt.Errorf("legacy query returned %d columns, want 2", len(vals))
+		}
+		found = vals[0] != nil && vals[1] != nil // NULL id or hash: nobody can log in as this
+		u = User{ID: string(vals[0]), Username: login, PasswordHash: string(vals[1])}
+	}
+	return u, found, rows.Err()
 }
 
 // CreateUser implements UserCreator: the table's primary key and unique
@@ -269,10 +277,7 @@ func (s *PostgresUsers) CreateUser(ctx context.Context, u User) (User, error) {
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	err = s.pool.with(ctx, func(conn *pgx.Conn) error {
-		_, err := conn.Exec(ctx, s.insert, u.ID, u.Username, u.PasswordHash)
-		return err
-	})
+	_, err = s.pool.Exec(ctx, s.insert, u.ID, u.Username, u.PasswordHash)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == pgUniqueViolation {
 		return User{}, ErrUserExists
@@ -287,104 +292,9 @@ func (s *PostgresUsers) CreateUser(ctx context.Context, u User) (User, error) {
 func (s *PostgresUsers) Ping(ctx context.Context) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	return s.pool.with(ctx, func(conn *pgx.Conn) error { return conn.Ping(ctx) })
+	return s.pool.Ping(ctx)
 }
 
-// Close closes the idle connections; those in use close when their call returns.
-func (s *PostgresUsers) Close() { s.pool.close() }
-
-// connPool is a small connection pool. (pgxpool would do, but it needs
-// github.com/jackc/puddle/v2, which is not among the module's dependencies.)
-// Connections are made on demand up to max; a connection that comes back
-// broken or inside a transaction is dropped; one idle for a while is
-// pinged before reuse, so a restarted server costs no failed login.
-type connPool struct {
-	cfg       *pgx.ConnConfig
-	slots     chan struct{} // one token per connection in use
-	pingAfter time.Duration // idle longer than this: ping before reuse
-
-	mu     sync.Mutex
-	idle   []idleConn
-	closed bool
-}
-
-type idleConn struct {
-	conn  *pgx.Conn
-	since time.Time
-}
-
-var errPoolClosed = errors.New("authn: users postgres: store closed")
-
-func newConnPool(cfg *pgx.ConnConfig, maxConns int) *connPool {
-	return &connPool{cfg: cfg, slots: make(chan struct{}, maxConns), pingAfter: time.Second}
-}
-
-// with runs fn on a pooled connection, waiting for a free one within ctx.
-func (p *connPool) with(ctx context.Context, fn func(*pgx.Conn) error) error {
-	select {
-	case p.slots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-p.slots }()
-	conn, err := p.get(ctx)
-	if err != nil {
-		return err
-	}
-	err = fn(conn)
-	p.put(conn)
-	return err
-}
-
-// get takes an idle connection or dials one; the caller holds a slot, so
-// idle plus in-use connections never exceed the pool's size.
-func (p *connPool) get(ctx context.Context) (*pgx.Conn, error) {
-	for {
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			return nil, errPoolClosed
-		}
-		n := len(p.idle)
-		if n == 0 {
-			p.mu.Unlock()
-			break
-		}
-		ic := p.idle[n-1]
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		if time.Since(ic.since) < p.pingAfter || ic.conn.Ping(ctx) == nil {
-			return ic.conn, nil
-		}
-		ic.conn.Close(context.Background())
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-	}
-	return pgx.ConnectConfig(ctx, p.cfg)
-}
-
-func (p *connPool) put(conn *pgx.Conn) {
-	if conn.IsClosed() || conn.PgConn().IsBusy() || conn.PgConn().TxStatus() != 'I' {
-		conn.Close(context.Background())
-		return
-	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		conn.Close(context.Background())
-		return
-	}
-	p.idle = append(p.idle, idleConn{conn: conn, since: time.Now()})
-	p.mu.Unlock()
-}
-
-func (p *connPool) close() {
-	p.mu.Lock()
-	idle := p.idle
-	p.idle, p.closed = nil, true
-	p.mu.Unlock()
-	for _, ic := range idle {
-		ic.conn.Close(context.Background())
-	}
-}
+// Close closes the pool, waiting for connections in use to come back;
+// later calls fail.
+func (s *PostgresUsers) Close() { s.pool.Close() }

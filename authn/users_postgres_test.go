@@ -43,6 +43,22 @@ func pgExec(t *testing.T, url, sql string, args ...any) {
 	}
 }
 
+func pgQueryInt(t *testing.T, url, sql string, args ...any) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	var n int64
+	if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
 func openTestPostgres(t *testing.T, opts PostgresUsersOptions) *PostgresUsers {
 	t.Helper()
 	s, err := OpenPostgresUsers(context.Background(), opts)
@@ -122,6 +138,12 @@ func TestPostgresUsersBadOptions(t *testing.T) {
 	}
 	deadAddr := ln.Addr().String()
 	ln.Close() // nothing listens there now
+	// The kernel completes the TCP handshake; the server never answers.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
 	tests := []struct {
 		name   string
 		opts   PostgresUsersOptions
@@ -134,6 +156,7 @@ func TestPostgresUsersBadOptions(t *testing.T) {
 		{"empty schema", PostgresUsersOptions{URL: url, Table: ".users", Migrate: true}, "plain identifier"},
 		{"bad URL hides password", PostgresUsersOptions{URL: "postgres://u:s3cr3tpw@127.0.0.1:notaport/db"}, "cannot parse"},
 		{"server down hides password", PostgresUsersOptions{URL: "postgres://u:s3cr3tpw@" + deadAddr + "/db?sslmode=disable", Migrate: true}, "connect"},
+		{"server silent", PostgresUsersOptions{URL: "postgres://u@" + silent.Addr().String() + "/db?sslmode=disable", Timeout: 300 * time.Millisecond}, "connect"},
 		{"override password hidden", PostgresUsersOptions{URL: "postgres://u@" + deadAddr + "/db?sslmode=disable", Password: "s3cr3tpw", Migrate: true}, "connect"},
 		{"legacy query syntax error", PostgresUsersOptions{URL: url, Query: "SELEC id, pw FROM nowhere WHERE x = $1"}, "users.query"},
 	}
@@ -260,30 +283,68 @@ func TestPostgresUsersDefaultTimeout(t *testing.T) {
 	}
 }
 
-// A server that dropped a pooled connection costs no failed lookup.
+// A connection the server dropped is discarded, not reused. pgxpool pings a
+// connection before reuse only when it has been idle over a second, so one
+// dropped right after use fails the next statement once (pgx does not retry
+// it); one that sat idle, as across a server restart, costs no failed lookup.
 func TestPostgresUsersSurvivesDroppedConnections(t *testing.T) {
-	b := make([]byte, 6)
-	rand.Read(b)
-	app := "tg_test_" + hex.EncodeToString(b)
 	base := testsvc.PostgresURL(t)
-	url := base + "&application_name=" + app
-	if !strings.Contains(base, "?") {
-		url = base + "?application_name=" + app
-	}
 	table := pgTestTable(t, base, "tg_users")
-	s := openTestPostgres(t, PostgresUsersOptions{URL: url, Table: table, Migrate: true})
-	s.pool.pingAfter = 0 // check every idle connection, as after a quiet second
-	ctx := context.Background()
-	if _, err := s.CreateUser(ctx, User{Username: "marco", PasswordHash: "h"}); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name        string
+		idle        time.Duration // between the last use and the drop
+		maxFailures int
+	}{
+		{"just used", 0, 1},
+		{"idle", 1100 * time.Millisecond, 0},
 	}
-	pgExec(t, base, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", app)
-	if _, err := s.LookupUser(ctx, "marco"); err != nil {
-		t.Fatalf("LookupUser after the server dropped the connection = %v", err)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := make([]byte, 6)
+			rand.Read(b)
+			app := "tg_test_" + hex.EncodeToString(b)
+			url := base + "&application_name=" + app
+			if !strings.Contains(base, "?") {
+				url = base + "?application_name=" + app
+			}
+			// One connection, so a failure can only come from the dropped one.
+			s := openTestPostgres(t, PostgresUsersOptions{URL: url, Table: table, Migrate: true, MaxConns: 1})
+			ctx := context.Background()
+			login := fmt.Sprintf("marco%d", i)
+			if _, err := s.CreateUser(ctx, User{Username: login, PasswordHash: "h"}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(tt.idle)
+			// The timeout makes the server wait until the backend is gone.
+			if n := pgQueryInt(t, base, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = $1", app); n != 1 {
+				t.Fatalf("terminated %d backends, want the pool's one connection", n)
+			}
+			var err error
+			for attempt := 0; attempt <= tt.maxFailures; attempt++ {
+				if _, err = s.LookupUser(ctx, login); err == nil {
+					break
+				}
+				t.Logf("LookupUser attempt %d after the drop: %v", attempt+1, err)
+			}
+			if err != nil {
+				t.Fatalf("LookupUser after the server dropped the connection, %d failure(s) allowed: %v", tt.maxFailures, err)
+			}
+		})
+	}
+}
+
+func TestPostgresUsersClose(t *testing.T) {
+	s := openTestPostgres(t, PostgresUsersOptions{URL: testsvc.PostgresURL(t), Query: "SELECT 1, 'h' WHERE $1::text = 'x'"})
+	ctx := context.Background()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
 	}
 	s.Close()
 	if err := s.Ping(ctx); err == nil {
 		t.Fatal("Ping after Close succeeded")
+	}
+	if _, err := s.LookupUser(ctx, "x"); err == nil {
+		t.Fatal("LookupUser after Close succeeded")
 	}
 }
 
