@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -103,6 +104,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 			PerAddress: disabledIfZero(cfg.LoginThrottle.PerAddress),
 			Window:     cfg.LoginThrottle.Window,
 		},
+		// Unknown names are checked against a dummy hash of the kind new
+		// passwords get, so they cost what a wrong password costs.
+		Hash: authn.HashOptions{Algorithm: cfg.Users.PasswordHash, BcryptCost: cfg.Users.BcryptCost},
 	})
 	var registrar proxy.Registrar
 	if cfg.Users.Registration != "off" && registrarStore != nil {
@@ -299,19 +303,32 @@ func optionalSecret(resolved, configured string) (string, error) {
 }
 
 // reload re-reads the users file and the keys; a failure keeps the old ones.
-func (a *app) reload() error {
+// next is the configuration read again (nil when there is no file): its key
+// file settings take effect, so a rotation needs no restart; other changes
+// are reported as needing one.
+func (a *app) reload(next *Config) error {
 	var errs []error
+	keysCfg := a.cfg
+	if next != nil {
+		keysCfg.Tokens.SigningKeyFile = next.Tokens.SigningKeyFile
+		keysCfg.Tokens.VerificationKeyFiles = next.Tokens.VerificationKeyFiles
+		if changed := restartOnlyChanges(a.cfg, *next); len(changed) > 0 {
+			a.log.Warn("configuration changes that need a restart were not applied", "keys", changed)
+		}
+	}
 	if a.fileUser != nil {
 		if err := a.fileUser.Reload(); err != nil {
 			errs = append(errs, fmt.Errorf("users.file: %w", err))
 		}
 	}
-	signing, verification, err := loadKeys(a.cfg, false)
+	signing, verification, err := loadKeys(keysCfg, false)
 	if err == nil {
 		err = a.tokens.SetKeys(signing, verification)
 	}
 	if err != nil {
 		errs = append(errs, err)
+	} else {
+		a.cfg = keysCfg
 	}
 	err = errors.Join(errs...)
 	if err != nil {
@@ -322,6 +339,28 @@ func (a *app) reload() error {
 		a.log.Info("reloaded users and keys")
 	}
 	return err
+}
+
+// restartOnlyChanges names the top-level sections that differ between two
+// configurations, apart from the key files a reload applies.
+func restartOnlyChanges(old, next Config) []string {
+	next.Tokens.SigningKeyFile = old.Tokens.SigningKeyFile
+	next.Tokens.VerificationKeyFiles = old.Tokens.VerificationKeyFiles
+	var changed []string
+	ov, nv := reflect.ValueOf(old), reflect.ValueOf(next)
+	for i := 0; i < ov.NumField(); i++ {
+		if !ov.Type().Field(i).IsExported() {
+			continue // bookkeeping such as where a value came from
+		}
+		if !reflect.DeepEqual(ov.Field(i).Interface(), nv.Field(i).Interface()) {
+			name := ov.Type().Field(i).Tag.Get("yaml")
+			if name == "" || name == "-" {
+				name = ov.Type().Field(i).Name
+			}
+			changed = append(changed, name)
+		}
+	}
+	return changed
 }
 
 // ready reports whether this instance should receive traffic.

@@ -50,6 +50,8 @@ type env struct {
 	hup <-chan os.Signal
 	// started, when set, receives the bound addresses once serving.
 	started func(addrs)
+	// reloadConfig reads the configuration again on SIGHUP (nil: none).
+	reloadConfig func() (*Config, error)
 }
 
 // addrs are the listeners' real addresses (useful with :0).

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"tokengate/authn"
 	"tokengate/internal/testsvc"
 )
 
@@ -220,4 +223,63 @@ func runFor(t *testing.T, d time.Duration, name string, args ...string) (string,
 		<-done
 		return string(out), fmt.Errorf("timed out after %s", d)
 	}
+}
+
+// Key rotation without a restart: the new key signs, the old one keeps
+// verifying, the JWKS lists both.
+func TestSIGHUPRotatesKeys(t *testing.T) {
+	up := newEchoUpstream(t)
+	dir := newDir(t, up.URL)
+	in := start(t, dir)
+	old := login(t, in.Public, "alice", testUsers["alice"])
+	if _, err := authn.LoadOrCreateSigningKey(filepath.Join(dir, "new.key"), "EdDSA"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "signing.key"), filepath.Join(dir, "old.key")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "new.key"), filepath.Join(dir, "signing.key")); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := os.ReadFile(filepath.Join(dir, "config.yaml"))
+	cfg = []byte(strings.Replace(string(cfg), "  signing_key_file: signing.key\n",
+		"  signing_key_file: signing.key\n  verification_key_files: [old.key]\n", 1))
+	os.WriteFile(filepath.Join(dir, "config.yaml"), cfg, 0o600)
+	in.signal(syscall.SIGHUP)
+
+	var fresh string
+	eventually(t, 5*time.Second, "tokens are signed with the new key", func() bool {
+		fresh = login(t, in.Public, "alice", testUsers["alice"])
+		return kidOf(t, fresh) != kidOf(t, old)
+	})
+	for name, tok := range map[string]string{"old key": old, "new key": fresh} {
+		if r := call(t, "GET", in.Public+"/app", tok, ""); r.Code != 200 {
+			t.Fatalf("token signed with the %s after rotation: %d %s", name, r.Code, r.Body)
+		}
+	}
+	jwks := call(t, "GET", in.Public+"/.well-known/jwks.json", "", "")
+	for _, kid := range []string{kidOf(t, old), kidOf(t, fresh)} {
+		if !strings.Contains(jwks.Body, kid) {
+			t.Fatalf("JWKS lacks kid %s: %s", kid, jwks.Body)
+		}
+	}
+	if strings.Contains(call(t, "GET", in.Admin+"/metrics", "", "").Body, "tokengate_config_last_reload_success 0") {
+		t.Fatal("reload reported as failed")
+	}
+}
+
+func kidOf(t *testing.T, token string) string {
+	t.Helper()
+	header, _, _ := strings.Cut(token, ".")
+	b, err := base64.RawURLEncoding.DecodeString(header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		Kid string `json:"kid"`
+	}
+	if err := json.Unmarshal(b, &h); err != nil || h.Kid == "" {
+		t.Fatalf("token header %s: %v", b, err)
+	}
+	return h.Kid
 }

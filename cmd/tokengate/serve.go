@@ -22,6 +22,16 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 	if !ok {
 		return exitConfig
 	}
+	e.reloadConfig = func() (*Config, error) {
+		if *configPath == "" {
+			return nil, nil
+		}
+		next, err := LoadConfig(*configPath, e.environ)
+		if err == nil {
+			err = next.Validate()
+		}
+		return &next, err
+	}
 	return serve(ctx, cfg, e)
 }
 
@@ -95,7 +105,7 @@ func serve(ctx context.Context, cfg Config, e env) int {
 				case <-bg.Done():
 					return
 				case <-e.hup:
-					_ = a.reload()
+					a.reloadFrom(e.reloadConfig)
 				}
 			}
 		}()
@@ -152,4 +162,20 @@ type slogWriter struct{ log *slog.Logger }
 func (w *slogWriter) Write(p []byte) (int, error) {
 	w.log.Warn("http server", "error", strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// reloadFrom reads the configuration again, when there is a file, and
+// reloads; an invalid file fails the reload and keeps everything as it was.
+func (a *app) reloadFrom(read func() (*Config, error)) {
+	var next *Config
+	if read != nil {
+		c, err := read()
+		if err != nil {
+			a.reloadGauge.Set(0)
+			a.log.Error("reload failed: invalid configuration; keeping the previous users and keys", "error", err)
+			return
+		}
+		next = c
+	}
+	_ = a.reload(next)
 }
