@@ -1,0 +1,88 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tokengate/authn"
+	"tokengate/proxy"
+	"tokengate/revocation"
+)
+
+// BenchmarkHandler is the in-process counterpart of the load run, for
+// profiling (-cpuprofile, -memprofile) and allocation counts: the bare
+// ReverseProxy and tokengate's handler (wired as cmd/tokengate does, HS256,
+// memory revocation, metrics on a registry, warn-level logs) serve the same
+// request to the same real loopback upstream, called directly without a
+// listener. The upstream's cost is in every ns/op.
+//
+//	go test -run '^$' -bench Handler -benchmem ./cmd/tokengate-loadbench
+func BenchmarkHandler(b *testing.B) {
+	up := httptest.NewServer(upstreamHandler())
+	defer up.Close()
+	u, _ := url.Parse(up.URL)
+	keyPath := filepath.Join(b.TempDir(), "signing.key")
+	if err := os.WriteFile(keyPath, []byte("benchmark-secret-0123456789abcdef0123456789"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	key, err := authn.LoadSigningKey(keyPath, "HS256")
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	tokens, err := authn.NewTokens(key, nil, authn.TokenOptions{CacheSize: tokenCacheSize, Registerer: reg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	checker, err := revocation.NewChecker(revocation.NewMemoryStore(nil), revocation.CheckerOptions{Registerer: reg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer checker.Close()
+	tg, err := proxy.New(proxy.Options{
+		Upstream:   u,
+		Tokens:     tokens,
+		Auth:       authn.NewAuthenticator(nil, authn.AuthenticatorOptions{}),
+		Revocation: checker,
+		Logger:     slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Registerer: reg,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := make([]string, 20000)
+	for i := range pool {
+		t, _, err := tokens.Issue("loadbench", "loadbench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		pool[i] = "Bearer " + t
+	}
+
+	run := func(b *testing.B, h http.Handler, auth func(i int) string) {
+		b.ReportAllocs()
+		req := httptest.NewRequest(http.MethodGet, "http://tokengate/bench", nil)
+		req.RemoteAddr = "127.0.0.1:40000"
+		for i := 0; b.Loop(); i++ {
+			if auth != nil {
+				req.Header["Authorization"] = []string{auth(i)}
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != http.StatusOK {
+				b.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+		}
+	}
+	b.Run(scenarioBare, func(b *testing.B) { run(b, bareProxy(u), nil) })
+	b.Run(scenarioReused, func(b *testing.B) { run(b, tg, func(int) string { return pool[0] }) })
+	b.Run(scenarioUnique, func(b *testing.B) { run(b, tg, func(i int) string { return pool[i%len(pool)] }) })
+}
