@@ -33,11 +33,16 @@ func upstreamHandler() http.Handler {
 	})
 }
 
-// bareProxy is the baseline: httputil.ReverseProxy with Rewrite/SetURL and
-// the same Transport and BufferPool tuning as tokengate, nothing else.
+// bareProxy is the baseline: httputil.ReverseProxy with Rewrite (SetURL
+// and SetXForwarded, what a Director-based ReverseProxy does by default and
+// what any proxy in front of an app does) and the same Transport and
+// BufferPool tuning as tokengate, nothing else.
 func bareProxy(upstream *url.URL) http.Handler {
 	return &httputil.ReverseProxy{
-		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(upstream) },
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(upstream)
+			pr.SetXForwarded()
+		},
 		Transport:  proxy.NewTransport(60 * time.Second),
 		BufferPool: proxy.NewBufferPool(),
 	}
