@@ -22,7 +22,10 @@ import (
 // ReverseProxy and tokengate's handler (wired as cmd/tokengate does, HS256,
 // memory revocation, metrics on a registry, warn-level logs) serve the same
 // request to the same real loopback upstream, called directly without a
-// listener. The upstream's cost is in every ns/op.
+// listener. The upstream's cost is in every ns/op. Like the load run, bare
+// receives the same Authorization header, so only the handler differs. The
+// "-info" cases run tokengate with the default log_level (info: one access
+// log line per request, to a discarding JSON handler).
 //
 //	go test -run '^$' -bench Handler -benchmem ./cmd/tokengate-loadbench
 func BenchmarkHandler(b *testing.B) {
@@ -47,17 +50,22 @@ func BenchmarkHandler(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer checker.Close()
-	tg, err := proxy.New(proxy.Options{
-		Upstream:   u,
-		Tokens:     tokens,
-		Auth:       authn.NewAuthenticator(nil, authn.AuthenticatorOptions{}),
-		Revocation: checker,
-		Logger:     slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Registerer: reg,
-	})
-	if err != nil {
-		b.Fatal(err)
+	newTG := func(level slog.Level, reg prometheus.Registerer) http.Handler {
+		tg, err := proxy.New(proxy.Options{
+			Upstream:   u,
+			Tokens:     tokens,
+			Auth:       authn.NewAuthenticator(nil, authn.AuthenticatorOptions{}),
+			Revocation: checker,
+			Logger:     slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: level})),
+			Registerer: reg,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return tg
 	}
+	tg := newTG(slog.LevelWarn, reg)
+	tgInfo := newTG(slog.LevelInfo, prometheus.NewRegistry())
 	pool := make([]string, 20000)
 	for i := range pool {
 		t, _, err := tokens.Issue("loadbench", "loadbench")
@@ -82,7 +90,11 @@ func BenchmarkHandler(b *testing.B) {
 			}
 		}
 	}
-	b.Run(scenarioBare, func(b *testing.B) { run(b, bareProxy(u), nil) })
-	b.Run(scenarioReused, func(b *testing.B) { run(b, tg, func(int) string { return pool[0] }) })
-	b.Run(scenarioUnique, func(b *testing.B) { run(b, tg, func(i int) string { return pool[i%len(pool)] }) })
+	reused := func(int) string { return pool[0] }
+	unique := func(i int) string { return pool[i%len(pool)] }
+	b.Run(scenarioBare, func(b *testing.B) { run(b, bareProxy(u), reused) })
+	b.Run(scenarioReused, func(b *testing.B) { run(b, tg, reused) })
+	b.Run(scenarioUnique, func(b *testing.B) { run(b, tg, unique) })
+	b.Run(scenarioReused+"-info", func(b *testing.B) { run(b, tgInfo, reused) })
+	b.Run(scenarioUnique+"-info", func(b *testing.B) { run(b, tgInfo, unique) })
 }
