@@ -26,11 +26,9 @@ func (a *app) adminHandler() http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := a.ready(ctx); err != nil {
-			a.readyGauge.Set(0)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready", "reason": err.Error()})
 			return
 		}
-		a.readyGauge.Set(1)
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	if a.adminToken != nil {

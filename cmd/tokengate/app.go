@@ -41,7 +41,6 @@ type app struct {
 	adminToken []byte // operator endpoint secret; nil disables it
 
 	shuttingDown atomic.Bool
-	readyGauge   prometheus.Gauge
 	reloadGauge  prometheus.Gauge
 
 	closers []func() error
@@ -66,14 +65,23 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		Name: "tokengate_build_info", Help: "Build information; the value is always 1.",
 	}, []string{"version", "commit", "goversion"})
 	buildInfo.WithLabelValues(version, commit, runtime.Version()).Set(1)
-	a.readyGauge = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "tokengate_ready", Help: "1 when /readyz last answered ready, else 0.",
+	// Computed at scrape time, so it is right without a kubelet probing
+	// /readyz (docker, a VM) and drops to 0 at once on SIGTERM.
+	readyGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tokengate_ready", Help: "1 when this instance is ready for traffic (what /readyz answers), else 0.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if a.ready(ctx) != nil {
+			return 0
+		}
+		return 1
 	})
 	a.reloadGauge = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tokengate_config_last_reload_success", Help: "1 when the last SIGHUP reload of users and keys succeeded, else 0 (watched users file reloads: tokengate_users_reloads_total).",
 	})
 	a.reloadGauge.Set(1)
-	reg.MustRegister(buildInfo, a.readyGauge, a.reloadGauge)
+	reg.MustRegister(buildInfo, readyGauge, a.reloadGauge)
 
 	// Keys and tokens.
 	signing, verification, err := loadKeys(cfg, true)

@@ -132,11 +132,17 @@ func TestRedisOutage(t *testing.T) {
 	if r := call(t, "GET", in.Admin+"/readyz", "", ""); r.Code != 503 {
 		t.Fatalf("readyz with Redis down: %d", r.Code)
 	}
+	if m := call(t, "GET", in.Admin+"/metrics", "", "").Body; !strings.Contains(m, "\ntokengate_ready 0\n") {
+		t.Fatal("tokengate_ready is not 0 with Redis down")
+	}
 
 	redis.Restart(t)
 	eventually(t, 15*time.Second, "readiness recovers", func() bool {
 		return call(t, "GET", in.Admin+"/readyz", "", "").Code == 200
 	})
+	if m := call(t, "GET", in.Admin+"/metrics", "", "").Body; !strings.Contains(m, "\ntokengate_ready 1\n") {
+		t.Fatal("tokengate_ready is not 1 after recovery")
+	}
 	time.Sleep(300 * time.Millisecond) // past max_staleness: answers come from the store again
 	if r := call(t, "GET", in.Public+"/app", revoked, ""); r.Code != 401 {
 		t.Fatalf("revocation stored before the outage, after it: %d %s", r.Code, r.Body)

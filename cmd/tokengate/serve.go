@@ -133,7 +133,6 @@ func serve(ctx context.Context, cfg Config, e env) int {
 		code = exitError
 	}
 	a.shuttingDown.Store(true)
-	a.readyGauge.Set(0)
 	if code == exitOK && cfg.Server.ShutdownDelay > 0 {
 		time.Sleep(cfg.Server.ShutdownDelay)
 	}
