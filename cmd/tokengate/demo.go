@@ -38,6 +38,9 @@ func cmdDemo(ctx context.Context, args []string, e env) int {
 			return exitError
 		}
 		*dir = d
+	} else if err := os.MkdirAll(*dir, 0o700); err != nil {
+		fmt.Fprintf(e.stderr, "demo: %v\n", err)
+		return exitError
 	}
 	hash, err := authn.HashPassword(demoPassword, authn.HashOptions{})
 	if err != nil {

@@ -223,7 +223,7 @@ func TestVersionCommand(t *testing.T) {
 // TestDemo runs the demo as a new user would and follows its instructions.
 func TestDemo(t *testing.T) {
 	cmd := exec.Command(binPath, "demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-		"--app-listen", "127.0.0.1:0", "--dir", t.TempDir())
+		"--app-listen", "127.0.0.1:0", "--dir", filepath.Join(t.TempDir(), "not-yet"))
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = io.Discard
 	if err := cmd.Start(); err != nil {
