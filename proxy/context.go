@@ -16,9 +16,16 @@ type stateKey struct{}
 
 // requestState is everything the middlewares and handlers share about one
 // request. It is also the ResponseWriter wrapper that records the status and
-// byte count, so each request costs one allocation for both.
+// byte count, and it holds the request's context and the backing arrays of
+// the header values tokengate sets, so each request costs one allocation
+// for all of them.
 type requestState struct {
 	http.ResponseWriter
+
+	ctx     stateContext
+	idBuf   [requestIDLen]byte // backs id when tokengate made it
+	idVals  [2]string          // X-Request-Id: [0] to the upstream, [1] to the client
+	userVal [1]string          // the identity header's value to the upstream
 
 	id      string
 	route   string
@@ -33,7 +40,34 @@ type requestState struct {
 	upstreamDur time.Duration // time spent in the ReverseProxy (proxied routes)
 }
 
+// stateContext is the request's context: its parent plus the state under
+// stateKey. It lives inside requestState, so attaching the state costs no
+// allocation of its own (context.WithValue would). Contexts derived from it
+// (ReverseProxy's, the Transport's) find the state through Value, and find
+// the parent's cancellation through the embedded Context as usual.
+type stateContext struct {
+	context.Context
+	st *requestState
+}
+
+func (c *stateContext) Value(key any) any {
+	if _, ok := key.(stateKey); ok {
+		return c.st
+	}
+	return c.Context.Value(key)
+}
+
+// withState returns r carrying a new requestState that wraps w.
+func withState(w http.ResponseWriter, r *http.Request) (*requestState, *http.Request) {
+	st := &requestState{ResponseWriter: w}
+	st.ctx = stateContext{Context: r.Context(), st: st}
+	return st, r.WithContext(&st.ctx)
+}
+
 func stateFrom(ctx context.Context) *requestState {
+	if c, ok := ctx.(*stateContext); ok {
+		return c.st
+	}
 	st, _ := ctx.Value(stateKey{}).(*requestState)
 	return st
 }

@@ -1,8 +1,8 @@
 package proxy
 
 import (
-	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -11,7 +11,9 @@ import (
 	"net/netip"
 	"net/url"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // handler is the public handler New returns.
@@ -124,8 +126,7 @@ func (h *handler) buildEndpoints(rt Routes) map[string]endpoint {
 // allocation that carries the id, route, identity and status.
 func (h *handler) recoverPanics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st := &requestState{ResponseWriter: w}
-		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+		st, r := withState(w, r)
 		defer func() {
 			v := recover()
 			if v == nil {
@@ -155,10 +156,14 @@ func (h *handler) assignRequestID(next http.Handler) http.Handler {
 		if len(vals) == 1 && validRequestID(vals[0]) {
 			st.id = vals[0]
 		} else {
-			st.id = newRequestID()
-			r.Header["X-Request-Id"] = []string{st.id}
+			st.id = st.newRequestID()
+			st.idVals[0] = st.id
+			r.Header["X-Request-Id"] = st.idVals[0:1:1]
 		}
-		w.Header()["X-Request-Id"] = []string{st.id}
+		// Full slice expressions: an append by anyone copies instead of
+		// writing into the neighbour.
+		st.idVals[1] = st.id
+		w.Header()["X-Request-Id"] = st.idVals[1:2:2]
 		next.ServeHTTP(w, r)
 	})
 }
@@ -176,12 +181,31 @@ func validRequestID(s string) bool {
 	return true
 }
 
-func newRequestID() string {
-	var b [16]byte
+// A request id only has to be unique, not secret or unpredictable: it
+// names a request in logs, and a client may choose its own anyway. So it is
+// a per-process random prefix (replicas do not collide) and a counter,
+// instead of 16 bytes from crypto/rand per request.
+const requestIDLen = 32 // 16 hex digits of prefix, 16 of counter
+
+var (
+	requestIDPrefix = newRequestIDPrefix()
+	requestIDSeq    atomic.Uint64
+)
+
+func newRequestIDPrefix() [8]byte {
+	var b [8]byte
 	_, _ = rand.Read(b[:]) // never fails since Go 1.24
-	var out [32]byte
-	hex.Encode(out[:], b[:])
-	return string(out[:])
+	return b
+}
+
+// newRequestID formats the next id into st.idBuf. The string shares that
+// array, which is never written again, so it costs no allocation.
+func (st *requestState) newRequestID() string {
+	var raw [16]byte
+	copy(raw[:8], requestIDPrefix[:])
+	binary.BigEndian.PutUint64(raw[8:], requestIDSeq.Add(1))
+	hex.Encode(st.idBuf[:], raw[:])
+	return unsafe.String(&st.idBuf[0], len(st.idBuf))
 }
 
 // observe records the metrics and writes the access log line.
@@ -223,8 +247,10 @@ func (h *handler) finish(r *http.Request, st *requestState, start time.Time, pan
 	if !h.logger.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 10)
-	attrs = append(attrs,
+	// A fixed array: the attributes stay on the stack (LogAttrs copies them
+	// into the record).
+	var buf [9]slog.Attr
+	attrs := append(buf[:0],
 		slog.String("request_id", st.id),
 		slog.String("route", route),
 		slog.String("method", r.Method),

@@ -75,14 +75,14 @@ func (h *handler) newReverseProxy(timeout time.Duration) *httputil.ReverseProxy 
 
 // rewrite runs after ReverseProxy removed the hop-by-hop headers (those a
 // client names in Connection too) and the client's X-Forwarded-*, so the
-// identity header set here always reaches the upstream.
+// identity header set here always reaches the upstream. Out is a clone of
+// In, which stripIdentity already cleared of every client spelling of the
+// identity header (TestIdentitySpoofing holds both guarantees).
 func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(h.upstream)
-	// In was stripped already; Out is its clone, so this finds nothing
-	// unless someone changes the order of things.
-	h.identity.strip(pr.Out.Header)
 	if st := stateFrom(pr.In.Context()); st != nil && st.authed {
-		pr.Out.Header[h.identity.canonical] = []string{st.claims.Subject}
+		st.userVal[0] = st.claims.Subject
+		pr.Out.Header[h.identity.canonical] = st.userVal[:]
 	}
 	h.setForwarded(pr)
 }
