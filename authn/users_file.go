@@ -41,8 +41,9 @@ type FileUsers struct {
 	log   *slog.Logger
 	users atomic.Pointer[map[string]User]
 
-	mu       sync.Mutex // serialises Reload
-	lastSeen [sha256.Size]byte
+	mu         sync.Mutex // serialises Reload
+	lastSeen   [sha256.Size]byte
+	unreadable int // consecutive polls that could not read the file
 
 	reloadOK, reloadErr prometheus.Counter // nil without a Registerer
 }
@@ -124,16 +125,27 @@ func (f *FileUsers) Watch(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// unreadableReportAfter is how many polls in a row the users file may be
+// unreadable (mid-replacement) before it counts as a failed reload.
+const unreadableReportAfter = 3
+
 func (f *FileUsers) reloadIfChanged() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	data, err := readUsersFile(f.path)
 	if err != nil {
 		// Missing for a moment while being replaced is normal: retry at
-		// the next tick, and say so only if it stays broken.
-		f.log.Debug("users file unreadable; keeping the previous users", "path", f.path, "error", err)
+		// the next tick, and report it (once) only if it stays unreadable.
+		f.unreadable++
+		if f.unreadable == unreadableReportAfter {
+			f.lastSeen = [sha256.Size]byte{} // a later good file reloads even if unchanged
+			f.record(err)
+		} else {
+			f.log.Debug("users file unreadable; keeping the previous users", "path", f.path, "error", err)
+		}
 		return
 	}
+	f.unreadable = 0
 	sum := sha256.Sum256(data)
 	if sum == f.lastSeen {
 		return

@@ -249,6 +249,19 @@ func TestFileUsersWatch(t *testing.T) {
 	}
 	replaceFile(t, path, usersYAML(userEntry("c", marcoHash, "")), time.Now())
 	waitFor(t, "user c", func() bool { return hasUser(f, "c") })
+
+	// A file that stays unreadable counts as one failed reload and keeps c;
+	// when it comes back, it is loaded again.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "an unreadable file counted", func() bool { return reloadCount(t, reg, "error") == 2 })
+	time.Sleep(50 * time.Millisecond)
+	if n := reloadCount(t, reg, "error"); n != 2 || !hasUser(f, "c") {
+		t.Errorf("errors counted %v, user c kept %v; want 2 and true", n, hasUser(f, "c"))
+	}
+	replaceFile(t, path, usersYAML(userEntry("c", marcoHash, "")), time.Now())
+	waitFor(t, "the same users reloaded after the outage", func() bool { return reloadCount(t, reg, "success") >= 2 })
 }
 
 // TestFileUsersWatchSecretSwap updates the file the way the kubelet updates

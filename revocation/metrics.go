@@ -37,9 +37,10 @@ func newMetrics(reg prometheus.Registerer, subscribed func() bool) (*metrics, er
 		Help: "Revocation checks answered from the LRU (hit) or by asking the store (miss).",
 	}, []string{"result"})
 	storeDuration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "tokengate_revocation_store_duration_seconds",
-		Help:    "Latency of revocation store calls.",
-		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		Name: "tokengate_revocation_store_duration_seconds",
+		Help: "Latency of revocation store calls.",
+		// Up to 5 s: a slow fsync or a Redis failover must not vanish into +Inf.
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"op"})
 	storeErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokengate_revocation_store_errors_total",
