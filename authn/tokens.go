@@ -77,6 +77,11 @@ type keySet struct {
 	all     []*Key // signing first, then verification keys, no duplicate kid
 	parser  *jwt.Parser
 	jwks    []byte // nil when there is no public key
+
+	// The HS256 fast path (hs256.go): the header segments Issue writes for
+	// each HS256 key, and the claims validator the parser uses.
+	hs256     map[string]*hs256Key
+	validator *jwt.Validator
 }
 
 // NewTokens signs with signing and verifies with signing plus verification.
@@ -166,6 +171,10 @@ func (t *Tokens) newKeySet(signing *Key, verification []*Key) (*keySet, error) {
 		popts = append(popts, jwt.WithAudience(t.opts.Audience))
 	}
 	ks.parser = jwt.NewParser(popts...)
+	ks.validator = jwt.NewValidator(popts...)
+	if err := ks.initHS256(); err != nil {
+		return nil, err
+	}
 	return ks, nil
 }
 
@@ -262,7 +271,10 @@ func (t *Tokens) verify(token string, grace time.Duration) (Claims, error) {
 // then exp (required), nbf, iss, aud (when set), sub and jti.
 func (t *Tokens) parse(ks *keySet, token string, grace time.Duration) (Claims, error) {
 	tc := &tokenClaims{expGrace: grace}
-	_, err := ks.parser.ParseWithClaims(token, tc, ks.keyFunc)
+	handled, err := ks.parseHS256(token, tc)
+	if !handled {
+		_, err = ks.parser.ParseWithClaims(token, tc, ks.keyFunc)
+	}
 	if err != nil {
 		return Claims{}, mapParseError(err)
 	}
