@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"hash"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -110,7 +112,7 @@ func (ks *keySet) parseHS256(token string, tc *tokenClaims) (handled bool, err e
 	if err != nil {
 		return false, nil
 	}
-	if err := json.Unmarshal(raw, tc); err != nil {
+	if err := decodeClaims(raw, tc); err != nil {
 		*tc = tokenClaims{expGrace: tc.expGrace} // the full path decodes afresh
 		return false, nil
 	}
@@ -118,4 +120,166 @@ func (ks *keySet) parseHS256(token string, tc *tokenClaims) (handled bool, err e
 		return true, err
 	}
 	return true, nil
+}
+
+// decodeClaims fills tc from the payload of a token whose signature is
+// already verified (only a holder of our key can reach it). Tokens Issue
+// writes are a flat object of plain ASCII strings and numbers without
+// whitespace; those are read here without reflection. Anything else (an
+// escape, whitespace, null, a duplicate or unknown key, aud, a number
+// encoding/json would reject) goes to encoding/json, so the result is
+// always what json.Unmarshal gives.
+func decodeClaims(raw []byte, tc *tokenClaims) error {
+	if decodeFlatClaims(raw, tc) {
+		return nil
+	}
+	*tc = tokenClaims{expGrace: tc.expGrace}
+	return json.Unmarshal(raw, tc)
+}
+
+func decodeFlatClaims(b []byte, tc *tokenClaims) bool {
+	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
+		return false
+	}
+	b = b[1 : len(b)-1]
+	var (
+		seen  uint8
+		dates *[3]numericDate
+	)
+	for len(b) > 0 {
+		k, rest, ok := flatString(b)
+		if !ok || len(rest) == 0 || rest[0] != ':' {
+			return false
+		}
+		b = rest[1:]
+		key := string(k) // no allocation: only compared
+		var bit uint8
+		switch key {
+		case "iss", "sub", "jti", "name":
+			var v []byte
+			if v, b, ok = flatString(b); !ok {
+				return false
+			}
+			s := string(v)
+			switch key {
+			case "iss":
+				bit, tc.Issuer = 1, s
+			case "sub":
+				bit, tc.Subject = 2, s
+			case "jti":
+				bit, tc.ID = 4, s
+			default:
+				bit, tc.Name = 8, s
+			}
+		case "exp", "nbf", "iat":
+			n := jsonNumberLen(b)
+			if n == 0 {
+				return false
+			}
+			if dates == nil {
+				dates = new([3]numericDate) // one allocation for the three
+			}
+			var d *numericDate
+			switch key {
+			case "exp":
+				bit, d = 16, &dates[0]
+				tc.ExpiresAt = d
+			case "nbf":
+				bit, d = 32, &dates[1]
+				tc.NotBefore = d
+			default:
+				bit, d = 64, &dates[2]
+				tc.IssuedAt = d
+			}
+			if !flatNumericDate(b[:n], d) {
+				return false
+			}
+			b = b[n:]
+		default:
+			return false
+		}
+		if seen&bit != 0 {
+			return false // encoding/json keeps the last; not worth copying
+		}
+		seen |= bit
+		if len(b) > 0 {
+			if b[0] != ',' || len(b) == 1 {
+				return false
+			}
+			b = b[1:]
+		}
+	}
+	return true
+}
+
+// flatString reads a JSON string of printable ASCII without escapes and
+// returns its contents.
+func flatString(b []byte) (s, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, nil, false
+	}
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return b[1:i], b[i+1:], true
+		case c == '\\' || c < 0x20 || c >= 0x7f:
+			return nil, nil, false
+		}
+	}
+	return nil, nil, false
+}
+
+// jsonNumberLen is the length of the non-negative JSON number b starts
+// with, in the forms Issue writes (int, or int.frac), or 0.
+func jsonNumberLen(b []byte) int {
+	i := 0
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && '1' <= b[i] && b[i] <= '9':
+		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+			i++
+		}
+	default:
+		return 0
+	}
+	if i < len(b) && b[i] == '.' {
+		j := i + 1
+		for j < len(b) && '0' <= b[j] && b[j] <= '9' {
+			j++
+		}
+		if j == i+1 {
+			return 0
+		}
+		i = j
+	}
+	if i < len(b) && b[i] != ',' {
+		return 0 // an exponent or garbage: encoding/json decides
+	}
+	return i
+}
+
+// flatNumericDate reads what jsonNumberLen accepted as numericDate's
+// UnmarshalJSON would, without its allocations. Forms UnmarshalJSON reads
+// otherwise (more than 12 integer digits) are left to it.
+func flatNumericDate(b []byte, d *numericDate) bool {
+	intPart, frac, _ := bytes.Cut(b, []byte{'.'})
+	if len(intPart) > 12 {
+		return false
+	}
+	var sec, nsec int64
+	for _, c := range intPart {
+		sec = sec*10 + int64(c-'0')
+	}
+	for i := range 9 {
+		nsec *= 10
+		if i < len(frac) {
+			nsec += int64(frac[i] - '0')
+		}
+	}
+	if sec > maxNumericDateSeconds {
+		return false
+	}
+	d.Time = time.Unix(sec, nsec).UTC()
+	return true
 }

@@ -2,7 +2,9 @@ package authn
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -176,4 +178,103 @@ func TestHS256ConcurrentVerify(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// claimsDecodingCases are payloads around the shape Issue writes.
+var claimsDecodingCases = []string{
+	`{"iss":"tokengate","sub":"alice","exp":1795324684.235462,"nbf":1795321084.235462,"iat":1795321084,"jti":"bicAPF8Bi8_VwHKZ0f35oQ","name":"alice"}`,
+	`{"sub":"a","exp":0,"jti":"j"}`,
+	`{"sub":"a","exp":1.5,"jti":"j"}`,
+	`{"sub":"a","exp":1.1234567891,"jti":"j"}`,
+	`{}`,
+	`{"sub":"a","sub":"b"}`,
+	`{"SUB":"a"}`,
+	`{"sub":"a\u0062"}`,
+	`{"sub":"a\"b"}`,
+	`{"sub":"é"}`,
+	`{"sub":"a","aud":"app"}`,
+	`{"sub":"a","aud":["app"]}`,
+	`{"sub":"a","pad":"x"}`,
+	`{ "sub":"a"}`,
+	`{"sub": "a"}`,
+	`{"sub":null}`,
+	`{"exp":null}`,
+	`{"exp":"1"}`,
+	`{"exp":01}`,
+	`{"exp":1.}`,
+	`{"exp":-1}`,
+	`{"exp":1e9}`,
+	`{"exp":1E9}`,
+	`{"exp":1234567890123}`,
+	`{"exp":100000000001}`,
+	`{"exp":99999999999.999999999}`,
+	`{"sub":"a",}`,
+	`{,"sub":"a"}`,
+	`{"sub":"a"}}`,
+	`{"sub":"a"`,
+	`{"sub"}`,
+	`{"sub":}`,
+	`{"sub":"a"
+}`,
+	`[]`,
+	`null`,
+	``,
+	`{"name":"x","iss":"y","iat":7,"nbf":8}`,
+}
+
+// TestDecodeClaimsMatchesEncodingJSON: whatever the flat reader accepts, it
+// reads exactly as encoding/json; everything else goes to encoding/json.
+func TestDecodeClaimsMatchesEncodingJSON(t *testing.T) {
+	flat := 0
+	for _, in := range claimsDecodingCases {
+		t.Run(in, func(t *testing.T) {
+			if checkDecodeClaims(t, []byte(in)) {
+				flat++
+			}
+		})
+	}
+	if flat < 5 {
+		t.Errorf("the flat reader took only %d cases: it is not exercised", flat)
+	}
+}
+
+func FuzzDecodeClaims(f *testing.F) {
+	for _, in := range claimsDecodingCases {
+		f.Add([]byte(in))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) { checkDecodeClaims(t, in) })
+}
+
+// checkDecodeClaims compares decodeClaims with json.Unmarshal on in and
+// reports whether the flat reader decided.
+func checkDecodeClaims(t *testing.T, in []byte) bool {
+	t.Helper()
+	var want tokenClaims
+	wantErr := json.Unmarshal(in, &want)
+	var got tokenClaims
+	gotErr := decodeClaims(in, &got)
+	if (gotErr == nil) != (wantErr == nil) {
+		t.Fatalf("decodeClaims(%q) error %v; encoding/json %v", in, gotErr, wantErr)
+	}
+	tookFlat := decodeFlatClaims(in, &tokenClaims{})
+	if tookFlat && wantErr != nil {
+		t.Fatalf("the flat reader accepted %q, which encoding/json refuses: %v", in, wantErr)
+	}
+	if wantErr != nil {
+		return tookFlat
+	}
+	dates := func(c *tokenClaims) [3]string {
+		var out [3]string
+		for i, d := range []*numericDate{c.ExpiresAt, c.NotBefore, c.IssuedAt} {
+			if d != nil {
+				out[i] = d.Format(time.RFC3339Nano) + " " + d.Location().String()
+			}
+		}
+		return out
+	}
+	if got.Issuer != want.Issuer || got.Subject != want.Subject || got.ID != want.ID || got.Name != want.Name ||
+		!slices.Equal(got.Audience, want.Audience) || dates(&got) != dates(&want) {
+		t.Fatalf("decodeClaims(%q) = %+v %v; encoding/json %+v %v", in, got, dates(&got), want, dates(&want))
+	}
+	return tookFlat
 }
