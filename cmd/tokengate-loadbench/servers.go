@@ -48,6 +48,20 @@ func bareProxy(upstream *url.URL) http.Handler {
 	}
 }
 
+// childServer is the http.Server of the upstream and bare children: the
+// server limits of tokengate's defaults (cmd/tokengate's config.go), so only
+// the handler differs. ReadTimeout too: it changes what net/http does per
+// request (a read deadline re-armed instead of cleared).
+func childServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
 // serveChild runs a child server on a free loopback port, prints
 // "listening <addr>" on stdout for the parent, and serves until killed.
 func serveChild(name string, h http.Handler) int {
@@ -56,13 +70,7 @@ func serveChild(name string, h http.Handler) int {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		return 1
 	}
-	// Server limits as tokengate's defaults, so only the handler differs.
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
+	srv := childServer(h)
 	fmt.Printf("listening %s\n", ln.Addr())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
