@@ -124,13 +124,14 @@ func BenchmarkAuthMiddleware(b *testing.B) {
 }
 
 // TestAuthMiddlewareAllocations pins the per-request allocations of the
-// allowed path: the request state, its context value and the request copy
-// WithContext makes, plus the X-Request-Id response header slice.
+// allowed path: the request state (which also holds the context and the
+// backing arrays of the header values tokengate sets) and the request copy
+// WithContext makes.
 func TestAuthMiddlewareAllocations(t *testing.T) {
 	next, req := authOnly(t)
 	w := &nopWriter{h: http.Header{}}
-	if n := testing.AllocsPerRun(200, func() { next.ServeHTTP(w, req) }); n > 4 {
-		t.Errorf("the allowed path allocates %v times per request, want <= 4", n)
+	if n := testing.AllocsPerRun(200, func() { next.ServeHTTP(w, req) }); n > 2 {
+		t.Errorf("the allowed path allocates %v times per request, want <= 2", n)
 	}
 }
 
