@@ -74,6 +74,11 @@ func (p *procs) startServer(ctx context.Context, name, path string, args []strin
 	case line := <-c.firstLine:
 		addr, ok := strings.CutPrefix(line, "listening ")
 		if !ok {
+			// stderr is complete only once the process has been waited for.
+			select {
+			case <-c.done:
+			case <-time.After(2 * time.Second):
+			}
 			return nil, "", fmt.Errorf("%s did not start: %q; stderr: %s", name, line, c.stderr)
 		}
 		return c, addr, nil
