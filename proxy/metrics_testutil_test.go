@@ -14,10 +14,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 
 	"tokengate/authn"
 	"tokengate/revocation"
+
+	"tokengate/internal/metricstest"
 )
 
 // The HELP lines are part of the exposition testutil compares.
@@ -32,42 +33,10 @@ const (
 // contractRoutes is the route label's whole vocabulary (ARCHITECTURE.md).
 var contractRoutes = []string{"jwks", "login", "logout", "logout_all", "proxy", "public", "session", "users"}
 
-// wantMetrics fails the test unless g exposes exactly expected for names.
-func wantMetrics(t *testing.T, g prometheus.Gatherer, expected string, names ...string) {
-	t.Helper()
-	if err := testutil.GatherAndCompare(g, strings.NewReader(expected), names...); err != nil {
-		t.Errorf("%v:\n%v", names, err)
-	}
-}
-
-// countsOnly reduces histograms to their sample counts: durations differ
-// from run to run, the number of observations per series does not.
-type countsOnly struct{ g prometheus.Gatherer }
-
-func (c countsOnly) Gather() ([]*dto.MetricFamily, error) {
-	mfs, err := c.g.Gather()
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			if h := m.GetHistogram(); h != nil {
-				h.Bucket = nil
-				h.SampleSum = new(0.0)
-			}
-		}
-	}
-	return mfs, err
-}
-
 // durationCounts is the expected exposition of the duration histogram
 // (through countsOnly) with n observations per route, 0 for the others.
 func durationCounts(n map[string]int) string {
-	var b strings.Builder
-	b.WriteString(helpDuration)
-	for _, r := range contractRoutes {
-		fmt.Fprintf(&b, "tokengate_http_request_duration_seconds_bucket{route=%q,le=\"+Inf\"} %d\n", r, n[r])
-		fmt.Fprintf(&b, "tokengate_http_request_duration_seconds_sum{route=%q} 0\n", r)
-		fmt.Fprintf(&b, "tokengate_http_request_duration_seconds_count{route=%q} %d\n", r, n[r])
-	}
-	return b.String()
+	return metricstest.HistogramCounts(helpDuration, "tokengate_http_request_duration_seconds", "route", contractRoutes, n)
 }
 
 func TestTestutilRequestsAndDecisions(t *testing.T) {
@@ -109,7 +78,7 @@ func TestTestutilRequestsAndDecisions(t *testing.T) {
 		t.Fatalf("store down: %d %s, want 503", res.StatusCode, res.body)
 	}
 
-	wantMetrics(t, e.reg, helpRequests+`
+	metricstest.Want(t, e.reg, helpRequests+`
 tokengate_http_requests_total{code="200",route="jwks"} 1
 tokengate_http_requests_total{code="405",route="login"} 1
 tokengate_http_requests_total{code="204",route="logout"} 1
@@ -121,7 +90,7 @@ tokengate_http_requests_total{code="200",route="public"} 2
 tokengate_http_requests_total{code="200",route="session"} 1
 `, "tokengate_http_requests_total")
 
-	wantMetrics(t, e.reg, helpDecisions+`
+	metricstest.Want(t, e.reg, helpDecisions+`
 tokengate_auth_decisions_total{result="allowed"} 5
 tokengate_auth_decisions_total{result="missing"} 2
 tokengate_auth_decisions_total{result="malformed"} 1
@@ -135,7 +104,7 @@ tokengate_auth_decisions_total{result="error"} 1
 	if n, err := testutil.GatherAndCount(e.reg, "tokengate_http_request_duration_seconds"); err != nil || n != len(contractRoutes) {
 		t.Errorf("duration series: %d (%v), want %d", n, err, len(contractRoutes))
 	}
-	wantMetrics(t, countsOnly{e.reg}, durationCounts(map[string]int{
+	metricstest.Want(t, metricstest.CountsOnly(e.reg), durationCounts(map[string]int{
 		"jwks": 1, "login": 1, "logout": 1, "logout_all": 1, "proxy": 8, "public": 2, "session": 1,
 	}), "tokengate_http_request_duration_seconds")
 }
@@ -184,14 +153,14 @@ func TestTestutilLogins(t *testing.T) {
 		t.Fatalf("store closed: %d %s, want 503", res.StatusCode, res.body)
 	}
 
-	wantMetrics(t, e.reg, helpLogins+`
+	metricstest.Want(t, e.reg, helpLogins+`
 tokengate_logins_total{result="success"} 2
 tokengate_logins_total{result="malformed"} 1
 tokengate_logins_total{result="invalid_credentials"} 2
 tokengate_logins_total{result="throttled"} 1
 tokengate_logins_total{result="error"} 1
 `, "tokengate_logins_total")
-	wantMetrics(t, e.reg, helpRequests+`
+	metricstest.Want(t, e.reg, helpRequests+`
 tokengate_http_requests_total{code="200",route="login"} 1
 tokengate_http_requests_total{code="400",route="login"} 1
 tokengate_http_requests_total{code="401",route="login"} 2
@@ -207,7 +176,7 @@ func TestTestutilUpstreamErrors(t *testing.T) {
 	if res := e.do("GET", "/slow", bearer(tok), ""); res.StatusCode != 504 {
 		t.Fatalf("slow upstream: %d %s, want 504", res.StatusCode, res.body)
 	}
-	wantMetrics(t, e.reg, helpUpstream+`
+	metricstest.Want(t, e.reg, helpUpstream+`
 tokengate_upstream_errors_total{kind="timeout"} 1
 tokengate_upstream_errors_total{kind="unavailable"} 0
 `, "tokengate_upstream_errors_total")
@@ -216,11 +185,11 @@ tokengate_upstream_errors_total{kind="unavailable"} 0
 	if res := e.do("GET", "/api", bearer(tok), ""); res.StatusCode != 502 {
 		t.Fatalf("upstream down: %d %s, want 502", res.StatusCode, res.body)
 	}
-	wantMetrics(t, e.reg, helpUpstream+`
+	metricstest.Want(t, e.reg, helpUpstream+`
 tokengate_upstream_errors_total{kind="timeout"} 1
 tokengate_upstream_errors_total{kind="unavailable"} 1
 `, "tokengate_upstream_errors_total")
-	wantMetrics(t, e.reg, helpRequests+`
+	metricstest.Want(t, e.reg, helpRequests+`
 tokengate_http_requests_total{code="502",route="proxy"} 1
 tokengate_http_requests_total{code="504",route="proxy"} 1
 `, "tokengate_http_requests_total")
@@ -240,7 +209,7 @@ func TestTestutilDurationBuckets(t *testing.T) {
 		fmt.Fprintf(&b, "tokengate_http_request_duration_seconds_sum{route=%q} 0\n", r)
 		fmt.Fprintf(&b, "tokengate_http_request_duration_seconds_count{route=%q} 0\n", r)
 	}
-	wantMetrics(t, e.reg, b.String(), "tokengate_http_request_duration_seconds")
+	metricstest.Want(t, e.reg, b.String(), "tokengate_http_request_duration_seconds")
 
 	// Sensible for a proxy: resolves sub-millisecond overhead, and slow
 	// upstreams up to 10 s land in a finite bucket.

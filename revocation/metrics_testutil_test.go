@@ -11,7 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
+
+	"tokengate/internal/metricstest"
 )
 
 // The HELP lines are part of the exposition testutil compares.
@@ -24,40 +25,8 @@ const (
 
 var storeOps = []string{"ping", "revoke_token", "revoke_user", "status"}
 
-// wantMetrics fails the test unless g exposes exactly expected for names.
-func wantMetrics(t *testing.T, g prometheus.Gatherer, expected string, names ...string) {
-	t.Helper()
-	if err := testutil.GatherAndCompare(g, strings.NewReader(expected), names...); err != nil {
-		t.Errorf("%v:\n%v", names, err)
-	}
-}
-
-// countsOnly reduces histograms to their sample counts: durations differ
-// from run to run, the number of observations per series does not.
-type countsOnly struct{ g prometheus.Gatherer }
-
-func (c countsOnly) Gather() ([]*dto.MetricFamily, error) {
-	mfs, err := c.g.Gather()
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			if h := m.GetHistogram(); h != nil {
-				h.Bucket = nil
-				h.SampleSum = new(0.0)
-			}
-		}
-	}
-	return mfs, err
-}
-
 func storeDurationCounts(n map[string]int) string {
-	var b strings.Builder
-	b.WriteString(helpStoreDur)
-	for _, op := range storeOps {
-		fmt.Fprintf(&b, "tokengate_revocation_store_duration_seconds_bucket{op=%q,le=\"+Inf\"} %d\n", op, n[op])
-		fmt.Fprintf(&b, "tokengate_revocation_store_duration_seconds_sum{op=%q} 0\n", op)
-		fmt.Fprintf(&b, "tokengate_revocation_store_duration_seconds_count{op=%q} %d\n", op, n[op])
-	}
-	return b.String()
+	return metricstest.HistogramCounts(helpStoreDur, "tokengate_revocation_store_duration_seconds", "op", storeOps, n)
 }
 
 func TestTestutilCheckerMetrics(t *testing.T) {
@@ -105,21 +74,21 @@ func TestTestutilCheckerMetrics(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			wantMetrics(t, reg, helpCache+`
+			metricstest.Want(t, reg, helpCache+`
 tokengate_revocation_cache_requests_total{result="hit"} 4
 tokengate_revocation_cache_requests_total{result="miss"} 2
 `, "tokengate_revocation_cache_requests_total")
-			wantMetrics(t, reg, helpRevocations+`
+			metricstest.Want(t, reg, helpRevocations+`
 tokengate_revocations_total{kind="token"} 1
 tokengate_revocations_total{kind="user"} 1
 `, "tokengate_revocations_total")
-			wantMetrics(t, reg, helpStoreErrors+`
+			metricstest.Want(t, reg, helpStoreErrors+`
 tokengate_revocation_store_errors_total{op="ping"} 0
 tokengate_revocation_store_errors_total{op="revoke_token"} 0
 tokengate_revocation_store_errors_total{op="revoke_user"} 0
 tokengate_revocation_store_errors_total{op="status"} 0
 `, "tokengate_revocation_store_errors_total")
-			wantMetrics(t, countsOnly{reg}, storeDurationCounts(map[string]int{"ping": 1, "revoke_token": 1, "revoke_user": 1, "status": 2}),
+			metricstest.Want(t, metricstest.CountsOnly(reg), storeDurationCounts(map[string]int{"ping": 1, "revoke_token": 1, "revoke_user": 1, "status": 2}),
 				"tokengate_revocation_store_duration_seconds")
 
 			// The store closed: every kind of call fails once, and failed
@@ -140,19 +109,19 @@ tokengate_revocation_store_errors_total{op="status"} 0
 				t.Error("Ready with the store closed: no error")
 			}
 
-			wantMetrics(t, reg, helpStoreErrors+`
+			metricstest.Want(t, reg, helpStoreErrors+`
 tokengate_revocation_store_errors_total{op="ping"} 1
 tokengate_revocation_store_errors_total{op="revoke_token"} 1
 tokengate_revocation_store_errors_total{op="revoke_user"} 1
 tokengate_revocation_store_errors_total{op="status"} 1
 `, "tokengate_revocation_store_errors_total")
-			wantMetrics(t, countsOnly{reg}, storeDurationCounts(map[string]int{"ping": 2, "revoke_token": 2, "revoke_user": 2, "status": 3}),
+			metricstest.Want(t, metricstest.CountsOnly(reg), storeDurationCounts(map[string]int{"ping": 2, "revoke_token": 2, "revoke_user": 2, "status": 3}),
 				"tokengate_revocation_store_duration_seconds")
-			wantMetrics(t, reg, helpRevocations+`
+			metricstest.Want(t, reg, helpRevocations+`
 tokengate_revocations_total{kind="token"} 1
 tokengate_revocations_total{kind="user"} 1
 `, "tokengate_revocations_total")
-			wantMetrics(t, reg, helpCache+`
+			metricstest.Want(t, reg, helpCache+`
 tokengate_revocation_cache_requests_total{result="hit"} 4
 tokengate_revocation_cache_requests_total{result="miss"} 3
 `, "tokengate_revocation_cache_requests_total")
@@ -175,7 +144,7 @@ func TestTestutilStoreDurationBuckets(t *testing.T) {
 		fmt.Fprintf(&b, "tokengate_revocation_store_duration_seconds_sum{op=%q} 0\n", op)
 		fmt.Fprintf(&b, "tokengate_revocation_store_duration_seconds_count{op=%q} 0\n", op)
 	}
-	wantMetrics(t, reg, b.String(), "tokengate_revocation_store_duration_seconds")
+	metricstest.Want(t, reg, b.String(), "tokengate_revocation_store_duration_seconds")
 	// Nothing but the Checker's families, and no series per token or user.
 	if n, err := testutil.GatherAndCount(reg); err != nil || n != 2+2+4+4 {
 		t.Errorf("%d series on a fresh Checker (%v), want 12: cache hit/miss, revocations token/user, 4 ops x (duration, errors)", n, err)
@@ -189,7 +158,7 @@ func TestTestutilRedisPubSubMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c := newChecker(t, store, CheckerOptions{MaxStaleness: time.Hour, Registerer: reg, Logger: slog.New(slog.DiscardHandler)})
 	eventually(t, 5*time.Second, "subscribed", store.Subscribed)
-	wantMetrics(t, reg, `
+	metricstest.Want(t, reg, `
 # HELP tokengate_revocation_pubsub_up 1 while the revocation pub/sub subscription is established.
 # TYPE tokengate_revocation_pubsub_up gauge
 tokengate_revocation_pubsub_up 1
@@ -208,7 +177,7 @@ tokengate_revocation_pubsub_reconnects_total 0
 	if got := testutil.ToFloat64(c.m.revokedUsers); got != 1 {
 		t.Errorf("revocations{user} %v, want 1", got)
 	}
-	wantMetrics(t, reg, helpRevocations+`
+	metricstest.Want(t, reg, helpRevocations+`
 tokengate_revocations_total{kind="token"} 0
 tokengate_revocations_total{kind="user"} 1
 `, "tokengate_revocations_total")
