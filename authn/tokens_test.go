@@ -9,33 +9,19 @@ import (
 	"encoding/pem"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"tokengate/internal/testclock"
 )
 
 // testClock is an injectable clock tests move by hand.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type testClock = testclock.Clock
 
 func newTestClock() *testClock {
-	return &testClock{now: time.Date(2030, 1, 2, 3, 4, 5, 123456000, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+	return testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 123456000, time.UTC))
 }
 
 func newTestTokens(t testing.TB, signing *Key, verification []*Key, opts TokenOptions) *Tokens {

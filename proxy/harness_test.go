@@ -27,25 +27,12 @@ import (
 
 	"tokengate/authn"
 	"tokengate/revocation"
+
+	"tokengate/internal/testclock"
 )
 
 // fakeClock is the injected clock shared by authn, revocation and proxy.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+type fakeClock = testclock.Clock
 
 // seenRequest is what the upstream received.
 type seenRequest struct {
@@ -200,7 +187,7 @@ func newEnv(t testing.TB, cfgs ...envConfig) *env {
 	dir := t.TempDir()
 	e := &env{
 		t:       t,
-		clock:   &fakeClock{t: time.Date(2025, 3, 1, 12, 0, 0, 250_000_000, time.UTC)},
+		clock:   testclock.New(time.Date(2025, 3, 1, 12, 0, 0, 250_000_000, time.UTC)),
 		keyPath: filepath.Join(dir, "signing.key"),
 		reg:     prometheus.NewRegistry(),
 		logs:    &syncBuffer{},

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,28 +16,15 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tokengate/internal/testsvc"
+
+	"tokengate/internal/testclock"
 )
 
 // fakeClock is a settable clock for code that takes Now.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = testclock.Clock
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+	return testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC))
 }
 
 var redisTestSeq atomic.Int64
