@@ -212,6 +212,22 @@ func start(t *testing.T, dir string, env ...string) *instance {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("tokengate did not start within 20s:\n%s", in.logs)
 	}
+	// Like a kubelet, send traffic only once the instance says it is ready
+	// (with Redis, the pub/sub subscription comes up just after listening).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := client.Get(in.Admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tokengate not ready within 10s:\n%s", in.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return in
 }
 
