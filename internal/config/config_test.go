@@ -323,6 +323,16 @@ func TestConfigValidateRules(t *testing.T) {
 			`tokens.verification_key_files[1]: must not be empty`,
 			`tokens.cache_size: must be positive (got 0)`,
 		}},
+		{"lifetimes past their bounds", func(c *Config) {
+			c.Tokens.TTL, c.Tokens.RefreshWindow, c.Tokens.Leeway = 300000*time.Hour, 9000*time.Hour, 6*time.Minute
+		}, []string{
+			`tokens.ttl: must be at most 8784h0m0s (got 300000h0m0s)`,
+			`tokens.refresh_window: must be at most 8784h0m0s (got 9000h0m0s)`,
+			`tokens.leeway: must be at most 5m0s (got 6m0s)`,
+		}},
+		{"lifetimes at their bounds", func(c *Config) {
+			c.Tokens.TTL, c.Tokens.RefreshWindow, c.Tokens.Leeway = 8784*time.Hour, 8784*time.Hour, 5*time.Minute
+		}, nil},
 		{"leeway as long as ttl", func(c *Config) { c.Tokens.TTL, c.Tokens.Leeway = time.Minute, time.Minute },
 			[]string{`tokens.leeway: must be shorter than tokens.ttl (1m0s)`}},
 		{"algorithm is case-sensitive", func(c *Config) { c.Tokens.Algorithm = "eddsa" },

@@ -21,6 +21,14 @@ const (
 	maxMaxStaleness   = time.Minute
 	minPasswordLength = 8  // NIST SP 800-63B floor
 	bcryptMaxPassword = 72 // bcrypt ignores (x/crypto: refuses) longer passwords
+
+	// Token lifetimes are bounded so that every instant derived from them
+	// (exp, a cutoff's retention, a revocation's TTL) stays far inside
+	// time.Duration and UnixNano range: an absurd ttl once made logout
+	// answer 204 while storing nothing.
+	maxTokenTTL      = 366 * 24 * time.Hour
+	maxRefreshWindow = 366 * 24 * time.Hour
+	maxLeeway        = 5 * time.Minute
 )
 
 // Validate checks every key and reports every problem (errors.Join), each
@@ -68,9 +76,14 @@ func (c Config) Validate() error {
 
 	t := c.Tokens
 	v.nonEmpty("tokens.issuer", t.Issuer)
-	v.positive("tokens.ttl", t.TTL)
-	v.nonNegative("tokens.refresh_window", t.RefreshWindow)
-	if v.nonNegative("tokens.leeway", t.Leeway) && t.TTL > 0 && t.Leeway >= t.TTL {
+	if v.positive("tokens.ttl", t.TTL) {
+		v.atMost("tokens.ttl", t.TTL, maxTokenTTL)
+	}
+	if v.nonNegative("tokens.refresh_window", t.RefreshWindow) {
+		v.atMost("tokens.refresh_window", t.RefreshWindow, maxRefreshWindow)
+	}
+	if v.nonNegative("tokens.leeway", t.Leeway) && v.atMost("tokens.leeway", t.Leeway, maxLeeway) &&
+		t.TTL > 0 && t.Leeway >= t.TTL {
 		v.fail("tokens.leeway", "must be shorter than tokens.ttl (%s)", t.TTL)
 	}
 	v.oneOf("tokens.algorithm", t.Algorithm, "EdDSA", "ES256", "RS256", "HS256")
@@ -133,6 +146,14 @@ func (v *validator) nonEmpty(key, val string) bool {
 func (v *validator) positive(key string, d time.Duration) bool {
 	if d <= 0 {
 		v.fail(key, "must be a positive duration (got %s)", d)
+		return false
+	}
+	return true
+}
+
+func (v *validator) atMost(key string, d, limit time.Duration) bool {
+	if d > limit {
+		v.fail(key, "must be at most %s (got %s)", limit, d)
 		return false
 	}
 	return true
