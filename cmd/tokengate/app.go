@@ -215,7 +215,7 @@ func (a *app) openUsers(ctx context.Context, reg prometheus.Registerer) (authn.U
 			Migrate: cfg.Users.Migrate, Query: cfg.Users.Query,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("users.postgres_url: %w", err)
+			return nil, postgresUsersError(err)
 		}
 		a.closers = append(a.closers, func() error { pu.Close(); return nil })
 		a.users = pu
@@ -225,6 +225,15 @@ func (a *app) openUsers(ctx context.Context, reg prometheus.Registerer) (authn.U
 		return pu, nil
 	}
 	return nil, fmt.Errorf("users.backend: unknown backend %q", cfg.Users.Backend)
+}
+
+// postgresUsersError names the key to fix: users.table when the table is
+// missing or unusable, else users.postgres_url (cannot connect, bad URL).
+func postgresUsersError(err error) error {
+	if errors.Is(err, authn.ErrUsersTable) {
+		return fmt.Errorf("users.table: %w", err)
+	}
+	return fmt.Errorf("users.postgres_url: %w", err)
 }
 
 func openRevocationStore(cfg config.Config, log *slog.Logger) (revocation.Store, error) {
