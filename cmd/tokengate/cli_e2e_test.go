@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"tokengate/internal/testsvc"
 )
@@ -178,5 +184,64 @@ func TestCheckConfigPostgresTable(t *testing.T) {
 	cmd.Dir, cmd.Env = dir, append(os.Environ(), env, "TOKENGATE_USERS_MIGRATE=true")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("check-config with migrate on: %v\n%s", err, out)
+	}
+}
+
+// The demo's own temp directory (signing key included) is removed when it
+// stops; a --dir the user gave is kept.
+func TestDemoRemovesItsTempDir(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dir  bool
+	}{{"temp dir", false}, {"--dir", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			args := []string{"demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--app-listen", "127.0.0.1:0"}
+			if tc.dir {
+				args = append(args, "--dir", filepath.Join(tmp, "mine"))
+			}
+			cmd := exec.Command(binPath, args...)
+			cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+			stdout, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			t.Cleanup(func() { cmd.Process.Kill(); <-done; done <- nil })
+			files := regexp.MustCompile(`\(files in (\S+)\)`)
+			sc := bufio.NewScanner(stdout)
+			var dir string
+			for sc.Scan() {
+				if m := files.FindStringSubmatch(sc.Text()); m != nil {
+					dir = m[1]
+					break
+				}
+			}
+			go io.Copy(io.Discard, stdout)
+			if dir == "" {
+				t.Fatal("demo printed no files directory")
+			}
+			if _, err := os.Stat(filepath.Join(dir, "signing.key")); err != nil {
+				t.Fatalf("the demo's signing key: %v", err)
+			}
+			cmd.Process.Signal(os.Interrupt)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("demo exit after Ctrl-C: %v", err)
+				}
+				done <- nil
+			case <-time.After(15 * time.Second):
+				t.Fatal("demo did not stop on SIGINT")
+			}
+			_, err := os.Stat(dir)
+			if tc.dir && err != nil {
+				t.Fatalf("--dir was removed: %v", err)
+			}
+			if !tc.dir && !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("the demo left %s behind (stat: %v)", dir, err)
+			}
+		})
 	}
 }
