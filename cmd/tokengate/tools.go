@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -133,14 +132,9 @@ func cmdHashPassword(args []string, e env) int {
 		fmt.Fprintf(e.stderr, "hash-password: --algorithm must be bcrypt or argon2id\n")
 		return exitConfig
 	}
-	line, err := bufio.NewReader(io.LimitReader(e.stdin, 4096)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		fmt.Fprintf(e.stderr, "hash-password: reading stdin: %v\n", err)
-		return exitError
-	}
-	password := strings.TrimRight(line, "\r\n")
-	if password == "" {
-		fmt.Fprintln(e.stderr, "hash-password: no password on stdin (usage: echo -n 'secret' | tokengate hash-password)")
+	password, err := readPasswordLine(e.stdin)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "hash-password: %v (usage: echo -n 'secret' | tokengate hash-password)\n", err)
 		return exitConfig
 	}
 	hash, err := authn.HashPassword(password, authn.HashOptions{Algorithm: *algorithm, BcryptCost: *cost})
