@@ -37,6 +37,9 @@ func (a *h2cApp) serve(w http.ResponseWriter, r *http.Request) {
 	a.seen = append(a.seen, r.Header.Clone())
 	a.mu.Unlock()
 	up := r.Header.Get("Upgrade")
+	if r.URL.Path == "/always101" {
+		up = "h2c" // switches even when not asked to
+	}
 	if up == "" {
 		fmt.Fprintf(w, "plain %s as %q", r.URL.Path, r.Header.Get("X-Auth-UserId"))
 		return
@@ -102,6 +105,8 @@ func TestUpgradeOnlyWebSocket(t *testing.T) {
 			headers: []string{"Connection: Upgrade", "Upgrade: h2c", "Upgrade: websocket"}},
 		{name: "a protocol of its own", path: "/app", token: tok,
 			headers: []string{"Connection: Upgrade", "Upgrade: tls/1.3"}},
+		{name: "an app that switches unasked", path: "/always101", token: tok,
+			headers: []string{"Connection: Upgrade", "Upgrade: h2c"}},
 		{name: "HTTP2-Settings without an upgrade", path: "/healthz",
 			headers: []string{"HTTP2-Settings: " + settings}},
 		{name: "websocket", path: "/healthz", tunnel: true,
@@ -146,6 +151,12 @@ func TestUpgradeOnlyWebSocket(t *testing.T) {
 			}
 			body, _ := io.ReadAll(res.Body)
 			res.Body.Close()
+			if tt.path == "/always101" {
+				if res.StatusCode != http.StatusBadGateway {
+					t.Fatalf("status %d (%q), want 502 for a switch nobody asked for", res.StatusCode, body)
+				}
+				return
+			}
 			if res.StatusCode != http.StatusOK {
 				t.Fatalf("status %d (%q), want 200: the app must see a plain request, never switch protocols", res.StatusCode, body)
 			}
