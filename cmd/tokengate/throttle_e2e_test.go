@@ -37,7 +37,7 @@ func TestLoginThrottleConcurrent(t *testing.T) {
 	hc := &http.Client{Transport: tr, Timeout: client.Timeout * 3}
 	var (
 		wg    sync.WaitGroup
-		begin   = make(chan struct{})
+		begin = make(chan struct{})
 		mu    sync.Mutex
 		codes = map[int]int{}
 	)
