@@ -267,6 +267,18 @@ func openRevocationStore(cfg config.Config, log *slog.Logger) (revocation.Store,
 // loadKeys loads the signing key (creating it on first start when create is
 // set) and the older verification keys.
 func loadKeys(cfg config.Config, create bool) (*authn.Key, []*authn.Key, error) {
+	// Verification keys first: a bad one must not leave a new signing key behind.
+	var verification []*authn.Key
+	for i, f := range cfg.Tokens.VerificationKeyFiles {
+		k, err := authn.LoadVerificationKey(cfg.Resolve(f))
+		if err == nil {
+			err = authn.CheckVerificationKeys(cfg.Tokens.Algorithm, []*authn.Key{k})
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("tokens.verification_key_files[%d]: %w", i, err)
+		}
+		verification = append(verification, k)
+	}
 	load := authn.LoadSigningKey
 	if create {
 		load = authn.LoadOrCreateSigningKey
@@ -274,14 +286,6 @@ func loadKeys(cfg config.Config, create bool) (*authn.Key, []*authn.Key, error) 
 	signing, err := load(cfg.Resolve(cfg.Tokens.SigningKeyFile), cfg.Tokens.Algorithm)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tokens.signing_key_file: %w", err)
-	}
-	var verification []*authn.Key
-	for i, f := range cfg.Tokens.VerificationKeyFiles {
-		k, err := authn.LoadVerificationKey(cfg.Resolve(f))
-		if err != nil {
-			return nil, nil, fmt.Errorf("tokens.verification_key_files[%d]: %w", i, err)
-		}
-		verification = append(verification, k)
 	}
 	return signing, verification, nil
 }

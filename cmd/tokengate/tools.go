@@ -94,7 +94,11 @@ func checkFiles(cfg config.Config) []error {
 		errs = append(errs, fmt.Errorf("tokens.signing_key_file: %w", err))
 	}
 	for i, f := range cfg.Tokens.VerificationKeyFiles {
-		if _, err := authn.LoadVerificationKey(cfg.Resolve(f)); err != nil {
+		k, err := authn.LoadVerificationKey(cfg.Resolve(f))
+		if err == nil {
+			err = authn.CheckVerificationKeys(cfg.Tokens.Algorithm, []*authn.Key{k})
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("tokens.verification_key_files[%d]: %w", i, err))
 		}
 	}
