@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -113,17 +114,23 @@ func TestConcurrentRefreshRedisReplicas(t *testing.T) {
 func TestLogoutAllCutoffOutlivesLoweredTTL(t *testing.T) {
 	up := newEchoUpstream(t)
 	dir := newDir(t, up.URL)
+	os.WriteFile(filepath.Join(dir, "admin.token"), []byte(strings.Repeat("s3cret-", 8)+"\n"), 0o600)
 	long := []string{"TOKENGATE_TOKENS_TTL=60s", "TOKENGATE_TOKENS_LEEWAY=1s"}
-	short := []string{"TOKENGATE_TOKENS_TTL=2s", "TOKENGATE_TOKENS_LEEWAY=1s"}
+	short := []string{"TOKENGATE_TOKENS_TTL=2s", "TOKENGATE_TOKENS_LEEWAY=1s", "TOKENGATE_ADMIN_TOKEN_FILE=admin.token"}
 
 	in := start(t, dir, long...)
 	old := login(t, in.Public, "alice", testUsers["alice"])
+	oldBob := login(t, in.Public, "bob", testUsers["bob"])
 	in.signal(syscall.SIGTERM)
 	in.wait(10 * time.Second)
 
 	in = start(t, dir, short...)
 	if r := call(t, "POST", in.Public+"/user/logout_all", old, ""); r.Code != 204 {
 		t.Fatalf("logout_all: %d %s", r.Code, r.Body)
+	}
+	// The operator's revoke-user (its admin endpoint) the same.
+	if r := call(t, "POST", in.Admin+"/admin/revoke_user", strings.Repeat("s3cret-", 8), `{"user":"bob"}`); r.Code/100 != 2 {
+		t.Fatalf("admin revoke_user: %d %s", r.Code, r.Body)
 	}
 	loggedOutAt := time.Now()
 	in.signal(syscall.SIGTERM)
@@ -135,6 +142,9 @@ func TestLogoutAllCutoffOutlivesLoweredTTL(t *testing.T) {
 	in = start(t, dir, short...)
 	if r := call(t, "GET", in.Public+"/app", old, ""); r.Code != 401 {
 		t.Fatalf("a token issued under ttl 60s, 4s after logout_all under ttl 2s: %d %s", r.Code, r.Body)
+	}
+	if r := call(t, "GET", in.Public+"/app", oldBob, ""); r.Code != 401 {
+		t.Fatalf("a token issued under ttl 60s, 4s after revoke_user under ttl 2s: %d %s", r.Code, r.Body)
 	}
 	if r := call(t, "GET", in.Public+"/app", login(t, in.Public, "alice", testUsers["alice"]), ""); r.Code != 200 {
 		t.Fatalf("a new token: %d", r.Code)
