@@ -1,15 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"tokengate/internal/testsvc"
 )
@@ -148,5 +152,39 @@ func TestLogoutAllCutoffOutlivesLoweredTTL(t *testing.T) {
 	}
 	if r := call(t, "GET", in.Public+"/app", login(t, in.Public, "alice", testUsers["alice"]), ""); r.Code != 200 {
 		t.Fatalf("a new token: %d", r.Code)
+	}
+}
+
+// Redis is down when the instance starts: it starts anyway and records its
+// token lifetime once Redis answers.
+func TestLifetimeNotedWhenRedisComesBack(t *testing.T) {
+	rds := testsvc.StartRedis(t)
+	rds.Stop()
+	up := newEchoUpstream(t)
+	dir := newDir(t, up.URL)
+	in := &instance{t: t, dir: dir, logs: &lockedBuffer{}, done: make(chan struct{})}
+	in.cmd = exec.Command(binPath, "serve", "--config", filepath.Join(dir, "config.yaml"))
+	in.cmd.Env = append(os.Environ(), redisEnv(rds.Addr)...)
+	in.cmd.Stdout, in.cmd.Stderr = in.logs, in.logs
+	if err := in.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = in.cmd.Wait()
+		close(in.done)
+	}()
+	t.Cleanup(in.kill)
+	eventually(t, 20*time.Second, "the instance says it will note the lifetime later", func() bool {
+		return strings.Contains(in.logs.String(), "the token lifetime will be noted when it answers")
+	})
+	rds.Restart(t)
+	eventually(t, 10*time.Second, "the lifetime is noted once Redis answers", func() bool {
+		return strings.Contains(in.logs.String(), "token lifetime noted in the revocation store")
+	})
+	c := goredis.NewClient(&goredis.Options{Addr: rds.Addr})
+	defer c.Close()
+	// tokens.ttl 1h + refresh_window 0 + leeway 5s, in milliseconds.
+	if v, err := c.Get(context.Background(), "tokengate:longest_lifetime").Result(); err != nil || v != "3605000" {
+		t.Fatalf("longest lifetime in Redis: %q, %v; want 3605000", v, err)
 	}
 }
