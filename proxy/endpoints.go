@@ -128,12 +128,14 @@ func (h *handler) revokedUntil(c authn.Claims) time.Time {
 	return until
 }
 
-// logoutEverywhere kills every token of the user of c issued up to now, and
-// at least c itself: the cutoff is max(now, c's iat). A token's iat may be
+// revokeUser revokes every token of the token's user issued until now, and
+// at least c itself: the cutoff is max(now, c's iat). Every
+// log-out-everywhere path (logout_all, the browser's sign-out everywhere)
+// goes through it. A token's iat may be
 // up to tokens.leeway ahead of this replica's clock (another replica's clock
 // is ahead); a cutoff taken from this clock alone would then spare the very
 // token that asked to log out everywhere.
-func (h *handler) logoutEverywhere(ctx context.Context, c authn.Claims) error {
+func (h *handler) revokeUser(ctx context.Context, c authn.Claims) error {
 	cutoff := h.now()
 	if c.IssuedAt.After(cutoff) {
 		cutoff = c.IssuedAt
@@ -162,7 +164,7 @@ func (h *handler) serveLogoutAll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := h.logoutEverywhere(r.Context(), out.claims); err != nil {
+	if err := h.revokeUser(r.Context(), out.claims); err != nil {
 		h.logError(r.Context(), "logout_all: revoking the user failed", err)
 		writeError(w, errRevocationDown)
 		return
