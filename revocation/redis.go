@@ -112,19 +112,6 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 `)
 
-// revokeTokenOnceScript claims a jti: SET NX decides which of concurrent
-// callers revoked it, and only that one announces it.
-//
-// KEYS[1] jti key; ARGV[1] exp (unix ns); ARGV[2] TTL in ms; ARGV[3]
-// channel; ARGV[4] message.
-var revokeTokenOnceScript = redis.NewScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('PUBLISH', ARGV[3], ARGV[4])
-  return 1
-end
-return 0
-`)
-
 // noteLifetimeScript raises the longest-lifetime key (whole milliseconds,
 // no expiry) to ARGV[1] if that is longer, and returns the maximum.
 var noteLifetimeScript = redis.NewScript(`
@@ -234,8 +221,9 @@ func (s *RedisStore) RevokeToken(ctx context.Context, jti string, exp time.Time)
 	return s.unavailable(err)
 }
 
-// RevokeTokenOnce sets <prefix>jti:<jti> only if it is absent (SET NX, so
-// one caller wins across replicas) and announces it when it did.
+// RevokeTokenOnce sets <prefix>jti:<jti> only if it is absent (SET NX PX:
+// of concurrent callers on every replica, Redis lets exactly one set it)
+// and announces it when it did.
 func (s *RedisStore) RevokeTokenOnce(ctx context.Context, jti string, exp time.Time) (bool, error) {
 	if jti == "" {
 		return false, errEmptyJTI
@@ -245,12 +233,14 @@ func (s *RedisStore) RevokeTokenOnce(ctx context.Context, jti string, exp time.T
 		return false, nil
 	}
 	e := strconv.FormatInt(exp.UnixNano(), 10)
-	n, err := revokeTokenOnceScript.Run(ctx, s.client, []string{s.tokenKey(jti)},
-		e, roundUpMillis(ttl).Milliseconds(), s.channel, redisEventToken+":"+e+":"+jti).Int()
-	if err != nil {
+	set, err := s.client.SetNX(ctx, s.tokenKey(jti), e, roundUpMillis(ttl)).Result()
+	if err != nil || !set {
 		return false, s.unavailable(err)
 	}
-	return n == 1, nil
+	if err := s.client.Publish(ctx, s.channel, redisEventToken+":"+e+":"+jti).Err(); err != nil {
+		return false, s.unavailable(err)
+	}
+	return true, nil
 }
 
 // NoteLifetime raises <prefix>longest_lifetime (milliseconds, rounded up;
