@@ -129,12 +129,12 @@ func (h *handler) revokedUntil(c authn.Claims) time.Time {
 }
 
 // revokeUser revokes every token of the token's user issued until now, and
-// at least c itself: the cutoff is max(now, c's iat). Every
+// at least c itself: the cutoff is max(now, c's iat). A token's iat may be
+// up to tokens.leeway ahead of this replica's clock (it was issued by a
+// replica whose clock is ahead); a cutoff taken from this clock alone would
+// spare the very token that asked to log out everywhere. Every
 // log-out-everywhere path (logout_all, the browser's sign-out everywhere)
-// goes through it. A token's iat may be
-// up to tokens.leeway ahead of this replica's clock (another replica's clock
-// is ahead); a cutoff taken from this clock alone would then spare the very
-// token that asked to log out everywhere.
+// goes through here.
 func (h *handler) revokeUser(ctx context.Context, c authn.Claims) error {
 	cutoff := h.now()
 	if c.IssuedAt.After(cutoff) {

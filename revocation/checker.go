@@ -171,8 +171,8 @@ func NewChecker(store Store, opts CheckerOptions) (*Checker, error) {
 
 // Revoked reports whether the token (jti, issued at iat to userID) is dead:
 // its jti is revoked, or iat is at or before the user's cutoff (both in
-// whole microseconds, see RevokeUser). Errors wrap
-// ErrUnavailable; cached "revoked" answers never error.
+// whole microseconds, see RevokeUser). Errors wrap ErrUnavailable; cached
+// "revoked" answers never error.
 func (c *Checker) Revoked(ctx context.Context, jti, userID string, iat time.Time) (bool, error) {
 	now := c.now().UnixNano()
 	issued := issuedAt(iat)
