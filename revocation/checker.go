@@ -58,7 +58,7 @@ type pinger interface {
 type CheckerOptions struct {
 	CacheSize     int           // LRU entries (jti and user entries together); default 100000
 	MaxStaleness  time.Duration // longest a cached "not revoked" answer or user cutoff is trusted; default 5s
-	UserCutoffTTL time.Duration // how long a user cutoff is kept (longest token lifetime); default 24h
+	UserCutoffTTL time.Duration // this process's longest token lifetime; cutoffs are kept this long, or the longest the store noted (NoteLifetime); default 24h
 	Now           func() time.Time
 	Logger        *slog.Logger
 	Registerer    prometheus.Registerer // optional
