@@ -141,6 +141,9 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 	}
 	// The checker closes before the store (closers run in reverse).
 	a.closers = append(a.closers, a.checker.Close)
+	if err := a.noteTokenLifetime(ctx); err != nil {
+		return nil, fmt.Errorf("revocation: %w", err)
+	}
 
 	// HTTP.
 	upstream, _ := url.Parse(cfg.Upstream) // validated
@@ -262,6 +265,45 @@ func openRevocationStore(cfg config.Config, log *slog.Logger) (revocation.Store,
 		return s, nil
 	}
 	return nil, fmt.Errorf("revocation.backend: unknown backend %q", rc.Backend)
+}
+
+// noteTokenLifetime records this process's longest token lifetime in the
+// revocation store before any token is issued, so that logout-all cutoffs
+// outlive these tokens even after a restart with a shorter tokens.ttl. A
+// local store that fails is fatal; Redis may be down at startup (the
+// replica starts and waits for it), so the note is retried in the
+// background until it lands (every logout-all notes it too).
+func (a *app) noteTokenLifetime(ctx context.Context) error {
+	try := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return a.checker.NoteLifetime(ctx)
+	}
+	err := try(ctx)
+	if err == nil || a.cfg.Revocation.Backend != "redis" {
+		return err
+	}
+	a.log.Warn("revocation store unreachable: the token lifetime will be noted when it answers", "error", err)
+	bg, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-t.C:
+				if try(bg) == nil {
+					a.log.Info("token lifetime noted in the revocation store")
+					return
+				}
+			}
+		}
+	}()
+	a.closers = append(a.closers, func() error { stop(); <-done; return nil })
+	return nil
 }
 
 // loadKeys loads the signing key (creating it on first start when create is
