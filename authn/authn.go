@@ -21,6 +21,9 @@ var (
 
 	// ErrInvalidCredentials: unknown user or wrong password (never says which).
 	ErrInvalidCredentials = errors.New("authn: invalid credentials")
+	// ErrMalformedLoginName: a login name that is not valid UTF-8 or holds
+	// control characters; refused before any lookup (a client error).
+	ErrMalformedLoginName = errors.New("authn: login name is not valid UTF-8 or contains control characters")
 	// ErrUserNotFound is returned by UserStore.LookupUser.
 	ErrUserNotFound = errors.New("authn: user not found")
 	// ErrUserExists is returned by UserCreator.CreateUser.

@@ -39,7 +39,7 @@ const maxUsersFileBytes = 32 << 20
 type FileUsers struct {
 	path  string
 	log   *slog.Logger
-	users atomic.Pointer[map[string]User]
+	users atomic.Pointer[userSet]
 
 	mu         sync.Mutex // serialises Reload
 	lastSeen   [sha256.Size]byte
@@ -48,7 +48,17 @@ type FileUsers struct {
 	reloadOK, reloadErr prometheus.Counter // nil without a Registerer
 }
 
-var _ UserStore = (*FileUsers)(nil)
+var (
+	_ UserStore     = (*FileUsers)(nil)
+	_ hashInventory = (*FileUsers)(nil)
+)
+
+// userSet is one loaded version of the users file.
+type userSet struct {
+	byName map[string]User
+	// dummy has the parameters of the most expensive hash in the file.
+	dummy string
+}
 
 // LoadFileUsers reads the users file; an error here is fatal for the caller.
 func LoadFileUsers(path string, opts FileUsersOptions) (*FileUsers, error) {
@@ -64,7 +74,7 @@ func LoadFileUsers(path string, opts FileUsersOptions) (*FileUsers, error) {
 	if err != nil {
 		return nil, fmt.Errorf("authn: users file %s: %w", path, err)
 	}
-	f.users.Store(&users)
+	f.users.Store(users)
 	f.lastSeen = sha256.Sum256(data)
 	if opts.Registerer != nil {
 		vec, err := registerCounterVec(opts.Registerer, prometheus.CounterOpts{
@@ -81,7 +91,7 @@ func LoadFileUsers(path string, opts FileUsersOptions) (*FileUsers, error) {
 
 // LookupUser implements UserStore.
 func (f *FileUsers) LookupUser(ctx context.Context, username string) (User, error) {
-	u, ok := (*f.users.Load())[username]
+	u, ok := f.users.Load().byName[username]
 	if !ok {
 		return User{}, ErrUserNotFound
 	}
@@ -89,7 +99,13 @@ func (f *FileUsers) LookupUser(ctx context.Context, username string) (User, erro
 }
 
 // Len is the number of users currently loaded.
-func (f *FileUsers) Len() int { return len(*f.users.Load()) }
+func (f *FileUsers) Len() int { return len(f.users.Load().byName) }
+
+// dummyHash implements hashInventory.
+func (f *FileUsers) dummyHash() (string, bool) {
+	d := f.users.Load().dummy
+	return d, d != ""
+}
 
 // Reload re-reads the file. On error the previous users stay in place; the
 // error is logged (never a hash), counted and returned.
@@ -159,7 +175,7 @@ func (f *FileUsers) swap(data []byte) error {
 	if err != nil {
 		return err
 	}
-	f.users.Store(&users)
+	f.users.Store(users)
 	return nil
 }
 
@@ -205,7 +221,7 @@ type usersDoc struct {
 
 // parseUsers decodes and validates a users file: every problem is
 // reported, each naming its entry (by index and username, never by hash).
-func parseUsers(data []byte) (map[string]User, error) {
+func parseUsers(data []byte) (*userSet, error) {
 	var doc usersDoc
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -219,7 +235,10 @@ func parseUsers(data []byte) (map[string]User, error) {
 	}
 	users := make(map[string]User, len(doc.Users))
 	ids := make(map[string]int, len(doc.Users))
-	var errs []error
+	var (
+		errs      []error
+		costliest hashParams
+	)
 	for i, e := range doc.Users {
 		name := fmt.Sprintf("users[%d]", i)
 		if e.Username == "" {
@@ -229,6 +248,8 @@ func parseUsers(data []byte) (map[string]User, error) {
 		name = fmt.Sprintf("users[%d] (%q)", i, e.Username)
 		if err := checkHashFormat(e.PasswordHash); err != nil {
 			errs = append(errs, fmt.Errorf("%s: password_hash: %w", name, err))
+		} else if p, _ := paramsOf(e.PasswordHash); costliest.alg == "" || p.moreExpensive(costliest) {
+			costliest = p
 		}
 		id := e.ID
 		if id == "" {
@@ -248,5 +269,5 @@ func parseUsers(data []byte) (map[string]User, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return users, nil
+	return &userSet{byName: users, dummy: costliest.dummyHash()}, nil
 }

@@ -219,10 +219,19 @@ func (s *PostgresUsers) LookupUser(ctx context.Context, username string) (User, 
 	if err != nil {
 		return User{}, fmt.Errorf("authn: users postgres: lookup: %w", err)
 	}
+	if u.ID == "" {
+		return User{}, errNoID
+	}
 	return u, nil
 }
 
-var errLegacyManyRows = errors.New("authn: users postgres: legacy query returned more than one row for a login name")
+// Rows nobody can log in as are answered like a missing user (the caller
+// then spends a dummy hash check), never as a store failure: a 503 would
+// say the account exists. Both wrap ErrUserNotFound.
+var (
+	errLegacyManyRows = fmt.Errorf("%w: users postgres: more than one row for this login name", ErrUserNotFound)
+	errNoID           = fmt.Errorf("%w: users postgres: the row has an empty or NULL id", ErrUserNotFound)
+)
 
 func (s *PostgresUsers) lookupLegacy(ctx context.Context, login string) (User, error) {
 	// Text results turn any id type (bigint, uuid, numeric) into its
@@ -232,7 +241,7 @@ func (s *PostgresUsers) lookupLegacy(ctx context.Context, login string) (User, e
 		return User{}, fmt.Errorf("authn: users postgres: legacy lookup: %w", err)
 	}
 	u, found, err := scanLegacyRow(rows, login)
-	if errors.Is(err, errLegacyManyRows) {
+	if errors.Is(err, ErrUserNotFound) {
 		return User{}, err
 	}
 	if err != nil {
@@ -258,8 +267,11 @@ func scanLegacyRow(rows pgx.Rows, login string) (u User, found bool, err error) 
 		if len(vals) != 2 {
 			return User{}, false, fmt.Errorf("legacy query returned %d columns, want 2", len(vals))
 		}
-		found = vals[0] != nil && vals[1] != nil // NULL id or hash: nobody can log in as this
+		found = vals[1] != nil // NULL hash: nobody can log in as this
 		u = User{ID: string(vals[0]), Username: login, PasswordHash: string(vals[1])}
+		if len(vals[0]) == 0 {
+			return User{}, false, errNoID // an empty id would become the login name
+		}
 	}
 	return u, found, rows.Err()
 }
