@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,5 +118,77 @@ func TestLoginUnusableAccountsAndNamesPostgres(t *testing.T) {
 	}
 	if got := loginCount(t, in, "error"); got != "1" {
 		t.Errorf(`logins_total{result="error"} after a store failure = %s, want 1`, got)
+	}
+}
+
+// Issue 15 point 1 through the real binary: a users file rewritten in place
+// and cut 5 bytes early (bob's "id: admin-bob" becomes "id: admin") is never
+// loaded, by the watcher or by SIGHUP; bob keeps reaching the app as
+// admin-bob. The complete file written by rename is loaded.
+func TestHalfWrittenUsersFileNeverServed(t *testing.T) {
+	up := newEchoUpstream(t)
+	dir := newDir(t, up.URL)
+	hash, err := authn.HashPassword("bob-password-1", authn.HashOptions{BcryptCost: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "users.yaml")
+	entry := func(name, id string) string {
+		return fmt.Sprintf("  - username: %s\n    password_hash: %q\n    id: %s\n", name, hash, id)
+	}
+	if err := os.WriteFile(path, []byte("users:\n"+entry("bob", "admin-bob")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := start(t, dir) // reload_interval 100ms
+	bobSeenAs := func() string {
+		t.Helper()
+		r := call(t, "GET", in.Public+"/app", login(t, in.Public, "bob", "bob-password-1"), "")
+		ids, _ := r.json(t)["user_id"].([]any)
+		if len(ids) != 1 {
+			t.Fatalf("upstream saw identities %v", ids)
+		}
+		return ids[0].(string)
+	}
+	if got := bobSeenAs(); got != "admin-bob" {
+		t.Fatalf("bob reaches the app as %q", got)
+	}
+
+	// A writer that is not atomic (cat >, an editor) dies 5 bytes short.
+	full := "users:\n" + entry("carol", "carol") + entry("bob", "admin-bob")
+	cut := full[:len(full)-5]
+	if !strings.HasSuffix(cut, "id: admin") {
+		t.Fatalf("test setup: %q", cut[len(cut)-15:])
+	}
+	if err := os.WriteFile(path, []byte(cut), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the half-written file refused", func() bool {
+		return strings.Contains(call(t, "GET", in.Admin+"/metrics", "", "").Body, `tokengate_users_reloads_total{result="error"} 1`)
+	})
+	in.signal(syscall.SIGHUP)
+	eventually(t, 10*time.Second, "SIGHUP refuses it too", func() bool {
+		return strings.Contains(call(t, "GET", in.Admin+"/metrics", "", "").Body, "tokengate_config_last_reload_success 0")
+	})
+	if got := bobSeenAs(); got != "admin-bob" {
+		t.Fatalf("after a half-written users file bob reaches the app as %q", got)
+	}
+	if !strings.Contains(in.logs.String(), "half-written") {
+		t.Errorf("the log does not say the file may be half-written:\n%s", in.logs)
+	}
+
+	// The same content written completely, by rename: loaded.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(full), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the complete file loaded", func() bool {
+		return strings.Contains(call(t, "GET", in.Admin+"/metrics", "", "").Body, `tokengate_users_reloads_total{result="success"} 1`)
+	})
+	login(t, in.Public, "carol", "bob-password-1")
+	if got := bobSeenAs(); got != "admin-bob" {
+		t.Fatalf("bob reaches the app as %q", got)
 	}
 }
