@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -94,6 +95,22 @@ func (b *BoltUsers) LookupUser(ctx context.Context, username string) (User, erro
 		return User{}, err
 	}
 	return u, nil
+}
+
+// LookupUserByID finds the user whose id (the token's sub) is id.
+func (b *BoltUsers) LookupUserByID(ctx context.Context, id string) (User, error) {
+	var name []byte
+	err := b.db.View(func(tx *bolt.Tx) error {
+		name = bytes.Clone(tx.Bucket(boltIDsBucket).Get([]byte(id)))
+		return nil
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("authn: users db: lookup by id: %w", err)
+	}
+	if name == nil {
+		return User{}, ErrUserNotFound
+	}
+	return b.LookupUser(ctx, string(name))
 }
 
 // CreateUser implements UserCreator. Both uniqueness checks and the writes

@@ -57,6 +57,7 @@ var (
 // userSet is one loaded version of the users file.
 type userSet struct {
 	byName map[string]User
+	byID   map[string]User
 	// dummy has the parameters of the most expensive hash in the file.
 	dummy string
 }
@@ -93,6 +94,15 @@ func LoadFileUsers(path string, opts FileUsersOptions) (*FileUsers, error) {
 // LookupUser implements UserStore.
 func (f *FileUsers) LookupUser(ctx context.Context, username string) (User, error) {
 	u, ok := f.users.Load().byName[username]
+	if !ok {
+		return User{}, ErrUserNotFound
+	}
+	return u, nil
+}
+
+// LookupUserByID finds the user whose id (the token's sub) is id.
+func (f *FileUsers) LookupUserByID(ctx context.Context, id string) (User, error) {
+	u, ok := f.users.Load().byID[id]
 	if !ok {
 		return User{}, ErrUserNotFound
 	}
@@ -323,5 +333,9 @@ func parseUsers(data []byte) (*userSet, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &userSet{byName: users, dummy: costliest.dummyHash()}, nil
+	byID := make(map[string]User, len(users))
+	for _, u := range users {
+		byID[u.ID] = u
+	}
+	return &userSet{byName: users, byID: byID, dummy: costliest.dummyHash()}, nil
 }

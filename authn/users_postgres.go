@@ -47,6 +47,7 @@ type PostgresUsers struct {
 	timeout time.Duration
 	legacy  string // the operator's query; "" in table mode
 	lookup  string
+	byID    string
 	insert  string
 }
 
@@ -115,6 +116,7 @@ func OpenPostgresUsers(ctx context.Context, opts PostgresUsersOptions) (*Postgre
 		}
 		table = ident.Sanitize()
 		s.lookup = "SELECT id, username, password_hash FROM " + table + " WHERE username = $1"
+		s.byID = "SELECT id, username, password_hash FROM " + table + " WHERE id = $1"
 		s.insert = "INSERT INTO " + table + " (id, username, password_hash) VALUES ($1, $2, $3)"
 	}
 
@@ -274,6 +276,25 @@ func scanLegacyRow(rows pgx.Rows, login string) (u User, found bool, err error) 
 		}
 	}
 	return u, found, rows.Err()
+}
+
+// LookupUserByID finds the user whose id (the token's sub) is id. Legacy
+// mode cannot (the operator's query takes a login name): ErrNoIDLookup.
+func (s *PostgresUsers) LookupUserByID(ctx context.Context, id string) (User, error) {
+	if s.legacy != "" {
+		return User{}, ErrNoIDLookup
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	var u User
+	err := s.pool.QueryRow(ctx, s.byID, id).Scan(&u.ID, &u.Username, &u.PasswordHash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return User{}, ErrUserNotFound
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("authn: users postgres: lookup by id: %w", err)
+	}
+	return u, nil
 }
 
 // CreateUser implements UserCreator: the table's primary key and unique

@@ -192,3 +192,157 @@ func TestHalfWrittenUsersFileNeverServed(t *testing.T) {
 		t.Fatalf("bob reaches the app as %q", got)
 	}
 }
+
+// writeUsers writes a users file whose entries are {username, id}, all
+// with password pw.
+func writeUsers(t *testing.T, path, pw string, entries ...[2]string) {
+	t.Helper()
+	hash, err := authn.HashPassword(pw, authn.HashOptions{BcryptCost: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("users:\n")
+	for _, e := range entries {
+		fmt.Fprintf(&b, "  - username: %s\n    password_hash: %q\n    id: %s\n", e[0], hash, e[1])
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// withAdminToken adds admin_token_file to dir's config and returns the
+// config path.
+func withAdminToken(t *testing.T, dir string) string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "admin.token"), []byte(strings.Repeat("s3cret-", 8)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "config.yaml")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, append(cfg, "admin_token_file: admin.token\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath
+}
+
+func adminRevoke(t *testing.T, in *instance, body string) reply {
+	t.Helper()
+	return call(t, "POST", in.Admin+"/admin/revoke_user", strings.Repeat("s3cret-", 8), body)
+}
+
+// Issue 15 point 2: revoke-user and POST /admin/revoke_user resolve the
+// argument through the user store (id, else login name), say which id was
+// revoked, refuse (404, exit 1) when nobody matches, and revoke an unknown
+// id only when forced.
+func TestOperatorRevokeUserResolves(t *testing.T) {
+	up := newEchoUpstream(t)
+	dir := newDir(t, up.URL)
+	const pw = "the-password-1"
+	writeUsers(t, filepath.Join(dir, "users.yaml"), pw,
+		[2]string{"alice", "alice"}, [2]string{"bob", "u-bob"}, [2]string{"carol", "c-123"}, [2]string{"dave", "bob"})
+	cfgPath := withAdminToken(t, dir)
+	in := start(t, dir)
+	tokens := map[string]string{}
+	for _, name := range []string{"alice", "bob", "carol", "dave"} {
+		tokens[name] = login(t, in.Public, name, pw)
+	}
+	alive := func(name string) bool {
+		t.Helper()
+		return call(t, "GET", in.Public+"/app", tokens[name], "").Code == http.StatusOK
+	}
+	cli := func(args ...string) (string, int) {
+		t.Helper()
+		out, err := runFor(t, 20*time.Second, binPath, append([]string{"revoke-user", "--config", cfgPath, "--admin-url", in.Admin}, args...)...)
+		return out, exitCode(err)
+	}
+
+	// By login name: the CLI names the id it revoked.
+	out, code := cli("--user", "carol")
+	if code != 0 || !strings.Contains(out, `user id "c-123"`) || !strings.Contains(out, `login name "carol"`) {
+		t.Fatalf("revoke-user --user carol: exit %d\n%s", code, out)
+	}
+	if alive("carol") {
+		t.Fatal("carol's token works after revoke-user by login name")
+	}
+	// By id, on the admin endpoint: a JSON body says which.
+	r := adminRevoke(t, in, `{"user":"u-bob"}`)
+	if r.Code != http.StatusOK || r.json(t)["revoked_user_id"] != "u-bob" || r.json(t)["matched"] != "id" {
+		t.Fatalf("admin revoke by id: %d %s", r.Code, r.Body)
+	}
+	if alive("bob") {
+		t.Fatal("bob's token works after revocation by id")
+	}
+
+	// Nobody: 404 and exit 1, and nothing is revoked.
+	if r := adminRevoke(t, in, `{"user":"ghost"}`); r.Code != http.StatusNotFound || r.json(t)["error"] != "user_not_found" {
+		t.Fatalf("admin revoke of an unknown user: %d %s", r.Code, r.Body)
+	}
+	out, code = cli("--user", "ghost")
+	if code != exitError || !strings.Contains(out, "no user has the id or login name") || !strings.Contains(out, "--force-id") && !strings.Contains(out, "force") {
+		t.Fatalf("revoke-user --user ghost: exit %d, want 1 and a clear message\n%s", code, out)
+	}
+	// An id both of one user and the login name of another: refused.
+	if r := adminRevoke(t, in, `{"user":"bob"}`); r.Code != http.StatusConflict {
+		t.Fatalf(`admin revoke of "bob" (dave's id, u-bob's login name): %d %s`, r.Code, r.Body)
+	}
+	if !alive("alice") || !alive("dave") {
+		t.Fatal("a refused revocation revoked somebody")
+	}
+	// Forced: an id the store does not hold (a deleted user), and the
+	// literal id of the ambiguous case.
+	out, code = cli("--user", "ghost", "--force-id")
+	if code != 0 || !strings.Contains(out, `user id "ghost"`) {
+		t.Fatalf("revoke-user --force-id: exit %d\n%s", code, out)
+	}
+	if r := adminRevoke(t, in, `{"user":"bob","force":true}`); r.Code != http.StatusOK || r.json(t)["matched"] != "forced" {
+		t.Fatalf("forced admin revoke: %d %s", r.Code, r.Body)
+	}
+	if alive("dave") {
+		t.Fatal(`dave (id "bob") survived a forced revocation of "bob"`)
+	}
+	if !alive("alice") {
+		t.Fatal("alice was revoked by somebody else's revocation")
+	}
+	if r := adminRevoke(t, in, `{"user":"x\u0000y"}`); r.Code != http.StatusBadRequest {
+		t.Fatalf("control character in the argument: %d", r.Code)
+	}
+}
+
+// In legacy query mode the login name resolves through the operator's
+// query; an id cannot be looked up, which the 404 says, and force revokes it.
+func TestOperatorRevokeUserLegacyPostgres(t *testing.T) {
+	pgURL := testsvc.PostgresURL(t)
+	table, conn := pgTable(t, pgURL, "tg_e2e_revoke_legacy", "account_id bigint, email text, pw text")
+	hash, err := authn.HashPassword("grace-password-1", authn.HashOptions{BcryptCost: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(context.Background(), "INSERT INTO "+table+" VALUES (42, 'grace@example.com', $1)", hash); err != nil {
+		t.Fatal(err)
+	}
+	up := newEchoUpstream(t)
+	dir := newDir(t, up.URL)
+	withAdminToken(t, dir)
+	in := start(t, dir, "TOKENGATE_USERS_BACKEND=postgres", "TOKENGATE_USERS_POSTGRES_URL="+pgURL,
+		"TOKENGATE_USERS_QUERY=SELECT account_id, pw FROM "+table+" WHERE email = $1")
+	tok := login(t, in.Public, "grace@example.com", "grace-password-1")
+
+	r := adminRevoke(t, in, `{"user":"42"}`)
+	if r.Code != http.StatusNotFound || !strings.Contains(r.Body, "legacy") || !strings.Contains(r.Body, "force") {
+		t.Fatalf("legacy revoke by id: %d %s, want 404 explaining ids cannot be looked up", r.Code, r.Body)
+	}
+	r = adminRevoke(t, in, `{"user":"grace@example.com"}`)
+	if r.Code != http.StatusOK || r.json(t)["revoked_user_id"] != "42" {
+		t.Fatalf("legacy revoke by login name: %d %s", r.Code, r.Body)
+	}
+	if r := call(t, "GET", in.Public+"/app", tok, ""); r.Code != http.StatusUnauthorized {
+		t.Fatalf("token after revocation by login name: %d", r.Code)
+	}
+	if r := adminRevoke(t, in, `{"user":"42","force":true}`); r.Code != http.StatusOK || r.json(t)["revoked_user_id"] != "42" {
+		t.Fatalf("forced legacy revoke: %d %s", r.Code, r.Body)
+	}
+}
