@@ -4,8 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"strings"
-	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -107,12 +105,3 @@ func (p hashParams) String() string {
 	}
 	return fmt.Sprintf("argon2id m=%d,t=%d,p=%d", p.memory, p.time, p.threads)
 }
-
-// usableLoginName reports whether a login name can name anybody: valid
-// UTF-8 without control characters (PostgreSQL refuses NUL and invalid
-// UTF-8, and no policy ever registers such a name).
-func usableLoginName(name string) bool {
-	return utf8.ValidString(name) && !strings.ContainsFunc(name, isControl)
-}
-
-func isControl(r rune) bool { return r < 0x20 || (0x7f <= r && r < 0xa0) }

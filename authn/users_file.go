@@ -91,9 +91,9 @@ func LoadFileUsers(path string, opts FileUsersOptions) (*FileUsers, error) {
 	return f, nil
 }
 
-// LookupUser implements UserStore.
+// LookupUser implements UserStore; the name's case does not matter.
 func (f *FileUsers) LookupUser(ctx context.Context, username string) (User, error) {
-	u, ok := f.users.Load().byName[username]
+	u, ok := f.users.Load().byName[foldName(username)]
 	if !ok {
 		return User{}, ErrUserNotFound
 	}
@@ -294,8 +294,9 @@ func parseUsers(data []byte) (*userSet, error) {
 		// the previous users on reload.
 		return nil, errors.New("no users (want a top-level users: list)")
 	}
-	users := make(map[string]User, len(doc.Users))
-	ids := make(map[string]int, len(doc.Users))
+	users := make(map[string]User, len(doc.Users)) // by folded username
+	names := make(map[string]int, len(doc.Users))  // folded username -> entry
+	ids := make(map[string]int, len(doc.Users))    // folded id -> entry
 	var (
 		errs      []error
 		costliest hashParams
@@ -319,16 +320,18 @@ func parseUsers(data []byte) (*userSet, error) {
 				continue
 			}
 		}
-		if _, dup := users[e.Username]; dup {
-			errs = append(errs, fmt.Errorf("%s: duplicate username", name))
+		// Names and ids that differ only in case are one user to a login
+		// and to an app that lowercases ids: refuse the second.
+		if j, dup := names[foldName(e.Username)]; dup {
+			errs = append(errs, fmt.Errorf("%s: duplicate username (equal to users[%d] ignoring case)", name, j))
 			continue
 		}
-		if j, dup := ids[id]; dup {
-			errs = append(errs, fmt.Errorf("%s: id %q already used by users[%d]", name, id, j))
+		if j, dup := ids[foldName(id)]; dup {
+			errs = append(errs, fmt.Errorf("%s: id %q already used by users[%d] (ids are compared ignoring case)", name, id, j))
 			continue
 		}
-		ids[id] = i
-		users[e.Username] = User{ID: id, Username: e.Username, PasswordHash: e.PasswordHash}
+		names[foldName(e.Username)], ids[foldName(id)] = i, i
+		users[foldName(e.Username)] = User{ID: id, Username: e.Username, PasswordHash: e.PasswordHash}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -67,7 +67,9 @@ func TestLoadFileUsers(t *testing.T) {
 		{"marco", User{ID: "marco", Username: "marco", PasswordHash: marcoHash}, nil}, // id defaults to username
 		{"ada", User{ID: "user-0001", Username: "ada", PasswordHash: adaHash}, nil},
 		{"nobody", User{}, ErrUserNotFound},
-		{"Marco", User{}, ErrUserNotFound}, // names are exact
+		{"Marco", User{ID: "marco", Username: "marco", PasswordHash: marcoHash}, nil}, // names ignore ASCII case
+		{"ADA", User{ID: "user-0001", Username: "ada", PasswordHash: adaHash}, nil},
+		{"marco ", User{}, ErrUserNotFound},
 	}
 	for _, tt := range tests {
 		u, err := f.LookupUser(context.Background(), tt.name)
@@ -103,6 +105,10 @@ func TestLoadFileUsersErrors(t *testing.T) {
 		{"all problems at once", usersYAML(userEntry("a", "", ""), userEntry("b", "nope", "")),
 			[]string{`users[0] ("a")`, `users[1] ("b")`}},
 		{"not YAML", "users: [", []string{"yaml"}},
+		{"names equal ignoring case", usersYAML(userEntry("dave", marcoHash, "d1"), userEntry("Dave", marcoHash, "d2")),
+			[]string{`users[1] ("Dave")`, "duplicate username", "ignoring case"}},
+		{"ids equal ignoring case", usersYAML(userEntry("a", marcoHash, "Admin"), userEntry("b", marcoHash, "admin")),
+			[]string{`users[1] ("b")`, `id "admin" already used by users[0]`}},
 		{"empty id", usersYAML(userEntry("a", marcoHash, `""`)), []string{`users[0] ("a")`, "id is empty"}},
 		{"id key without a value", usersYAML(userEntry("a", marcoHash, "")) + "    id:\n", []string{`users[0] ("a")`, "id is empty"}},
 		{"null id", usersYAML(userEntry("a", marcoHash, "~")), []string{`users[0] ("a")`, "id is empty"}},
