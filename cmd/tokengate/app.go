@@ -115,7 +115,8 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 		},
 		// Unknown names are checked against a dummy hash of the kind new
 		// passwords get, so they cost what a wrong password costs.
-		Hash: authn.HashOptions{Algorithm: cfg.Users.PasswordHash, BcryptCost: cfg.Users.BcryptCost},
+		Hash:   authn.HashOptions{Algorithm: cfg.Users.PasswordHash, BcryptCost: cfg.Users.BcryptCost},
+		Logger: log,
 	})
 	var registrar proxy.Registrar
 	if cfg.Users.Registration != "off" && registrarStore != nil {
