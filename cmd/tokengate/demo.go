@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"tokengate/authn"
@@ -59,7 +62,7 @@ func cmdDemo(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "demo: the echo app cannot listen on %s: %v (use --app-listen)\n", *appListen, err)
 		return exitError
 	}
-	app := &http.Server{Handler: echoHandler(), ReadHeaderTimeout: 5 * time.Second}
+	app := &http.Server{Handler: echoHandler("/tokengate/sign_out"), ReadHeaderTimeout: 5 * time.Second}
 	go app.Serve(appLn)
 	defer app.Close()
 
@@ -92,6 +95,11 @@ tokengate demo is running.
   admin:              http://%[3]s/metrics  /healthz  /readyz
   demo user:          %[4]s / %[5]s      (files in %[6]s)
 
+In a browser:
+  open http://%[1]s/ and sign in as %[4]s / %[5]s: the app greets you by the
+  name tokengate told it (X-Auth-UserId). Reload: you stay signed in. Sign out
+  with the link on the page: you are asked to sign in again.
+
 With httpie (as in the seed document):
   http POST :%[7]s/user/login username=%[4]s password=%[5]s
   http :%[7]s/hello 'Authorization: Bearer <token>'        # the app sees X-Auth-UserId: %[4]s
@@ -111,8 +119,10 @@ Press Ctrl-C to stop.
 }
 
 // echoHandler is the demo app: it answers with the request it received,
-// so you can see the X-Auth-UserId header tokengate set.
-func echoHandler() http.Handler {
+// so you can see the X-Auth-UserId header tokengate set. A browser (Accept:
+// text/html) gets a small page greeting the user, with a link to signOut
+// ("" hides it); API clients get JSON.
+func echoHandler(signOut string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		headers := map[string]string{}
 		names := make([]string, 0, len(r.Header))
@@ -133,6 +143,16 @@ func echoHandler() http.Handler {
 				headers[name] = string(b)
 			}
 		}
+		if strings.Contains(r.Header.Get("Accept"), "text/html") {
+			page := demoPage{User: r.Header.Get("X-Auth-UserId"), Method: r.Method, Path: r.URL.RequestURI(), SignOut: signOut}
+			for _, name := range names {
+				page.Headers = append(page.Headers, [2]string{name, headers[name]})
+			}
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			_ = demoPageTemplate.Execute(w, page)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -144,4 +164,15 @@ func echoHandler() http.Handler {
 			"headers": headers,
 		})
 	})
+}
+
+//go:embed demo_page.html
+var demoPageHTML string
+
+var demoPageTemplate = template.Must(template.New("demo").Parse(demoPageHTML))
+
+// demoPage is what the demo app shows a browser.
+type demoPage struct {
+	User, Method, Path, SignOut string
+	Headers                     [][2]string // name, value; sorted by name
 }
