@@ -119,6 +119,11 @@ func (h *handler) revokeToken(ctx context.Context, c authn.Claims) error {
 	return h.revocation.RevokeToken(ctx, c.ID, until)
 }
 
+// revokeUser revokes every token of the token's user issued until now.
+func (h *handler) revokeUser(ctx context.Context, c authn.Claims) error {
+	return h.revocation.RevokeUser(ctx, c.Subject, h.now())
+}
+
 // serveLogoutAll: POST with a valid token -> every token of its user issued
 // until now is revoked -> 204. A client-sent identity header naming another
 // user is refused (403): it is never a way to pick whose tokens die.
@@ -140,7 +145,7 @@ func (h *handler) serveLogoutAll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := h.revocation.RevokeUser(r.Context(), out.claims.Subject, h.now()); err != nil {
+	if err := h.revokeUser(r.Context(), out.claims); err != nil {
 		h.logError(r.Context(), "logout_all: revoking the user failed", err)
 		writeError(w, errRevocationDown)
 		return
