@@ -90,7 +90,7 @@ var redirectCases = []struct {
 	{"/%0d%0a/evil.example", false},
 	{"/%00", false},
 	{"/app%0d%0aSet-Cookie:x=1", false}, // header splitting if anyone decodes
-	{"/%20/evil.example", true},           // "/ /..." is a path on this origin, encoded
+	{"/%20/evil.example", true},         // "/ /..." is a path on this origin, encoded
 
 	// Non-ASCII look-alikes (fullwidth solidus, ideographic full stop).
 	{"/\uff0fevil.example", false},
