@@ -186,3 +186,13 @@ func cookie(t *testing.T, tab context.Context, url, name string) *network.Cookie
 	}
 	return nil
 }
+
+// describeCookie shows a cookie's attributes for a failure message, never
+// its value (a session cookie holds a token).
+func describeCookie(c *network.Cookie) string {
+	if c == nil {
+		return "no cookie"
+	}
+	return fmt.Sprintf("%s: Domain=%s Path=%s HttpOnly=%v Secure=%v SameSite=%q Session=%v Expires=%s",
+		c.Name, c.Domain, c.Path, c.HTTPOnly, c.Secure, c.SameSite, c.Session, time.Unix(int64(c.Expires), 0).UTC().Format(time.RFC3339))
+}

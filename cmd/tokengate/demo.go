@@ -63,9 +63,7 @@ func cmdDemo(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "demo: the echo app cannot listen on %s: %v (use --app-listen)\n", *appListen, err)
 		return exitError
 	}
-	app := &http.Server{Handler: echoHandler("/tokengate/sign_out"), ReadHeaderTimeout: 5 * time.Second}
-	go app.Serve(appLn)
-	defer app.Close()
+	defer appLn.Close()
 
 	cfg, ok := loadConfig("", e) // embedded defaults, TOKENGATE_* overrides
 	if !ok {
@@ -77,6 +75,9 @@ func cmdDemo(ctx context.Context, args []string, e env) int {
 	cfg.Tokens.SigningKeyFile = filepath.Join(*dir, "signing.key")
 	cfg.Revocation.Backend, cfg.Revocation.Path = "bolt", filepath.Join(*dir, "revocations.db")
 	cfg.Server.ShutdownDelay = 0 // no endpoints to update outside Kubernetes
+	// Browser sign-in over plain HTTP: a Secure cookie would never be sent
+	// back to http://127.0.0.1. Development only, as here.
+	cfg.Browser.CookieSecure = false
 	if cfg.LogFormat == config.Default().LogFormat {
 		cfg.LogFormat = "text"
 	}
@@ -84,23 +85,35 @@ func cmdDemo(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "demo: %v\n", err)
 		return exitError
 	}
-	e.started = func(a addrs) { printDemoHelp(e, a, appLn.Addr().String(), *dir) }
+	signOut := "" // no link when browser sign-in is turned off
+	if cfg.Routes.SignIn != "" {
+		signOut = cfg.Routes.SignOut
+	}
+	app := &http.Server{Handler: echoHandler(signOut), ReadHeaderTimeout: 5 * time.Second}
+	go app.Serve(appLn)
+	defer app.Close()
+	e.started = func(a addrs) { printDemoHelp(e, a, appLn.Addr().String(), *dir, cfg.Routes.SignIn != "") }
 	return serve(ctx, cfg, e)
 }
 
-func printDemoHelp(e env, a addrs, app, dir string) {
+func printDemoHelp(e env, a addrs, app, dir string, browser bool) {
 	_, port, _ := net.SplitHostPort(a.Public)
 	fmt.Fprintf(e.stdout, `
 tokengate demo is running.
   tokengate (public): http://%[1]s   in front of the echo app on http://%[2]s
   admin:              http://%[3]s/metrics  /healthz  /readyz
   demo user:          %[4]s / %[5]s      (files in %[6]s)
-
+`, a.Public, app, a.Admin, demoUser, demoPassword, dir)
+	if browser {
+		fmt.Fprintf(e.stdout, `
 In a browser:
-  open http://%[1]s/ and sign in as %[4]s / %[5]s: the app greets you by the
-  name tokengate told it (X-Auth-UserId). Reload: you stay signed in. Sign out
-  with the link on the page: you are asked to sign in again.
-
+  open http://%[1]s/ and sign in as %[2]s / %[3]s.
+  The app greets you by the name tokengate told it (X-Auth-UserId).
+  Reload: you stay signed in. Sign out with the link on the page:
+  you are asked to sign in again.
+`, a.Public, demoUser, demoPassword)
+	}
+	fmt.Fprintf(e.stdout, `
 With httpie (as in the seed document):
   http POST :%[7]s/user/login username=%[4]s password=%[5]s
   http :%[7]s/hello 'Authorization: Bearer <token>'        # the app sees X-Auth-UserId: %[4]s

@@ -280,7 +280,7 @@ func TestDemo(t *testing.T) {
 	d := startDemo(t)
 	base := d.base
 	printed := strings.Join(d.output, "\n")
-	for _, want := range []string{"In a browser", "open " + base + "/ and sign in", demoUser + " / " + demoPassword} {
+	for _, want := range []string{"In a browser", "open " + base + "/ and sign in as marco", demoUser + " / " + demoPassword} {
 		if !strings.Contains(printed, want) {
 			t.Errorf("the instructions do not mention %q:\n%s", want, printed)
 		}
