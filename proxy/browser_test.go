@@ -372,3 +372,23 @@ func TestQueryToken(t *testing.T) {
 		}
 	})
 }
+
+// TestAllowedPathAllocationsWithSignIn: browser sign-in (on by default)
+// costs a Bearer request nothing: no cookie parsing, no extra allocation.
+// Cookie requests may allocate; API clients do not pay for them.
+func TestAllowedPathAllocationsWithSignIn(t *testing.T) {
+	next, req := authOnly(t, func(o *Options) {
+		o.Routes.SignIn, o.Routes.SignOut = signInPath, signOutPath
+		o.Browser.QueryTokenPaths = []string{"/ws"}
+	})
+	auth := req.Header["Authorization"]
+	req.Header = http.Header{"Authorization": auth, "Cookie": {"theme=dark; lang=en"}}
+	w := &nopWriter{h: http.Header{}}
+	n := testing.AllocsPerRun(200, func() {
+		delete(req.Header, "X-Request-Id")
+		next.ServeHTTP(w, req)
+	})
+	if n > 2 {
+		t.Errorf("the allowed path allocates %v times per request with sign-in on, want <= 2", n)
+	}
+}
