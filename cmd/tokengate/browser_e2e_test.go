@@ -324,7 +324,7 @@ func writeScreenshot(t *testing.T, tab context.Context) {
 	if os.Getenv("TOKENGATE_TEST_WRITE_SCREENSHOT") != "1" {
 		return
 	}
-	browse(t, tab, chromedp.EmulateViewport(720, 560))
+	browse(t, tab, chromedp.EmulateViewport(640, 460))
 	png := browseValue(t, tab, chromedp.CaptureScreenshot())
 	path := filepath.Join("..", "..", "docs", "sign-in.png")
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -420,6 +420,8 @@ func TestBrowserOpenRedirects(t *testing.T) {
 		"/\t/" + host + "/a",
 		"%2F%2F" + host + "/a",
 		"%5C%5C" + host + "/a",
+		"/%2F%2F" + host + "/a",
+		"/%5C" + host + "/a",
 		"javascript:alert(document.domain)",
 	} {
 		t.Run(fmt.Sprintf("%q", rd), func(t *testing.T) {
