@@ -34,6 +34,11 @@ type BrowserOptions struct {
 	// Authorization header and no session cookie (browsers cannot set
 	// headers on a WebSocket). Default none.
 	QueryTokenPaths []string
+	// AllowedRedirectHosts are the hosts an absolute rd may name after
+	// sign-in: an exact host ("app.example.com") or a suffix
+	// (".example.com": example.com and every name under it). Default none:
+	// only relative rd values are honoured.
+	AllowedRedirectHosts []string
 	// CSRFKey signs the CSRF tokens of the sign-in and sign-out forms. Every
 	// replica behind one address needs the same key (a form served by one
 	// replica is posted to another); at least 32 bytes. Default: random
@@ -79,6 +84,11 @@ func (b BrowserOptions) validate() error {
 			bad("QueryTokenPaths %q: %v", p, err)
 		}
 	}
+	for _, h := range b.AllowedRedirectHosts {
+		if !validRedirectHost(strings.TrimPrefix(h, ".")) {
+			bad("AllowedRedirectHosts %q: want a host name or a .example.com suffix", h)
+		}
+	}
 	if len(b.CSRFKey) < minCSRFKeyBytes {
 		bad("CSRFKey: %d bytes, want at least %d", len(b.CSRFKey), minCSRFKeyBytes)
 	}
@@ -96,6 +106,7 @@ type browser struct {
 	domain      string
 	title       string
 	queryPaths  publicPaths // where ?access_token= is read (also without sign-in)
+	rdHosts     redirectHosts
 	csrf        csrfSigner
 	crossOrigin *http.CrossOriginProtection
 }
@@ -110,6 +121,7 @@ func newBrowser(rt Routes, b BrowserOptions) browser {
 		domain:      b.CookieDomain,
 		title:       b.Title,
 		queryPaths:  newPublicPaths(b.QueryTokenPaths),
+		rdHosts:     newRedirectHosts(b.AllowedRedirectHosts),
 		csrf:        csrfSigner{key: b.CSRFKey},
 		crossOrigin: http.NewCrossOriginProtection(),
 	}
@@ -339,22 +351,38 @@ func zeroQ(params string) bool {
 // redirectToSignIn sends a browser to the sign-in page, to come back to
 // the request's path and query afterwards.
 func (h *handler) redirectToSignIn(w http.ResponseWriter, r *http.Request) {
-	back := r.URL.EscapedPath()
-	if q := r.URL.RawQuery; q != "" {
-		if h.browser.queryPaths.match(r.URL.Path) {
+	noStore(w)
+	w.Header().Set("Location", h.signInLocation(r.URL, ""))
+	w.WriteHeader(http.StatusFound)
+}
+
+// signInLocation is the sign-in page with rd naming back (nil: no rd).
+// origin ("https://host", or "") makes rd absolute; an absolute rd that
+// safeRedirect would refuse (a host not in allowed_redirect_hosts) falls
+// back to the relative one, which the sign-in page is on anyway.
+func (h *handler) signInLocation(back *url.URL, origin string) string {
+	target := h.browser.signIn
+	if back == nil {
+		return target
+	}
+	rel := back.EscapedPath()
+	if q := back.RawQuery; q != "" {
+		if h.browser.queryPaths.match(back.Path) {
 			q = withoutQueryParam(q, queryTokenParam) // never into a Location
 		}
 		if q != "" {
-			back += "?" + q
+			rel += "?" + q
 		}
 	}
-	target := h.browser.signIn
-	if rd, ok := safeRedirect(back); ok && rd != "/" {
+	if origin != "" {
+		if rd, ok := safeRedirect(origin+rel, h.browser.rdHosts); ok {
+			return target + "?rd=" + url.QueryEscape(rd)
+		}
+	}
+	if rd, ok := safeRedirect(rel, nil); ok && rd != "/" {
 		target += "?rd=" + url.QueryEscape(rd)
 	}
-	noStore(w)
-	w.Header().Set("Location", target)
-	w.WriteHeader(http.StatusFound)
+	return target
 }
 
 // renewCookie gives a cookie-authenticated request past half its token's

@@ -82,7 +82,9 @@ func New(opts Options) (http.Handler, error) {
 		now:               opts.Now,
 		browser:           newBrowser(opts.Routes, opts.Browser),
 	}
-	h.rp = h.newReverseProxy(opts.UpstreamTimeout)
+	if h.upstream != nil {
+		h.rp = h.newReverseProxy(opts.UpstreamTimeout)
+	}
 	h.endpoints = h.buildEndpoints(opts.Routes)
 
 	// Read top to bottom: the order a request goes through.
@@ -124,6 +126,7 @@ func (h *handler) buildEndpoints(rt Routes) map[string]endpoint {
 		add(rt.SignIn, routeSignIn, h.serveSignIn)
 		add(rt.SignOut, routeSignOut, h.serveSignOut)
 	}
+	add(rt.Verify, routeVerify, h.serveVerify)
 	return eps
 }
 
@@ -300,6 +303,9 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 			ep.serve(w, r)
 			return
 		}
+		if h.upstream == nil {
+			break // auth-server mode: nothing is proxied
+		}
 		if h.public.match(r.URL.Path) {
 			st.route = routePublic
 			h.servePublic(w, r)
@@ -307,6 +313,10 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	st.route = routeProxy
+	if h.upstream == nil {
+		writeError(w, errNotFound)
+		return
+	}
 	h.servePrivate(w, r)
 }
 

@@ -19,9 +19,10 @@ const (
 	routePublic    = "public"
 	routeSignIn    = "sign_in"
 	routeSignOut   = "sign_out"
+	routeVerify    = "verify"
 )
 
-var routeNames = [...]string{routeLogin, routeLogout, routeLogoutAll, routeSession, routeUsers, routeJWKS, routeProxy, routePublic, routeSignIn, routeSignOut}
+var routeNames = [...]string{routeLogin, routeLogout, routeLogoutAll, routeSession, routeUsers, routeJWKS, routeProxy, routePublic, routeSignIn, routeSignOut, routeVerify}
 
 // Auth decision results.
 const (

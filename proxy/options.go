@@ -69,6 +69,10 @@ type Routes struct {
 	// SignOut serves the sign-out page (GET) and form (POST); default
 	// /tokengate/sign_out. Unused when SignIn is "".
 	SignOut string
+	// Verify answers an ingress's authentication subrequest (forward auth:
+	// nginx auth_request, Caddy forward_auth, Traefik ForwardAuth, Envoy
+	// ext_authz), any method. Default /tokengate/verify.
+	Verify string
 }
 
 // Registration modes for the users route.
@@ -78,8 +82,11 @@ const (
 	RegistrationAuthenticated = "authenticated"
 )
 
-// Options configure the handler. Required: Upstream, Tokens, Auth, Revocation.
+// Options configure the handler. Required: Tokens, Auth, Revocation.
 type Options struct {
+	// Upstream is the protected app. nil is auth-server mode (forward
+	// auth): the identity endpoints, the sign-in pages and verify are
+	// served, and every other path is 404.
 	Upstream        *url.URL
 	UpstreamTimeout time.Duration  // wait for response headers; default 60s; 504 past it
 	IdentityHeader  string         // default X-Auth-UserId
@@ -147,7 +154,7 @@ func (o Options) validate() error {
 
 	switch {
 	case o.Upstream == nil:
-		bad("Upstream is required")
+		// auth-server mode
 	case o.Upstream.Scheme != "http" && o.Upstream.Scheme != "https":
 		bad("Upstream %q: scheme must be http or https", o.Upstream.Redacted())
 	case o.Upstream.Host == "":
@@ -213,6 +220,7 @@ func (r Routes) byName() []struct{ name, path string } {
 		{routeJWKS, r.JWKS},
 		{routeSignIn, r.SignIn},
 		{routeSignOut, r.SignOut},
+		{routeVerify, r.Verify},
 	}
 }
 

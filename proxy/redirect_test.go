@@ -114,7 +114,7 @@ var redirectCases = []struct {
 func TestSafeRedirect(t *testing.T) {
 	for _, tt := range redirectCases {
 		t.Run(tt.rd, func(t *testing.T) {
-			got, ok := safeRedirect(tt.rd)
+			got, ok := safeRedirect(tt.rd, nil)
 			want := "/"
 			if tt.safe {
 				want = tt.rd
@@ -150,7 +150,7 @@ func FuzzSafeRedirect(f *testing.F) {
 		f.Add(tt.rd)
 	}
 	f.Fuzz(func(t *testing.T, rd string) {
-		got, ok := safeRedirect(rd)
+		got, ok := safeRedirect(rd, nil)
 		if !ok {
 			if got != "/" {
 				t.Fatalf("refused %q but returned %q", rd, got)

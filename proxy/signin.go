@@ -204,10 +204,10 @@ func retryAfterSeconds(err error) int64 {
 }
 
 // redirectTarget is where a signed-in browser goes: rd when it is a safe
-// relative path (safeRedirect) other than the sign-in and sign-out pages
-// themselves, else "/".
+// relative path, or an absolute URL to an allowed host (safeRedirect),
+// other than the sign-in and sign-out pages themselves, else "/".
 func (h *handler) redirectTarget(rd string) string {
-	target, ok := safeRedirect(rd)
+	target, ok := safeRedirect(rd, h.browser.rdHosts)
 	if !ok {
 		return "/"
 	}

@@ -149,13 +149,17 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 	}
 
 	// HTTP.
-	upstream, _ := url.Parse(cfg.Upstream) // validated
+	var upstream *url.URL // nil: auth-server mode
+	if cfg.Upstream != "" {
+		upstream, _ = url.Parse(cfg.Upstream) // validated
+	}
 	browser := proxy.BrowserOptions{
-		CookieName:      cfg.Browser.CookieName,
-		InsecureCookie:  !cfg.Browser.CookieSecure,
-		CookieDomain:    cfg.Browser.CookieDomain,
-		Title:           cfg.Browser.Title,
-		QueryTokenPaths: cfg.Browser.QueryTokenPaths,
+		CookieName:           cfg.Browser.CookieName,
+		InsecureCookie:       !cfg.Browser.CookieSecure,
+		CookieDomain:         cfg.Browser.CookieDomain,
+		Title:                cfg.Browser.Title,
+		QueryTokenPaths:      cfg.Browser.QueryTokenPaths,
+		AllowedRedirectHosts: cfg.Browser.AllowedRedirectHosts,
 	}
 	if cfg.Routes.SignIn != "" {
 		if browser.CSRFKey, err = browserCSRFKey(cfg); err != nil {

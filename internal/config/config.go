@@ -26,7 +26,7 @@ type Config struct {
 	Listen          string           `yaml:"listen"`           // public address; 127.0.0.1:8081
 	AdminListen     string           `yaml:"admin_listen"`     // /metrics /healthz /readyz; 127.0.0.1:9091
 	AdminTokenFile  string           `yaml:"admin_token_file"` // "" = operator endpoints off; else a file holding a secret >= 32 bytes
-	Upstream        string           `yaml:"upstream"`         // the protected app; http://127.0.0.1:8080
+	Upstream        string           `yaml:"upstream"`         // the protected app; http://127.0.0.1:8080; "" = auth-server mode (forward auth)
 	UpstreamTimeout time.Duration    `yaml:"upstream_timeout"` // wait for the upstream's response headers; 60s
 	IdentityHeader  string           `yaml:"identity_header"`  // the header the app trusts; X-Auth-UserId
 	PublicPaths     []string         `yaml:"public_paths"`     // path-segment prefixes proxied without a token; ["/healthz"]
@@ -122,6 +122,7 @@ type RoutesConfig struct {
 	JWKS      string `yaml:"jwks"`       // /.well-known/jwks.json
 	SignIn    string `yaml:"sign_in"`    // /tokengate/sign_in; "" disables browser sign-in
 	SignOut   string `yaml:"sign_out"`   // /tokengate/sign_out
+	Verify    string `yaml:"verify"`     // /tokengate/verify; forward auth's endpoint; "" disables
 }
 
 // BrowserConfig tunes browser sign-in (routes.sign_in): the session cookie
@@ -132,6 +133,9 @@ type BrowserConfig struct {
 	CookieDomain    string   `yaml:"cookie_domain"`     // "" = host-only cookie
 	Title           string   `yaml:"title"`             // shown on the pages; Sign in
 	QueryTokenPaths []string `yaml:"query_token_paths"` // path prefixes where ?access_token= is accepted (WebSocket); none
+	// AllowedRedirectHosts are the hosts (or .example.com suffixes) an
+	// absolute rd may name after sign-in (forward auth); none.
+	AllowedRedirectHosts []string `yaml:"allowed_redirect_hosts"`
 }
 
 // Default returns the embedded defaults (config.example.yaml spells
@@ -192,6 +196,7 @@ func Default() Config {
 			JWKS:      "/.well-known/jwks.json",
 			SignIn:    "/tokengate/sign_in",
 			SignOut:   "/tokengate/sign_out",
+			Verify:    "/tokengate/verify",
 		},
 		Browser: BrowserConfig{
 			CookieName:   "tokengate",

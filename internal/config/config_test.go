@@ -233,7 +233,7 @@ func TestConfigValidateRules(t *testing.T) {
 		{"admin_listen empty", func(c *Config) { c.AdminListen = "" },
 			[]string{`admin_listen: invalid address "": want host:port, e.g. 127.0.0.1:8081`}},
 		// upstream
-		{"upstream empty", func(c *Config) { c.Upstream = "" }, []string{`upstream: must not be empty`}},
+		{"upstream empty is auth-server mode", func(c *Config) { c.Upstream = "" }, nil},
 		{"upstream scheme", func(c *Config) { c.Upstream = "ftp://app" },
 			[]string{`upstream: scheme must be http or https (got "ftp://app")`}},
 		{"upstream without host", func(c *Config) { c.Upstream = "http:///x" },
@@ -454,6 +454,21 @@ func TestConfigValidateRules(t *testing.T) {
 		{"sign_in under a public path", func(c *Config) { c.PublicPaths = []string{"/tokengate"} }, []string{
 			`routes.sign_in: /tokengate/sign_in is under public path /tokengate`,
 			`routes.sign_out: /tokengate/sign_out is under public path /tokengate`,
+			`routes.verify: /tokengate/verify is under public path /tokengate`,
+		}},
+		{"verify disabled", func(c *Config) { c.Routes.Verify = "" }, nil},
+		{"verify collides", func(c *Config) { c.Routes.Verify = "/tokengate/sign_in" }, []string{
+			`routes.verify: /tokengate/sign_in is also routes.sign_in; routes must differ`,
+		}},
+		{"allowed_redirect_hosts", func(c *Config) {
+			c.Browser.AllowedRedirectHosts = []string{"app.example.com", ".example.org", "127.0.0.1", "https://x.com", "x.com:443", "", ".", "a_b.com", "a..b"}
+		}, []string{
+			`browser.allowed_redirect_hosts[3]: "https://x.com" must be a host name (app.example.com) or a suffix (.example.com), without scheme or port`,
+			`browser.allowed_redirect_hosts[4]: "x.com:443" must be a host name (app.example.com) or a suffix (.example.com), without scheme or port`,
+			`browser.allowed_redirect_hosts[5]: "" must be a host name (app.example.com) or a suffix (.example.com), without scheme or port`,
+			`browser.allowed_redirect_hosts[6]: "." must be a host name (app.example.com) or a suffix (.example.com), without scheme or port`,
+			`browser.allowed_redirect_hosts[7]: "a_b.com" must be a host name (app.example.com) or a suffix (.example.com), without scheme or port`,
+			`browser.allowed_redirect_hosts[8]: "a..b" must be a host name (app.example.com) or a suffix (.example.com), without scheme or port`,
 		}},
 		{"sign_in unclean", func(c *Config) { c.Routes.SignIn = "/login/" },
 			[]string{`routes.sign_in: "/login/" must be a clean path (no . or .. segments, no //, no trailing /); did you mean "/login"?`}},

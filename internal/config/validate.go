@@ -252,7 +252,7 @@ func (v *validator) upstream(raw string) {
 	u, err := url.Parse(raw)
 	switch {
 	case raw == "":
-		v.fail(key, "must not be empty")
+		// auth-server mode: tokengate only answers an ingress's verify
 	case err != nil:
 		v.fail(key, "invalid URL") // the text may hold a password: not echoed
 	case u.User != nil:
@@ -352,6 +352,7 @@ func (v *validator) routes(r RoutesConfig, public []string) {
 		{"routes.jwks", r.JWKS},
 		{"routes.sign_in", r.SignIn},
 		{"routes.sign_out", r.SignOut},
+		{"routes.verify", r.Verify},
 	} {
 		if route.path == "" {
 			continue // disabled
@@ -503,5 +504,10 @@ func (v *validator) browser(b BrowserConfig, r RoutesConfig) {
 	v.nonEmpty("browser.title", b.Title)
 	for i, p := range b.QueryTokenPaths {
 		v.urlPath(fmt.Sprintf("browser.query_token_paths[%d]", i), p)
+	}
+	for i, h := range b.AllowedRedirectHosts {
+		if d := strings.TrimPrefix(h, "."); d == "" || !validHost(d) || strings.ContainsAny(d, ":[]_") || strings.HasSuffix(d, ".") {
+			v.fail(fmt.Sprintf("browser.allowed_redirect_hosts[%d]", i), "%q must be a host name (app.example.com) or a suffix (.example.com), without scheme or port", h)
+		}
 	}
 }

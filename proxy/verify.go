@@ -1,0 +1,147 @@
+package proxy
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Forward auth: an ingress (nginx auth_request, Caddy forward_auth, Traefik
+// ForwardAuth, Envoy ext_authz) asks the verify route whether a request may
+// pass and as whom, and forwards it to the app itself. Verify finds the
+// credential and checks it exactly as a proxied request (credential, then
+// checkToken); only the request it judges is the ingress's original one.
+
+// originStyle says which headers described the original request: nginx's
+// auth_request answers only 2xx, 401 and 403 (its config turns a browser's
+// 401 into the redirect), the others pass a 302 through to the client.
+type originStyle uint8
+
+const (
+	originNone      originStyle = iota
+	originNginx                 // X-Original-URI, X-Original-Method
+	originForwarded             // X-Forwarded-Uri, -Method, -Host, -Proto
+)
+
+// signInHeader carries the sign-in URL on a verify 401 for a browser
+// navigation, for an ingress that cannot pass a 302 (the nginx config
+// answers 302 to it).
+const signInHeader = "X-Tokengate-Sign-In"
+
+// original is the request an ingress asks about.
+type original struct {
+	req    *http.Request // a shallow copy of the verify request with the original method, URL and host
+	known  bool          // the URL came from a trusted proxy; else the path counts as private
+	origin string        // "https://host" when a trusted proxy named host and scheme
+	style  originStyle
+}
+
+// originalRequest reads the original request from the ingress's headers,
+// honoured only when the direct peer is in trusted_proxies. Otherwise (or
+// when they are missing, repeated or unparsable) the original URL is
+// unknown, and verify judges the request as one for a private path: a
+// client-sent X-Original-URI or X-Forwarded-Uri naming a public path must
+// never let a private one through.
+func (h *handler) originalRequest(r *http.Request) original {
+	o := original{style: originNone}
+	hdr := r.Header
+	uriKey, methodKey := "", ""
+	switch {
+	case hdr["X-Original-Uri"] != nil || hdr["X-Original-Method"] != nil:
+		o.style, uriKey, methodKey = originNginx, "X-Original-Uri", "X-Original-Method"
+	case hdr["X-Forwarded-Uri"] != nil || hdr["X-Forwarded-Method"] != nil:
+		o.style, uriKey, methodKey = originForwarded, "X-Forwarded-Uri", "X-Forwarded-Method"
+	}
+	req := *r // shallow: the checks read the method, URL, Host and headers
+	req.URL = &url.URL{}
+	o.req = &req
+	if o.style == originNone || !h.isTrusted(peerAddr(r.RemoteAddr)) {
+		return o
+	}
+	if m, ok := single(hdr, methodKey); ok && validHeaderName(m) {
+		req.Method = m
+	}
+	uri, ok := single(hdr, uriKey)
+	if !ok || !strings.HasPrefix(uri, "/") || strings.HasPrefix(uri, "//") {
+		return o
+	}
+	u, err := url.ParseRequestURI(uri)
+	if err != nil {
+		return o
+	}
+	req.URL, o.known = u, true
+	host, okHost := single(hdr, "X-Forwarded-Host")
+	proto, okProto := single(hdr, "X-Forwarded-Proto")
+	if okHost && validRedirectAuthority(host) {
+		req.Host = host
+		if okProto && (proto == "http" || proto == "https") {
+			o.origin = proto + "://" + host
+		}
+	}
+	return o
+}
+
+// single returns the one value of key; absent, empty or repeated is not ok.
+func single(hdr http.Header, key string) (string, bool) {
+	vals := hdr[key]
+	if len(vals) != 1 || vals[0] == "" {
+		return "", false
+	}
+	return vals[0], true
+}
+
+// validRedirectAuthority accepts host or host:port as permits does.
+func validRedirectAuthority(a string) bool {
+	return redirectHosts{strings.ToLower(strings.Split(a, ":")[0])}.permits("http://" + a)
+}
+
+// serveVerify answers an ingress's auth subrequest: 200 with the identity
+// header for a valid, unrevoked credential; 200 without it when the
+// original path is public and no valid credential came; otherwise 401 JSON
+// with WWW-Authenticate, or for a browser navigation the way to the
+// sign-in page and back. Never cached.
+func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	o := h.originalRequest(r)
+	orig := o.req
+	public := o.known && classifyPath(orig.URL.Path, orig.URL.RawPath) == pathClean && h.public.match(orig.URL.Path)
+
+	token, src, out := h.credential(orig)
+	if src == sourceNone && public {
+		w.WriteHeader(http.StatusOK) // anonymous on a public path
+		return
+	}
+	if out.decision == "" {
+		out = h.checkToken(r.Context(), token, false)
+	}
+	h.metrics.decisions[out.decision].Inc()
+
+	switch {
+	case out.allowed() && (src != sourceCookie || h.sameOrigin(orig)):
+		stateFrom(r.Context()).setClaims(out.claims)
+		w.Header()[h.identity.wire] = []string{out.claims.Subject}
+		w.WriteHeader(http.StatusOK)
+	case public:
+		w.WriteHeader(http.StatusOK) // a bad credential on a public path: anonymous
+	case out.allowed(): // cookie, cross-site, unsafe method
+		writeError(w, errCrossOrigin)
+	default:
+		if src == sourceCookie && out.decision != decisionError {
+			h.browser.clearSessionCookie(w) // expired, revoked or invalid
+		}
+		if h.browser.enabled && out.err.Status == http.StatusUnauthorized && wantsHTML(orig) {
+			var back *url.URL
+			if o.known {
+				back = orig.URL
+			}
+			location := h.signInLocation(back, o.origin)
+			if o.style != originNginx {
+				w.Header().Set("Location", location)
+				w.WriteHeader(http.StatusFound)
+				return
+			}
+			w.Header().Set(signInHeader, location)
+		}
+		writeAuthError(w, out)
+	}
+}

@@ -1,0 +1,220 @@
+package proxy
+
+import (
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+const verifyPath = "/tokengate/verify"
+
+// newVerifyEnv is a browser env with verify on and the test client's
+// loopback address trusted as the ingress, unless trusted says otherwise.
+func newVerifyEnv(t *testing.T, trusted []netip.Prefix, more ...func(*Options)) *env {
+	t.Helper()
+	return newBrowserEnv(t, envConfig{options: func(o *Options) {
+		o.Routes.Verify = verifyPath
+		o.TrustedProxies = trusted
+		o.PublicPaths = []string{"/healthz", "/static/"}
+		o.Browser.QueryTokenPaths = []string{"/ws"}
+		o.Browser.AllowedRedirectHosts = []string{"app.example.com"}
+		for _, f := range more {
+			f(o)
+		}
+	}})
+}
+
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+func hdr(kv ...string) http.Header {
+	h := http.Header{}
+	for i := 0; i < len(kv); i += 2 {
+		h[kv[i]] = append(h[kv[i]], kv[i+1])
+	}
+	return h
+}
+
+func merge(hs ...http.Header) http.Header {
+	out := http.Header{}
+	for _, h := range hs {
+		for k, vv := range h {
+			out[k] = append(out[k], vv...)
+		}
+	}
+	return out
+}
+
+func TestVerify(t *testing.T) {
+	e := newVerifyEnv(t, loopback)
+	token := e.issue("marco", "marco")
+	revoked := e.issue("marco", "marco")
+	if res := e.do("POST", "/user/logout", bearer(revoked), ""); res.StatusCode != http.StatusNoContent {
+		t.Fatalf("logout: %d %s", res.StatusCode, res.body)
+	}
+	cookie := e.signIn("marco", marcoPassword)
+	browser := hdr("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+	caddy := func(uri string) http.Header {
+		return hdr("X-Forwarded-Uri", uri, "X-Forwarded-Method", "GET", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Proto", "https")
+	}
+	nginx := func(uri string) http.Header {
+		return hdr("X-Original-Uri", uri, "X-Original-Method", "GET", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Proto", "https")
+	}
+
+	tests := []struct {
+		name     string
+		method   string
+		hdr      http.Header
+		status   int
+		identity string // the identity header on the answer; "" none
+		location string // Location (302) or X-Tokengate-Sign-In (nginx 401)
+		errCode  string
+	}{
+		{"no credentials, private", "GET", caddy("/app"), 401, "", "", "missing_token"},
+		{"no credentials, no original", "GET", nil, 401, "", "", "missing_token"},
+		{"valid bearer", "GET", merge(caddy("/app"), bearer(token)), 200, "marco", "", ""},
+		{"valid bearer, any method", "DELETE", merge(nginx("/app"), bearer(token)), 200, "marco", "", ""},
+		{"valid bearer, no original", "POST", bearer(token), 200, "marco", "", ""},
+		{"revoked bearer", "GET", merge(caddy("/app"), bearer(revoked)), 401, "", "", "token_revoked"},
+		{"garbage bearer", "GET", merge(caddy("/app"), bearer("x.y.z")), 401, "", "", "invalid_token"},
+		{"public path, no credentials", "GET", caddy("/healthz"), 200, "", "", ""},
+		{"public path, nginx", "GET", nginx("/static/app.js?v=1"), 200, "", "", ""},
+		{"public path, revoked token: anonymous", "GET", merge(caddy("/healthz"), bearer(revoked)), 200, "", "", ""},
+		{"public path, valid token: identity", "GET", merge(caddy("/healthz"), bearer(token)), 200, "marco", "", ""},
+		{"public prefix lookalike is private", "GET", caddy("/healthzX"), 401, "", "", "missing_token"},
+		{"dot segments to a public path are private", "GET", caddy("/healthz/../app"), 401, "", "", "missing_token"},
+		{"encoded dot segments are private", "GET", caddy("/healthz/%2e%2e/app"), 401, "", "", "missing_token"},
+		{"absolute-form URI is private", "GET", caddy("http://x/healthz"), 401, "", "", "missing_token"},
+		{"two X-Forwarded-Uri are private", "GET", merge(caddy("/healthz"), hdr("X-Forwarded-Uri", "/healthz")), 401, "", "", "missing_token"},
+		{"session cookie", "GET", merge(caddy("/app"), session(cookie)), 200, "marco", "", ""},
+		{"query token on a query token path", "GET", caddy("/ws?access_token=" + token), 200, "marco", "", ""},
+		{"query token elsewhere is ignored", "GET", caddy("/app?access_token=" + token), 401, "", "", "missing_token"},
+		{"browser, caddy: 302 with absolute rd", "GET", merge(caddy("/app/page?a=1&b=2"), browser), 302, "",
+			signInPath + "?rd=" + url.QueryEscape("https://app.example.com/app/page?a=1&b=2"), ""},
+		{"browser, host not allowed: relative rd", "GET", merge(caddy("/app/page"), browser, hdr("X-Forwarded-Host", "other.example.com")), 302, "",
+			signInPath + "?rd=" + url.QueryEscape("/app/page"), ""},
+		{"browser, nginx: 401 naming the sign-in URL", "GET", merge(nginx("/app/page?a=1&b=2"), browser), 401, "",
+			signInPath + "?rd=" + url.QueryEscape("https://app.example.com/app/page?a=1&b=2"), "missing_token"},
+		{"browser POST is an API call", "GET", merge(caddy("/app"), browser, hdr("X-Forwarded-Method", "POST")), 401, "", "", "missing_token"},
+		{"browser, query token stays out of rd", "GET", merge(caddy("/ws?access_token=bad&x=1"), browser), 302, "",
+			signInPath + "?rd=" + url.QueryEscape("https://app.example.com/ws?x=1"), ""},
+		{"cookie, cross-site POST", "GET", merge(caddy("/app"), session(cookie), hdr("X-Forwarded-Method", "POST", "Sec-Fetch-Site", "cross-site")), 403, "", "", "cross_origin_request"},
+		{"bearer, cross-site POST", "GET", merge(caddy("/app"), bearer(token), hdr("X-Forwarded-Method", "POST", "Sec-Fetch-Site", "cross-site")), 200, "marco", "", ""},
+		{"client identity header is never echoed", "GET", merge(caddy("/healthz"), hdr("X-Auth-UserId", "alice", "X_Auth_Userid", "alice")), 200, "", "", ""},
+		{"client identity header does not authenticate", "GET", merge(caddy("/app"), hdr("X-Auth-UserId", "alice")), 401, "", "", "missing_token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The X-Forwarded-Method above overrides caddy()'s GET: keep the last.
+			h := tt.hdr.Clone()
+			if m := h["X-Forwarded-Method"]; len(m) > 1 {
+				h["X-Forwarded-Method"] = m[len(m)-1:]
+			}
+			if m := h["X-Forwarded-Host"]; len(m) > 1 {
+				h["X-Forwarded-Host"] = m[len(m)-1:]
+			}
+			res := e.send(tt.method, verifyPath, h, "")
+			if res.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %s", res.StatusCode, tt.status, res.body)
+			}
+			if got := strings.Join(identityValues(res.Header), ","); got != tt.identity {
+				t.Errorf("identity on the answer %q, want %q", got, tt.identity)
+			}
+			if cc := res.Header.Get("Cache-Control"); cc != "no-store" {
+				t.Errorf("Cache-Control %q, want no-store", cc)
+			}
+			loc := res.Header.Get("Location")
+			if res.StatusCode == 401 {
+				loc = res.Header.Get(signInHeader)
+				if !strings.HasPrefix(res.Header.Get("WWW-Authenticate"), "Bearer") {
+					t.Errorf("401 without a Bearer challenge: %q", res.Header.Get("WWW-Authenticate"))
+				}
+			}
+			if loc != tt.location {
+				t.Errorf("location %q, want %q", loc, tt.location)
+			}
+			if got := res.apiErr().Code; got != tt.errCode {
+				t.Errorf("error code %q, want %q", got, tt.errCode)
+			}
+		})
+	}
+	if n := len(e.up.requests()); n != 0 {
+		t.Errorf("verify reached the upstream %d times", n)
+	}
+	if got := metricValue(t, e.reg, "tokengate_http_requests_total", map[string]string{"route": "verify", "code": "200"}); got == 0 {
+		t.Error(`no tokengate_http_requests_total{route="verify",code="200"}`)
+	}
+	if got := metricValue(t, e.reg, "tokengate_auth_decisions_total", map[string]string{"result": "revoked"}); got == 0 {
+		t.Error("the revoked token was not counted as a decision")
+	}
+}
+
+// A client that reaches verify directly (not through a trusted ingress)
+// cannot make a private path public with X-Forwarded-Uri or X-Original-URI.
+func TestVerifyIgnoresOriginalFromUntrustedPeers(t *testing.T) {
+	for _, trusted := range [][]netip.Prefix{nil, {netip.MustParsePrefix("10.0.0.0/8")}} {
+		e := newVerifyEnv(t, trusted)
+		token := e.issue("marco", "marco")
+		for _, h := range []http.Header{
+			hdr("X-Forwarded-Uri", "/healthz"),
+			hdr("X-Forwarded-Uri", "/healthz", "X-Forwarded-Method", "GET", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Proto", "https"),
+			hdr("X-Original-Uri", "/healthz"),
+			hdr("X-Original-Uri", "/static/x.js", "X-Original-Method", "GET"),
+			hdr("X-Original-Uri", "/healthz", "X-Forwarded-Uri", "/healthz"),
+		} {
+			res := e.send("GET", verifyPath, h, "")
+			if res.StatusCode != http.StatusUnauthorized {
+				t.Errorf("trusted %v, %v: status %d, want 401", trusted, h, res.StatusCode)
+			}
+			// A query token named in an untrusted original URL is no credential either.
+			h2 := h.Clone()
+			h2["X-Forwarded-Uri"] = []string{"/ws?access_token=" + token}
+			if res := e.send("GET", verifyPath, h2, ""); res.StatusCode != http.StatusUnauthorized {
+				t.Errorf("trusted %v: query token from an untrusted original: status %d, want 401", trusted, res.StatusCode)
+			}
+			// A browser is sent to sign in, with no rd it could not know.
+			res = e.send("GET", verifyPath, merge(hdr("Accept", "text/html"), hdr("X-Forwarded-Uri", "/app")), "")
+			if res.StatusCode != http.StatusFound || res.Header.Get("Location") != signInPath {
+				t.Errorf("trusted %v: browser: %d %q, want 302 to %s", trusted, res.StatusCode, res.Header.Get("Location"), signInPath)
+			}
+		}
+		// Credentials still work: only the original URL is unknown.
+		if res := e.send("GET", verifyPath, merge(bearer(token), hdr("X-Forwarded-Uri", "/healthz")), ""); res.StatusCode != 200 || res.Header.Get("X-Auth-UserId") != "marco" {
+			t.Errorf("trusted %v: valid token: %d %q", trusted, res.StatusCode, res.Header.Get("X-Auth-UserId"))
+		}
+	}
+}
+
+func TestVerifyDisabled(t *testing.T) {
+	e := newVerifyEnv(t, loopback, func(o *Options) { o.Routes.Verify = "" })
+	token := e.issue("marco", "marco")
+	res := e.send("GET", verifyPath, bearer(token), "")
+	if len(e.up.requests()) != 1 || res.Header.Get("Cache-Control") == "no-store" {
+		t.Fatalf("with routes.verify off, %s should be proxied like any path: %d", verifyPath, res.StatusCode)
+	}
+}
+
+// Auth-server mode: no upstream; identity endpoints, sign-in and verify
+// are served, anything else is 404 JSON, public paths too.
+func TestAuthServerMode(t *testing.T) {
+	e := newVerifyEnv(t, loopback, func(o *Options) { o.Upstream = nil })
+	token := e.login("marco", marcoPassword)
+	if res := e.send("GET", verifyPath, merge(bearer(token), hdr("X-Forwarded-Uri", "/app")), ""); res.StatusCode != 200 || res.Header.Get("X-Auth-UserId") != "marco" {
+		t.Fatalf("verify: %d %q", res.StatusCode, res.Header.Get("X-Auth-UserId"))
+	}
+	if p := e.getPage(signInPath); p.csrf == "" {
+		t.Fatal("the sign-in page has no form")
+	}
+	for _, target := range []string{"/app", "/healthz", "/", "/static/x.js", "/tokengate/other"} {
+		for _, h := range []http.Header{nil, bearer(token), hdr("Accept", "text/html")} {
+			res := e.send("GET", target, h, "")
+			if res.StatusCode != http.StatusNotFound || res.apiErr().Code != "not_found" {
+				t.Errorf("GET %s %v: %d %s, want 404 not_found", target, h, res.StatusCode, res.body)
+			}
+		}
+	}
+	if n := len(e.up.requests()); n != 0 {
+		t.Errorf("the (unconfigured) upstream was reached %d times", n)
+	}
+}
