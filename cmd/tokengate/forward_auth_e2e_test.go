@@ -1,0 +1,489 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"tokengate/internal/testsvc"
+)
+
+// The forward-auth tests put the real nginx and Caddy, configured with the
+// files in deploy/forward-auth/ exactly as shipped (placeholders filled
+// in), in front of a real upstream, with the real tokengate binary in
+// auth-server mode answering their auth subrequests.
+
+const (
+	nginxPath = "/usr/sbin/nginx"
+	caddyPath = "/usr/bin/caddy"
+)
+
+// needBinary skips (or, with TOKENGATE_TEST_REQUIRE_SERVICES=1, fails)
+// when an ingress is not installed.
+func needBinary(t *testing.T, path string) {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		if testsvc.Required() {
+			t.Fatalf("required service unavailable (TOKENGATE_TEST_REQUIRE_SERVICES=1): %s: %v", path, err)
+		}
+		t.Skipf("skipping: %s not installed", path)
+	}
+}
+
+func freeLoopbackPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// startAuthServer runs tokengate with upstream "" and the routes of
+// deploy/forward-auth/tokengate.yaml, trusting loopback (the ingress).
+func startAuthServer(t *testing.T) *instance {
+	t.Helper()
+	dir := newDir(t, `""`)
+	extra := `trusted_proxies: ["127.0.0.1/32"]
+routes:
+  login: /tokengate/login
+  logout: /tokengate/logout
+  logout_all: /tokengate/logout_all
+  session: /tokengate/session
+  users: /tokengate/users
+  jwks: /tokengate/jwks.json
+  sign_in: /tokengate/sign_in
+  sign_out: /tokengate/sign_out
+  verify: /tokengate/verify
+browser:
+  cookie_secure: false
+  allowed_redirect_hosts: ["127.0.0.1"]
+`
+	f, err := os.OpenFile(filepath.Join(dir, "config.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(extra); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return start(t, dir)
+}
+
+func shippedFile(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "forward-auth", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// ingress is a running nginx or Caddy.
+type ingress struct {
+	base string // http://127.0.0.1:port
+	logs func() string
+}
+
+func waitListening(t *testing.T, addr string, cmd *exec.Cmd, exited chan struct{}, logs func() string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-exited:
+			t.Fatalf("%s exited before listening:\n%s", cmd.Path, logs())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not listening on %s within 20s:\n%s", cmd.Path, addr, logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runIngress starts cmd, stops it (by its pid) when the test ends, and
+// waits for port.
+func runIngress(t *testing.T, cmd *exec.Cmd, port string, logs func() string) ingress {
+	t.Helper()
+	// Its own process group: nginx's workers are stopped with their master.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM) // both stop at once on SIGTERM
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the group we created
+			<-exited
+		}
+	})
+	waitListening(t, "127.0.0.1:"+port, cmd, exited, logs)
+	return ingress{base: "http://127.0.0.1:" + port, logs: logs}
+}
+
+// startNginx renders nginx.conf.template into an http {} of a minimal main
+// config in a temp prefix and runs nginx in the foreground.
+func startNginx(t *testing.T, tokengateAddr, upstreamAddr string) ingress {
+	t.Helper()
+	needBinary(t, nginxPath)
+	dir := t.TempDir()
+	port := freeLoopbackPort(t)
+	site := strings.NewReplacer(
+		"${LISTEN_PORT}", "127.0.0.1:"+port,
+		"${TOKENGATE_ADDR}", tokengateAddr,
+		"${UPSTREAM_ADDR}", upstreamAddr,
+	).Replace(shippedFile(t, "nginx.conf.template"))
+	if strings.Contains(site, "${") {
+		t.Fatal("nginx.conf.template has a placeholder the test does not fill")
+	}
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root;" // workers read and write the temp dirs below
+	}
+	main := fmt.Sprintf(`%s
+worker_processes 1;
+events { worker_connections 128; }
+http {
+    access_log %[2]s/access.log;
+    client_body_temp_path %[2]s/client_body;
+    proxy_temp_path %[2]s/proxy;
+    fastcgi_temp_path %[2]s/fastcgi;
+    uwsgi_temp_path %[2]s/uwsgi;
+    scgi_temp_path %[2]s/scgi;
+    include %[2]s/site.conf;
+}
+`, user, dir)
+	for name, text := range map[string]string{"site.conf": site, "nginx.conf": main} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errLog := filepath.Join(dir, "error.log")
+	cmd := exec.Command(nginxPath, "-p", dir, "-e", errLog, "-c", filepath.Join(dir, "nginx.conf"),
+		"-g", fmt.Sprintf("daemon off; pid %s/nginx.pid; error_log %s;", dir, errLog))
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	logs := func() string {
+		b, _ := os.ReadFile(errLog)
+		return out.String() + string(b)
+	}
+	return runIngress(t, cmd, port, logs)
+}
+
+// startCaddy runs the shipped Caddyfile; Caddy fills its {$VAR}
+// placeholders from the environment. HOME and XDG dirs are temp dirs.
+func startCaddy(t *testing.T, tokengateAddr, upstreamAddr string) ingress {
+	t.Helper()
+	needBinary(t, caddyPath)
+	dir := t.TempDir()
+	port := freeLoopbackPort(t)
+	file := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(file, []byte(shippedFile(t, "Caddyfile")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(caddyPath, "run", "--config", file, "--adapter", "caddyfile")
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + dir,
+		"XDG_DATA_HOME=" + filepath.Join(dir, "data"),
+		"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"),
+		"LISTEN_PORT=" + port,
+		"TOKENGATE_ADDR=" + tokengateAddr,
+		"UPSTREAM_ADDR=" + upstreamAddr,
+	}
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	return runIngress(t, cmd, port, out.String)
+}
+
+type ingressKind struct {
+	name  string
+	start func(t *testing.T, tokengateAddr, upstreamAddr string) ingress
+}
+
+var ingresses = []ingressKind{{"nginx", startNginx}, {"caddy", startCaddy}}
+
+// forwardAuthSetup is tokengate, an upstream and one ingress in front.
+type forwardAuthSetup struct {
+	tg *instance
+	up *echoUpstream
+	in ingress
+}
+
+func newForwardAuth(t *testing.T, kind ingressKind) forwardAuthSetup {
+	t.Helper()
+	up := newEchoUpstream(t)
+	tg := startAuthServer(t)
+	in := kind.start(t, strings.TrimPrefix(tg.Public, "http://"), strings.TrimPrefix(up.URL, "http://"))
+	return forwardAuthSetup{tg: tg, up: up, in: in}
+}
+
+// fetch sends one request through the ingress without following
+// redirects; headers are sent with exactly the spelling given.
+func (s forwardAuthSetup) fetch(t *testing.T, method, path string, hdr [][2]string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, s.in.base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range hdr {
+		req.Header[kv[0]] = append(req.Header[kv[0]], kv[1])
+	}
+	c := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return reply{Code: res.StatusCode, Header: res.Header, Body: string(b)}
+}
+
+// identitySeen is every value of every spelling of X-Auth-UserId that the
+// upstream received for path.
+func (s forwardAuthSetup) identitySeen(path string) (values []string, reached bool) {
+	s.up.mu.Lock()
+	defer s.up.mu.Unlock()
+	for i, p := range s.up.paths {
+		if p != path {
+			continue
+		}
+		reached = true
+		for k, vv := range s.up.seen[i] {
+			if strings.ReplaceAll(strings.ToLower(k), "_", "-") == "x-auth-userid" {
+				values = append(values, vv...)
+			}
+		}
+	}
+	return values, reached
+}
+
+func (s forwardAuthSetup) login(t *testing.T) string {
+	t.Helper()
+	r := call(t, "POST", s.in.base+"/tokengate/login", "", fmt.Sprintf(`{"username":"alice","password":%q}`, testUsers["alice"]))
+	tok, _ := r.json(t)["token"].(string)
+	if r.Code != http.StatusOK || tok == "" {
+		t.Fatalf("login through the ingress: %d %s\n%s\n%s", r.Code, r.Body, s.in.logs(), s.tg.logs.String())
+	}
+	return tok
+}
+
+func TestForwardAuthIngress(t *testing.T) {
+	for _, kind := range ingresses {
+		t.Run(kind.name, func(t *testing.T) {
+			s := newForwardAuth(t, kind)
+			logs := func() string { return s.in.logs() + "\n" + s.tg.logs.String() }
+			token := s.login(t)
+			api := [2]string{"Accept", "application/json"}
+			html := [2]string{"Accept", "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+			t.Run("no credentials: refused, upstream never reached", func(t *testing.T) {
+				r := s.fetch(t, "GET", "/app/anon", [][2]string{api})
+				if r.Code != http.StatusUnauthorized || !strings.Contains(r.Header.Get("Content-Type"), "json") || !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
+					t.Errorf("%d %q %q %s\n%s", r.Code, r.Header.Get("Content-Type"), r.Header.Get("WWW-Authenticate"), r.Body, logs())
+				}
+				if _, reached := s.identitySeen("/app/anon"); reached {
+					t.Error("the upstream was reached")
+				}
+			})
+			t.Run("valid bearer: the upstream sees the identity", func(t *testing.T) {
+				r := s.fetch(t, "GET", "/app/bearer", [][2]string{{"Authorization", "Bearer " + token}})
+				ids, _ := s.identitySeen("/app/bearer")
+				if r.Code != http.StatusOK || strings.Join(ids, ",") != "alice" {
+					t.Errorf("%d, identity %q\n%s", r.Code, ids, logs())
+				}
+			})
+			t.Run("public path without credentials: anonymous", func(t *testing.T) {
+				r := s.fetch(t, "GET", "/public/page", [][2]string{api})
+				ids, reached := s.identitySeen("/public/page")
+				if r.Code != http.StatusOK || !reached || len(ids) != 0 {
+					t.Errorf("%d reached %v identity %q\n%s", r.Code, reached, ids, logs())
+				}
+			})
+			t.Run("client identity header in any spelling never reaches the upstream", func(t *testing.T) {
+				spellings := []string{"X-Auth-UserId", "x-auth-userid", "X-AUTH-USERID", "X_Auth_UserId", "x_auth_userid", "X-Auth_UserId", "X_Auth-UserId"}
+				for i, sp := range spellings {
+					for _, c := range []struct {
+						path, token, want string
+					}{
+						{"/public/spoof%d", "", ""},
+						{"/public/spoof-token%d", token, "alice"},
+						{"/app/spoof%d", token, "alice"},
+						{"/app/spoof-anon%d", "", "-"}, // refused: must not be reached at all
+					} {
+						path := fmt.Sprintf(c.path, i)
+						hdr := [][2]string{api, {sp, "mallory"}}
+						if c.token != "" {
+							hdr = append(hdr, [2]string{"Authorization", "Bearer " + c.token})
+						}
+						r := s.fetch(t, "GET", path, hdr)
+						ids, reached := s.identitySeen(path)
+						switch {
+						case c.want == "-":
+							if r.Code != http.StatusUnauthorized || reached {
+								t.Errorf("%s with %s and no token: %d, reached %v", path, sp, r.Code, reached)
+							}
+						case r.Code != http.StatusOK || strings.Join(ids, ",") != c.want:
+							t.Errorf("%s with %s: %d, the upstream saw identity %q, want %q\n%s", path, sp, r.Code, ids, c.want, logs())
+						}
+					}
+				}
+			})
+			t.Run("spoofed original URI naming a public path is refused", func(t *testing.T) {
+				for i, h := range [][2]string{
+					{"X-Forwarded-Uri", "/public/x"}, {"X-Original-URI", "/public/x"},
+					{"X-Forwarded-Uri", "/healthz"}, {"X-Original-URI", "/healthz"},
+				} {
+					path := fmt.Sprintf("/app/secret%d", i)
+					r := s.fetch(t, "GET", path, [][2]string{api, h, {"X-Forwarded-Method", "GET"}, {"X-Original-Method", "GET"}})
+					if _, reached := s.identitySeen(path); r.Code != http.StatusUnauthorized || reached {
+						t.Errorf("%s with %s: %s: %d, reached %v\n%s", path, h[0], h[1], r.Code, reached, logs())
+					}
+				}
+			})
+			t.Run("API clients get 401, browsers the sign-in page", func(t *testing.T) {
+				r := s.fetch(t, "GET", "/app/page?a=1&b=2", [][2]string{api})
+				if r.Code != http.StatusUnauthorized {
+					t.Errorf("API: %d", r.Code)
+				}
+				r = s.fetch(t, "GET", "/app/page?a=1&b=2", [][2]string{html})
+				want := "/tokengate/sign_in?rd=" + url.QueryEscape(s.in.base+"/app/page?a=1&b=2")
+				if r.Code != http.StatusFound || r.Header.Get("Location") != want {
+					t.Errorf("browser: %d Location %q, want 302 %q\n%s", r.Code, r.Header.Get("Location"), want, logs())
+				}
+				r = s.fetch(t, "POST", "/app/page", [][2]string{html})
+				if r.Code != http.StatusUnauthorized {
+					t.Errorf("browser POST: %d, want 401", r.Code)
+				}
+			})
+			t.Run("revoked token: refused", func(t *testing.T) {
+				tok := s.login(t)
+				if r := call(t, "POST", s.in.base+"/tokengate/logout", tok, ""); r.Code != http.StatusNoContent {
+					t.Fatalf("logout through the ingress: %d %s", r.Code, r.Body)
+				}
+				r := s.fetch(t, "GET", "/app/revoked", [][2]string{api, {"Authorization", "Bearer " + tok}})
+				if _, reached := s.identitySeen("/app/revoked"); r.Code != http.StatusUnauthorized || reached {
+					t.Errorf("%d, reached %v", r.Code, reached)
+				}
+			})
+			t.Run("browser sign-in and sign-out through the ingress", func(t *testing.T) {
+				browserSignInFlow(t, s, logs)
+			})
+		})
+	}
+}
+
+var csrfInput = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+var rdInput = regexp.MustCompile(`name="rd" value="([^"]*)"`)
+
+// browserSignInFlow is what a browser does: the page, the redirect to the
+// form, the form with its CSRF field, the cookie, back to the page; the
+// app sees the user and its own cookie but never tokengate's; sign-out.
+func browserSignInFlow(t *testing.T, s forwardAuthSetup, logs func() string) {
+	jar, _ := cookiejar.New(nil)
+	base, _ := url.Parse(s.in.base)
+	jar.SetCookies(base, []*http.Cookie{{Name: "appsession", Value: "app-value", Path: "/"}})
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	get := func(path string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", s.in.base+path, nil)
+		req.Header.Set("Accept", "text/html")
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res, string(b)
+	}
+	post := func(path string, form url.Values) (*http.Response, string) {
+		t.Helper()
+		res, err := c.PostForm(s.in.base+path, form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res, string(b)
+	}
+
+	res, body := get("/app/home?tab=2&x=y")
+	if res.Request.URL.Path != "/tokengate/sign_in" || res.StatusCode != http.StatusOK {
+		t.Fatalf("not sent to the sign-in page: %d at %s\n%s", res.StatusCode, res.Request.URL, logs())
+	}
+	csrf, rd := csrfInput.FindStringSubmatch(body), rdInput.FindStringSubmatch(body)
+	if csrf == nil || rd == nil {
+		t.Fatalf("no CSRF or rd field in the sign-in page:\n%s", body)
+	}
+	res, body = post("/tokengate/sign_in", url.Values{
+		"csrf": {csrf[1]}, "rd": {htmlUnescape(rd[1])}, "username": {"alice"}, "password": {testUsers["alice"]},
+	})
+	if res.StatusCode != http.StatusOK || res.Request.URL.Path != "/app/home" || res.Request.URL.RawQuery != "tab=2&x=y" {
+		t.Fatalf("after signing in: %d at %s, want /app/home?tab=2&x=y\n%s\n%s", res.StatusCode, res.Request.URL, body, logs())
+	}
+	ids, _ := s.identitySeen("/app/home")
+	if strings.Join(ids, ",") != "alice" {
+		t.Errorf("the app saw identity %q, want alice", ids)
+	}
+	s.up.mu.Lock()
+	cookieHeader := strings.Join(s.up.seen[len(s.up.seen)-1]["Cookie"], "; ")
+	s.up.mu.Unlock()
+	if !strings.Contains(cookieHeader, "appsession=app-value") || strings.Contains(cookieHeader, "tokengate") {
+		t.Errorf("the app received Cookie %q: want its own cookie and none of tokengate's", redactCookies(cookieHeader))
+	}
+
+	// Sign out: the confirmation page's form, then the app wants sign-in again.
+	res, body = get("/tokengate/sign_out")
+	csrf = csrfInput.FindStringSubmatch(body)
+	if res.StatusCode != http.StatusOK || csrf == nil {
+		t.Fatalf("sign-out page: %d\n%s", res.StatusCode, body)
+	}
+	res, body = post("/tokengate/sign_out", url.Values{"csrf": {csrf[1]}, "scope": {"this"}})
+	if res.StatusCode >= 400 {
+		t.Fatalf("sign-out: %d\n%s", res.StatusCode, body)
+	}
+	res, _ = get("/app/after-sign-out")
+	if res.Request.URL.Path != "/tokengate/sign_in" {
+		t.Errorf("after sign-out, /app/after-sign-out ended at %s, want the sign-in page", res.Request.URL)
+	}
+	if _, reached := s.identitySeen("/app/after-sign-out"); reached {
+		t.Error("after sign-out the app was reached")
+	}
+}
+
+func htmlUnescape(s string) string {
+	return strings.NewReplacer("&amp;", "&", "&#43;", "+", "&#39;", "'", "&#34;", `"`, "&lt;", "<", "&gt;", ">").Replace(s)
+}
+
+// redactCookies keeps cookie names, never values (a token must not reach a log).
+func redactCookies(h string) string {
+	var names []string
+	for part := range strings.SplitSeq(h, ";") {
+		name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+		names = append(names, name+"=…")
+	}
+	return strings.Join(names, "; ")
+}
