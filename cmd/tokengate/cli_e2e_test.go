@@ -95,6 +95,15 @@ func TestShippedConfigsPassCheckConfig(t *testing.T) {
 			t.Fatalf("check-config on the kit outside a pod: exit %d, want 2 naming the pod's files\n%s", code, errOut)
 		}
 	})
+	t.Run("forward auth (upstream empty)", func(t *testing.T) {
+		dir := t.TempDir()
+		copyFile(t, filepath.Join(root, "deploy", "forward-auth", "tokengate.yaml"), filepath.Join(dir, "tokengate.yaml"))
+		copyFile(t, filepath.Join(root, "users.yaml"), filepath.Join(dir, "users.yaml"))
+		out, errOut, code := runBin(t, dir, "", "check-config", "--config", "tokengate.yaml")
+		if code != 0 || !strings.Contains(out, "configuration OK") {
+			t.Fatalf("check-config on deploy/forward-auth/tokengate.yaml: exit %d\n%s%s", code, out, errOut)
+		}
+	})
 	t.Run("config-only skips files", func(t *testing.T) {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "c.yaml"), []byte("users:\n  file: missing.yaml\n"), 0o600)
