@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -35,6 +36,7 @@ type handler struct {
 	metrics           *metrics
 	now               func() time.Time
 	browser           browser
+	verifyRoute       string // Routes.Verify; "" when off
 
 	rp    *httputil.ReverseProxy
 	serve http.Handler // the assembled middleware chain
@@ -81,6 +83,7 @@ func New(opts Options) (http.Handler, error) {
 		metrics:           m,
 		now:               opts.Now,
 		browser:           newBrowser(opts.Routes, opts.Browser),
+		verifyRoute:       opts.Routes.Verify,
 	}
 	if h.upstream != nil {
 		h.rp = h.newReverseProxy(opts.UpstreamTimeout)
@@ -301,6 +304,11 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 		if ep, ok := h.endpoints[r.URL.Path]; ok {
 			st.route = ep.name
 			ep.serve(w, r)
+			return
+		}
+		if h.verifyRoute != "" && len(r.URL.Path) > len(h.verifyRoute) && r.URL.Path[len(h.verifyRoute)] == '/' && strings.HasPrefix(r.URL.Path, h.verifyRoute) {
+			st.route = routeVerify // Envoy ext_authz: verify + the original path
+			h.serveVerify(w, r)
 			return
 		}
 		if h.upstream == nil {

@@ -21,6 +21,7 @@ const (
 	originNone      originStyle = iota
 	originNginx                 // X-Original-URI, X-Original-Method
 	originForwarded             // X-Forwarded-Uri, -Method, -Host, -Proto
+	originPath                  // Envoy ext_authz: the verify route + the original path and query
 )
 
 // signInHeader carries the sign-in URL on a verify 401 for a browser
@@ -52,10 +53,25 @@ func (h *handler) originalRequest(r *http.Request) original {
 	case hdr["X-Forwarded-Uri"] != nil || hdr["X-Forwarded-Method"] != nil:
 		o.style, uriKey, methodKey = originForwarded, "X-Forwarded-Uri", "X-Forwarded-Method"
 	}
+	if r.URL.Path != h.verifyRoute {
+		o.style = originPath // under the verify route: Envoy appends the original request target
+	}
 	req := *r // shallow: the checks read the method, URL, Host and headers
 	req.URL = &url.URL{}
 	o.req = &req
 	if o.style == originNone || !h.isTrusted(peerAddr(r.RemoteAddr)) {
+		return o
+	}
+	if o.style == originPath {
+		// Envoy sends the original method, Host and X-Forwarded-Proto as they are.
+		u, err := url.ParseRequestURI(strings.TrimPrefix(r.RequestURI, h.verifyRoute))
+		if err != nil || !strings.HasPrefix(u.Path, "/") {
+			return o
+		}
+		req.URL, o.known = u, true
+		if proto, ok := single(hdr, "X-Forwarded-Proto"); ok && (proto == "http" || proto == "https") && validRedirectAuthority(r.Host) {
+			o.origin = proto + "://" + r.Host
+		}
 		return o
 	}
 	if m, ok := single(hdr, methodKey); ok && validHeaderName(m) {

@@ -218,3 +218,42 @@ func TestAuthServerMode(t *testing.T) {
 		t.Errorf("the (unconfigured) upstream was reached %d times", n)
 	}
 }
+
+// Envoy's ext_authz HTTP service appends the original path and query to
+// the verify route and keeps the original method and Host.
+func TestVerifyEnvoyPathStyle(t *testing.T) {
+	e := newVerifyEnv(t, loopback)
+	token := e.issue("marco", "marco")
+	tests := []struct {
+		method, target string
+		hdr            http.Header
+		status         int
+		identity       string
+		location       string
+	}{
+		{"GET", verifyPath + "/healthz", nil, 200, "", ""},
+		{"POST", verifyPath + "/static/x.js?v=1", nil, 200, "", ""},
+		{"GET", verifyPath + "/app", nil, 401, "", ""},
+		{"DELETE", verifyPath + "/app", bearer(token), 200, "marco", ""},
+		{"GET", verifyPath + "/ws?access_token=" + token, nil, 200, "marco", ""},
+		{"GET", verifyPath + "/healthzX", nil, 401, "", ""},
+		{"GET", verifyPath + "/healthz/%2e%2e/app", nil, 400, "", ""}, // a hostile path is refused whole
+		{"GET", verifyPath + "/app/page?a=1", hdr("Accept", "text/html", "X-Forwarded-Proto", "https"), 302, "",
+			signInPath + "?rd=" + url.QueryEscape("/app/page?a=1")}, // the test's Host is not an allowed host
+	}
+	for _, tt := range tests {
+		res := e.send(tt.method, tt.target, tt.hdr, "")
+		if res.StatusCode != tt.status || strings.Join(identityValues(res.Header), ",") != tt.identity || res.Header.Get("Location") != tt.location {
+			t.Errorf("%s %s: %d identity %q Location %q, want %d %q %q", tt.method, tt.target, res.StatusCode,
+				identityValues(res.Header), res.Header.Get("Location"), tt.status, tt.identity, tt.location)
+		}
+	}
+	if n := len(e.up.requests()); n != 0 {
+		t.Errorf("the upstream was reached %d times", n)
+	}
+	// From an untrusted peer the appended path is unknown: private.
+	e = newVerifyEnv(t, nil)
+	if res := e.send("GET", verifyPath+"/healthz", nil, ""); res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("untrusted peer, %s/healthz: %d, want 401", verifyPath, res.StatusCode)
+	}
+}
