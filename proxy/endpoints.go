@@ -279,10 +279,10 @@ func (h *handler) serveUsers(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 	case errors.Is(err, authn.ErrInvalidUsername):
-		writeError(w, errInvalidUsername)
+		writeError(w, withPolicyReason(errInvalidUsername, err))
 		return
 	case errors.Is(err, authn.ErrWeakPassword):
-		writeError(w, errWeakPassword)
+		writeError(w, withPolicyReason(errWeakPassword, err))
 		return
 	case errors.Is(err, authn.ErrUserExists):
 		writeError(w, errUserExists)
