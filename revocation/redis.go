@@ -68,7 +68,7 @@ type RedisOptions struct {
 //
 //	<prefix>jti:<jti>   exp (unix ns), PX = time left until exp
 //	<prefix>user:<id>   cutoff (unix ns, 20 digits), PX = time left until `until`
-//	<prefix>longest_lifetime  longest token lifetime noted (ms); NO TTL (the exception below)
+//	<prefix>longest_lifetime  longest token lifetime noted (ms); no TTL, unlike every other key
 //
 // Every key has a TTL. Each successful revocation is published on Channel
 // ("t:<exp ns>:<jti>" or "u:<cutoff ns>:<user id>") so that other replicas
