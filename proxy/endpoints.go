@@ -48,6 +48,11 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) loginFailed(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
+	case errors.Is(err, authn.ErrMalformedLoginName):
+		// A client error, refused before any lookup: never a store error
+		// (which would feed the "cannot check logins" alert).
+		h.metrics.logins[loginMalformed].Inc()
+		writeError(w, errMalformedLoginName)
 	case errors.Is(err, authn.ErrInvalidCredentials):
 		h.metrics.logins[loginInvalidCredentials].Inc()
 		writeError(w, errInvalidCreds)

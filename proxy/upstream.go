@@ -80,6 +80,7 @@ func (h *handler) newReverseProxy(timeout time.Duration) *httputil.ReverseProxy 
 // identity header (TestIdentitySpoofing holds both guarantees).
 func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(h.upstream)
+	dropNonWebSocketUpgrade(pr.Out.Header)
 	if st := stateFrom(pr.In.Context()); st != nil && st.authed {
 		st.userVal[0] = st.claims.Subject
 		// A non-canonical key on purpose: the Transport writes map keys

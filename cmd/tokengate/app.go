@@ -115,7 +115,8 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 		},
 		// Unknown names are checked against a dummy hash of the kind new
 		// passwords get, so they cost what a wrong password costs.
-		Hash: authn.HashOptions{Algorithm: cfg.Users.PasswordHash, BcryptCost: cfg.Users.BcryptCost},
+		Hash:   authn.HashOptions{Algorithm: cfg.Users.PasswordHash, BcryptCost: cfg.Users.BcryptCost},
+		Logger: log,
 	})
 	var registrar proxy.Registrar
 	if cfg.Users.Registration != "off" && registrarStore != nil {
@@ -309,6 +310,18 @@ func (a *app) noteTokenLifetime(ctx context.Context) error {
 // loadKeys loads the signing key (creating it on first start when create is
 // set) and the older verification keys.
 func loadKeys(cfg config.Config, create bool) (*authn.Key, []*authn.Key, error) {
+	// Verification keys first: a bad one must not leave a new signing key behind.
+	var verification []*authn.Key
+	for i, f := range cfg.Tokens.VerificationKeyFiles {
+		k, err := authn.LoadVerificationKey(cfg.Resolve(f))
+		if err == nil {
+			err = authn.CheckVerificationKeys(cfg.Tokens.Algorithm, []*authn.Key{k})
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("tokens.verification_key_files[%d]: %w", i, err)
+		}
+		verification = append(verification, k)
+	}
 	load := authn.LoadSigningKey
 	if create {
 		load = authn.LoadOrCreateSigningKey
@@ -316,14 +329,6 @@ func loadKeys(cfg config.Config, create bool) (*authn.Key, []*authn.Key, error) 
 	signing, err := load(cfg.Resolve(cfg.Tokens.SigningKeyFile), cfg.Tokens.Algorithm)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tokens.signing_key_file: %w", err)
-	}
-	var verification []*authn.Key
-	for i, f := range cfg.Tokens.VerificationKeyFiles {
-		k, err := authn.LoadVerificationKey(cfg.Resolve(f))
-		if err != nil {
-			return nil, nil, fmt.Errorf("tokens.verification_key_files[%d]: %w", i, err)
-		}
-		verification = append(verification, k)
 	}
 	return signing, verification, nil
 }

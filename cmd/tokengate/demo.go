@@ -39,6 +39,9 @@ func cmdDemo(ctx context.Context, args []string, e env) int {
 			return exitError
 		}
 		*dir = d
+		// The temp dir holds a private signing key: it goes when the demo
+		// stops (Ctrl-C, SIGTERM). A --dir is the user's and stays.
+		defer os.RemoveAll(d)
 	} else if err := os.MkdirAll(*dir, 0o700); err != nil {
 		fmt.Fprintf(e.stderr, "demo: %v\n", err)
 		return exitError
