@@ -68,9 +68,9 @@ type RedisOptions struct {
 //
 //	<prefix>jti:<jti>   exp (unix ns), PX = time left until exp
 //	<prefix>user:<id>   cutoff (unix ns, 20 digits), PX = time left until `until`
-//	<prefix>longest_lifetime  longest token lifetime noted (ms), no TTL
+//	<prefix>longest_lifetime  longest token lifetime noted (ms); no TTL, unlike every other key
 //
-// Every key but longest_lifetime has a TTL. Each successful revocation is published on Channel
+// Every key has a TTL. Each successful revocation is published on Channel
 // ("t:<exp ns>:<jti>" or "u:<cutoff ns>:<user id>") so that other replicas
 // update their caches (see Notifications). Durability is Redis's own
 // (appendonly/appendfsync, replication).
