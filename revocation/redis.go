@@ -18,8 +18,6 @@ import (
 
 // Defaults for RedisOptions.
 const (
-	DefaultRedisKeyPrefix   = "tokengate:"
-	DefaultRedisChannel     = "tokengate:revocations"
 	DefaultRedisTimeout     = 500 * time.Millisecond
 	DefaultRedisHealthCheck = 10 * time.Second
 )
@@ -30,7 +28,15 @@ const (
 	redisCutoffDigits       = 20 // fixed width so Lua compares cutoffs as strings exactly
 	redisEventToken         = "t"
 	redisEventUser          = "u"
+	redisChannelSuffix      = "revocations"
 )
+
+// DefaultRedisPrefix is the prefix of keys and channel when RedisOptions.Prefix
+// is empty: "tokengate:db<N>:" for database N. Redis pub/sub ignores the
+// database number, so the number must be in the channel's name: two
+// deployments on one server in different databases never hear each other.
+// Cluster and Sentinel addresses (RedisOptions.Addrs) use database 0.
+func DefaultRedisPrefix(db int) string { return "tokengate:db" + strconv.Itoa(db) + ":" }
 
 // RedisOptions configure a RedisStore. Zero values get the documented defaults.
 type RedisOptions struct {
@@ -48,8 +54,10 @@ type RedisOptions struct {
 	// TLS enables TLS for Addrs (the URL's scheme decides for URL).
 	TLS *tls.Config
 
-	KeyPrefix string // default "tokengate:"
-	Channel   string // pub/sub channel for revocation events; default "tokengate:revocations"
+	// Prefix starts every key and the pub/sub channel (<Prefix>revocations).
+	// Deployments that share a Redis server must not share a prefix unless
+	// they mean to share revocations. Default DefaultRedisPrefix(db).
+	Prefix string
 
 	// DialTimeout, ReadTimeout (also used for writes) are small so a dead
 	// Redis fails fast; default 500ms each. A command is retried once, a
@@ -69,10 +77,11 @@ type RedisOptions struct {
 //	<prefix>jti:<jti>   exp (unix ns), PX = time left until exp
 //	<prefix>user:<id>   cutoff (unix ns, 20 digits), PX = time left until `until`
 //
-// Every key has a TTL. Each successful revocation is published on Channel
-// ("t:<exp ns>:<jti>" or "u:<cutoff ns>:<user id>") so that other replicas
-// update their caches (see Notifications). Durability is Redis's own
-// (appendonly/appendfsync, replication).
+// Every key has a TTL. Each successful revocation is published on
+// <prefix>revocations ("t:<exp ns>:<jti>" or "u:<cutoff ns>:<user id>") so
+// that other replicas re-check it (see Notifications): a message is a hint,
+// the keys are the truth. Durability is Redis's own (appendonly/appendfsync,
+// replication).
 type RedisStore struct {
 	client      redis.UniversalClient
 	prefix      string
@@ -114,12 +123,6 @@ return 1
 // NewRedisStore builds the client; it does not contact Redis (see Ping), so
 // a replica can start while Redis is down and become ready later.
 func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
-	if opts.KeyPrefix == "" {
-		opts.KeyPrefix = DefaultRedisKeyPrefix
-	}
-	if opts.Channel == "" {
-		opts.Channel = DefaultRedisChannel
-	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = DefaultRedisTimeout
 	}
@@ -137,6 +140,7 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 	}
 
 	var client redis.UniversalClient
+	db := 0
 	switch {
 	case len(opts.Addrs) > 0:
 		client = redis.NewUniversalClient(&redis.UniversalOptions{
@@ -166,15 +170,19 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = opts.DialTimeout, opts.ReadTimeout, opts.ReadTimeout
 		o.MaxRetries, o.DialerRetries = 1, 1
 		o.ContextTimeoutEnabled = true
+		db = o.DB
 		client = redis.NewClient(o)
 	default:
 		return nil, errors.New("revocation: redis needs a URL or addresses")
 	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultRedisPrefix(db)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &RedisStore{
 		client:      client,
-		prefix:      opts.KeyPrefix,
-		channel:     opts.Channel,
+		prefix:      opts.Prefix,
+		channel:     opts.Prefix + redisChannelSuffix,
 		healthCheck: opts.HealthCheckInterval,
 		now:         opts.Now,
 		log:         opts.Logger,
@@ -258,6 +266,9 @@ func (s *RedisStore) Status(ctx context.Context, jti, userID string) (Status, er
 func (s *RedisStore) Ping(ctx context.Context) error {
 	return s.unavailable(s.client.Ping(ctx).Err())
 }
+
+// Prefix is the prefix of this store's keys and channel.
+func (s *RedisStore) Prefix() string { return s.prefix }
 
 // Subscribed reports whether a Notifications subscription is established.
 func (s *RedisStore) Subscribed() bool { return s.subscribed.Load() }
