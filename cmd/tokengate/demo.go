@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+	"tokengate/internal/config"
 
 	"tokengate/authn"
 )
@@ -73,7 +74,7 @@ func cmdDemo(ctx context.Context, args []string, e env) int {
 	cfg.Tokens.SigningKeyFile = filepath.Join(*dir, "signing.key")
 	cfg.Revocation.Backend, cfg.Revocation.Path = "bolt", filepath.Join(*dir, "revocations.db")
 	cfg.Server.ShutdownDelay = 0 // no endpoints to update outside Kubernetes
-	if cfg.LogFormat == DefaultConfig().LogFormat {
+	if cfg.LogFormat == config.Default().LogFormat {
 		cfg.LogFormat = "text"
 	}
 	if err := cfg.Validate(); err != nil {

@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"tokengate/internal/config"
 )
 
 // Stamped by the build (-ldflags "-X main.version=... -X main.commit=...").
@@ -51,7 +52,7 @@ type env struct {
 	// started, when set, receives the bound addresses once serving.
 	started func(addrs)
 	// reloadConfig reads the configuration again on SIGHUP (nil: none).
-	reloadConfig func() (*Config, error)
+	reloadConfig func() (*config.Config, error)
 }
 
 // addrs are the listeners' real addresses (useful with :0).
@@ -133,8 +134,8 @@ func parseFlags(fs *flag.FlagSet, args []string) bool {
 }
 
 // loadConfig loads and validates; it prints every problem and reports false.
-func loadConfig(path string, e env) (Config, bool) {
-	cfg, err := LoadConfig(path, e.environ)
+func loadConfig(path string, e env) (config.Config, bool) {
+	cfg, err := config.Load(path, e.environ)
 	if err == nil {
 		err = cfg.Validate()
 	}
@@ -143,7 +144,7 @@ func loadConfig(path string, e env) (Config, bool) {
 		for _, line := range flattenErrors(err) {
 			fmt.Fprintf(e.stderr, "  %s\n", line)
 		}
-		return Config{}, false
+		return config.Config{}, false
 	}
 	return cfg, true
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"tokengate/internal/config"
 
 	"tokengate/authn"
 )
@@ -42,7 +43,7 @@ func cmdCheckConfig(args []string, e env) int {
 
 // checkFiles loads what the config names without side effects: a signing key
 // that does not exist yet is fine (serve creates it).
-func checkFiles(cfg Config) []error {
+func checkFiles(cfg config.Config) []error {
 	var errs []error
 	if _, err := os.Stat(cfg.Resolve(cfg.Tokens.SigningKeyFile)); err == nil {
 		if _, err := authn.LoadSigningKey(cfg.Resolve(cfg.Tokens.SigningKeyFile), cfg.Tokens.Algorithm); err != nil {
