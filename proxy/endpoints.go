@@ -100,7 +100,7 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
 	stateFrom(r.Context()).setClaims(out.claims)
 	if err := h.revokeToken(r.Context(), out.claims); err != nil {
 		h.logError(r.Context(), "logout: revoking the token failed", err)
-		writeError(w, errRevocationDown)
+		writeError(w, errRevocationNotConfirmed)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -142,7 +142,7 @@ func (h *handler) serveLogoutAll(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := h.revocation.RevokeUser(r.Context(), out.claims.Subject, h.now()); err != nil {
 		h.logError(r.Context(), "logout_all: revoking the user failed", err)
-		writeError(w, errRevocationDown)
+		writeError(w, errRevocationNotConfirmed)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -204,7 +204,7 @@ func (h *handler) refresh(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := h.revokeToken(r.Context(), old); err != nil {
 		h.logError(r.Context(), "refresh: revoking the old token failed", err)
-		writeError(w, errRevocationDown)
+		writeError(w, errRevocationNotConfirmed)
 		return
 	}
 	body, _ := json.Marshal(struct {
