@@ -193,8 +193,8 @@ func TestRedisCluster(t *testing.T) {
 		w := newReplica(t, confirming)
 		dead, _ := cluster.PrimaryFor(t, opts.Prefix+redisChannelSuffix)
 		before := keyOn(t, cluster, opts.Prefix, "jti", dead)
-		after := before + "-after"
-		for after = before; ; after += "x" {
+		after := before
+		for ; ; after += "x" {
 			if p, _ := cluster.PrimaryFor(t, opts.Prefix+"jti:"+after); p == dead && after != before {
 				break
 			}

@@ -64,11 +64,11 @@ func (r *Redis) linkUp(ctx context.Context) bool {
 	return err == nil && strings.Contains(info, "master_link_status:up")
 }
 
-func countNodes(slots []redis.ClusterSlot) int {
+func countNodes(slots []slotRange) int {
 	seen := map[string]bool{}
 	for _, s := range slots {
 		for _, n := range s.Nodes {
-			seen[n.Addr] = true
+			seen[n] = true
 		}
 	}
 	return len(seen)
@@ -146,22 +146,56 @@ func (c *RedisCluster) Node(t testing.TB, addr string) *Redis {
 	return nil
 }
 
+// slotRange is a range of slots and the nodes serving it: the primary
+// first ("" when no online primary), then the online replicas.
+type slotRange struct {
+	Start, End int
+	Nodes      []string
+}
+
+// clusterSlots reads one node's view of the slot map (CLUSTER SHARDS).
+func clusterSlots(ctx context.Context, cl *redis.Client) ([]slotRange, error) {
+	shards, err := cl.ClusterShards(ctx).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []slotRange
+	for _, sh := range shards {
+		primary, replicas := "", []string(nil)
+		for _, n := range sh.Nodes {
+			if n.Health != "online" {
+				continue
+			}
+			addr := net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))
+			if n.Role == "master" {
+				primary = addr
+			} else {
+				replicas = append(replicas, addr)
+			}
+		}
+		for _, r := range sh.Slots {
+			out = append(out, slotRange{int(r.Start), int(r.End), append([]string{primary}, replicas...)})
+		}
+	}
+	return out, nil
+}
+
 // slots asks a running node for the slot map.
-func (c *RedisCluster) slots(ctx context.Context) ([]redis.ClusterSlot, error) {
+func (c *RedisCluster) slots(ctx context.Context) ([]slotRange, error) {
 	var last error
 	for _, n := range c.Nodes {
 		if !n.Running() {
 			continue
 		}
 		cl := redis.NewClient(&redis.Options{Addr: n.Addr, DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, MaxRetries: -1})
-		s, err := cl.ClusterSlots(ctx).Result()
+		s, err := clusterSlots(ctx, cl)
 		_ = cl.Close()
 		if err == nil {
 			return s, nil
 		}
 		last = err
 	}
-	return nil, fmt.Errorf("no node answered CLUSTER SLOTS: %v", last)
+	return nil, fmt.Errorf("no node answered CLUSTER SHARDS: %v", last)
 }
 
 // PrimaryFor returns the address of the primary serving key (or a sharded
@@ -176,10 +210,7 @@ func (c *RedisCluster) PrimaryFor(t testing.TB, key string) (primary string, rep
 	}
 	for _, r := range s {
 		if int(slot) >= r.Start && int(slot) <= r.End {
-			for _, n := range r.Nodes[1:] {
-				replicas = append(replicas, n.Addr)
-			}
-			return r.Nodes[0].Addr, replicas
+			return r.Nodes[0], r.Nodes[1:]
 		}
 	}
 	t.Fatalf("slot %d of %q not served", slot, key)
@@ -219,9 +250,9 @@ func (c *RedisCluster) unhealthy() string {
 		}
 		cl := redis.NewClient(&redis.Options{Addr: n.Addr, DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, MaxRetries: -1})
 		info, err := cl.ClusterInfo(ctx).Result()
-		var slots []redis.ClusterSlot
+		var slots []slotRange
 		if err == nil {
-			slots, err = cl.ClusterSlots(ctx).Result()
+			slots, err = clusterSlots(ctx, cl)
 		}
 		_ = cl.Close()
 		if err != nil {
@@ -233,11 +264,11 @@ func (c *RedisCluster) unhealthy() string {
 		covered := 0
 		var b strings.Builder
 		for _, s := range slots {
-			if !running[s.Nodes[0].Addr] {
-				return fmt.Sprintf("%s: slots %d-%d still on stopped %s", n.Addr, s.Start, s.End, s.Nodes[0].Addr)
+			if !running[s.Nodes[0]] {
+				return fmt.Sprintf("%s: slots %d-%d on %q, not a running primary", n.Addr, s.Start, s.End, s.Nodes[0])
 			}
 			covered += s.End - s.Start + 1
-			fmt.Fprintf(&b, "%d-%d=%s;", s.Start, s.End, s.Nodes[0].Addr)
+			fmt.Fprintf(&b, "%d-%d=%s;", s.Start, s.End, s.Nodes[0])
 		}
 		if covered != 16384 {
 			return fmt.Sprintf("%s: %d slots covered", n.Addr, covered)
