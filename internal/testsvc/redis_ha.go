@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -173,10 +174,13 @@ func clusterSlots(ctx context.Context, cl *redis.Client) ([]slotRange, error) {
 				replicas = append(replicas, addr)
 			}
 		}
+		slices.Sort(replicas)
 		for _, r := range sh.Slots {
 			out = append(out, slotRange{int(r.Start), int(r.End), append([]string{primary}, replicas...)})
 		}
 	}
+	// Each node lists the shards in its own order.
+	slices.SortFunc(out, func(a, b slotRange) int { return a.Start - b.Start })
 	return out, nil
 }
 
