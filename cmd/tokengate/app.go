@@ -273,7 +273,7 @@ func openRevocationStore(cfg config.Config, log *slog.Logger) (revocation.Store,
 		}
 		s, err := revocation.NewRedisStore(revocation.RedisOptions{
 			URL: rc.RedisURL, Addrs: rc.RedisAddrs, MasterName: rc.RedisMasterName,
-			Password: password, Logger: log,
+			Password: password, Prefix: rc.RedisPrefix, MinReplicas: rc.RedisMinReplicas, Logger: log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("revocation.redis_url: %w", err)
