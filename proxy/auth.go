@@ -62,6 +62,7 @@ func verifyError(err error) authOutcome {
 func (h *handler) authenticate(r *http.Request, refreshable bool) authOutcome {
 	out := h.checkToken(r, refreshable)
 	h.metrics.decisions[out.decision].Inc()
+	stateFrom(r.Context()).auth = out.decision // for the access line
 	return out
 }
 
