@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"tokengate/internal/config"
 )
 
 // SIGTERM loses no access line: the log is written in batches off the
@@ -82,7 +84,7 @@ func TestLogLinesDroppedMetric(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lg := newLogs(Config{LogFormat: "json", LogLevel: "info"}, pw)
+	lg := newLogs(config.Config{LogFormat: "json", LogLevel: "info"}, pw)
 	for i := range 20_000 { // ~2 MiB: more than the pipe and the 1 MiB buffer
 		lg.Info("filler", "i", i, "pad", strings.Repeat("x", 40))
 	}

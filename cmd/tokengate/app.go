@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"tokengate/internal/config"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -24,10 +25,10 @@ import (
 	"tokengate/revocation"
 )
 
-// app is one running tokengate built from a Config: the components, the
+// app is one running tokengate built from a config.Config: the components, the
 // handlers and what shutdown must close. Only this file wires packages.
 type app struct {
-	cfg      Config
+	cfg      config.Config
 	log      *slog.Logger
 	registry *prometheus.Registry
 
@@ -53,7 +54,7 @@ type pinger interface {
 }
 
 // newApp constructs every component. On error, whatever was opened is closed.
-func newApp(ctx context.Context, cfg Config, log *slog.Logger, access *accesslog.Logger) (_ *app, err error) {
+func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *accesslog.Logger) (_ *app, err error) {
 	a := &app{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -216,7 +217,7 @@ func (a *app) openUsers(ctx context.Context, reg prometheus.Registerer) (authn.U
 			Migrate: cfg.Users.Migrate, Query: cfg.Users.Query,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("users.postgres_url: %w", err)
+			return nil, postgresUsersError(err)
 		}
 		a.closers = append(a.closers, func() error { pu.Close(); return nil })
 		a.users = pu
@@ -228,7 +229,16 @@ func (a *app) openUsers(ctx context.Context, reg prometheus.Registerer) (authn.U
 	return nil, fmt.Errorf("users.backend: unknown backend %q", cfg.Users.Backend)
 }
 
-func openRevocationStore(cfg Config, log *slog.Logger) (revocation.Store, error) {
+// postgresUsersError names the key to fix: users.table when the table is
+// missing or unusable, else users.postgres_url (cannot connect, bad URL).
+func postgresUsersError(err error) error {
+	if errors.Is(err, authn.ErrUsersTable) {
+		return fmt.Errorf("users.table: %w", err)
+	}
+	return fmt.Errorf("users.postgres_url: %w", err)
+}
+
+func openRevocationStore(cfg config.Config, log *slog.Logger) (revocation.Store, error) {
 	rc := cfg.Revocation
 	switch rc.Backend {
 	case "memory":
@@ -258,7 +268,7 @@ func openRevocationStore(cfg Config, log *slog.Logger) (revocation.Store, error)
 
 // loadKeys loads the signing key (creating it on first start when create is
 // set) and the older verification keys.
-func loadKeys(cfg Config, create bool) (*authn.Key, []*authn.Key, error) {
+func loadKeys(cfg config.Config, create bool) (*authn.Key, []*authn.Key, error) {
 	load := authn.LoadSigningKey
 	if create {
 		load = authn.LoadOrCreateSigningKey
@@ -316,7 +326,7 @@ func optionalSecret(resolved, configured string) (string, error) {
 // next is the configuration read again (nil when there is no file): its key
 // file settings take effect, so a rotation needs no restart; other changes
 // are reported as needing one.
-func (a *app) reload(next *Config) error {
+func (a *app) reload(next *config.Config) error {
 	var errs []error
 	keysCfg := a.cfg
 	if next != nil {
@@ -353,7 +363,7 @@ func (a *app) reload(next *Config) error {
 
 // restartOnlyChanges names the top-level sections that differ between two
 // configurations, apart from the key files a reload applies.
-func restartOnlyChanges(old, next Config) []string {
+func restartOnlyChanges(old, next config.Config) []string {
 	next.Tokens.SigningKeyFile = old.Tokens.SigningKeyFile
 	next.Tokens.VerificationKeyFiles = old.Tokens.VerificationKeyFiles
 	var changed []string
