@@ -43,7 +43,7 @@ func chartSVG(m runMeta, sums []summary) string {
 
 	x1 := labelW
 	x2 := labelW + panelW + gap
-	fmt.Fprintf(&b, `<text x="%.0f" y="44">throughput ratio (bar) and p99 ratio (line) to bare; | = budget</text>`+"\n", x1)
+	fmt.Fprintf(&b, `<text x="%.0f" y="44">ratio to bare: throughput (bar), CPU-bound estimate (o), p99 (line); ¦ budget</text>`+"\n", x1)
 	fmt.Fprintf(&b, `<text x="%.0f" y="44">CPU µs per request: server, upstream, generator</text>`+"\n", x2)
 
 	scaleT := func(r float64) float64 { return x1 + panelW*math.Min(math.Max(r, 0), maxTput)/maxTput }
@@ -90,6 +90,9 @@ func chartSVG(m runMeta, sums []summary) string {
 			if s.scenario != scenarioBare {
 				fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="10" fill="#333">p99 %.2f</text>`+"\n", scaleT(s.p99Ratio)+4, py+3, s.p99Ratio)
 			}
+		}
+		if !math.IsNaN(s.cpuRatio) && s.cpuRatio > 0 {
+			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="4" fill="#fff" stroke="#000" stroke-width="1.5"/>`+"\n", scaleT(s.cpuRatio), y+rowH/2-2)
 		}
 		if s.budget != nil {
 			bx := scaleT(s.budget.minThroughput)

@@ -109,6 +109,11 @@ type summary struct {
 	tputRatio float64 // rps / baseline rps
 	p50Ratio  float64 // p50 / baseline p50
 	p99Ratio  float64 // p99 / baseline p99
+	// cpuRatio is the baseline's CPU per request (server + upstream +
+	// generator) over this scenario's: the throughput ratio to expect when
+	// the machine's CPUs are the limit, which the neighbours on a shared
+	// machine blur far less than req/s. NaN when unknown.
+	cpuRatio float64
 	budget    *budget
 	verdict   string
 }
@@ -167,6 +172,10 @@ func summarize(results []turnResult, order []string, baseline string, budgets ma
 		if base != nil {
 			s.tputRatio = ratio(s.rps, base.rps)
 			s.p50Ratio = ratio(float64(s.p50), float64(base.p50))
+			s.cpuRatio = math.NaN()
+			if s.cpuPerReq > 0 && s.upCPU > 0 && s.genCPU > 0 && base.cpuPerReq > 0 && base.upCPU > 0 && base.genCPU > 0 {
+				s.cpuRatio = ratio(float64(base.cpuPerReq+base.upCPU+base.genCPU), float64(s.cpuPerReq+s.upCPU+s.genCPU))
+			}
 			s.p99Ratio = ratio(float64(s.p99), float64(base.p99))
 		}
 		if b, ok := budgets[s.scenario]; ok {
@@ -263,17 +272,18 @@ func writeMarkdown(w io.Writer, m runMeta, sums []summary, results []turnResult)
 		fmt.Fprintf(w, "- %s\n", n)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| scenario | req/s (median) | p50 | p99 | errors | tput ratio | p50 ratio | p99 ratio | budget | verdict | CPU/req: server | upstream | generator |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|")
+	fmt.Fprintln(w, "| scenario | req/s (median) | p50 | p99 | errors | tput ratio | p50 ratio | p99 ratio | budget | verdict | CPU/req: server | upstream | generator | CPU-bound tput ratio |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|")
 	for _, s := range sums {
 		b := "-"
 		if s.budget != nil {
 			b = s.budget.String()
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %d | %.3f | %.3f | %.3f | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %d | %.3f | %.3f | %.3f | %s | %s | %s | %s | %s | %s |\n",
 			s.scenario, s.rps, fmtDur(s.p50), fmtDur(s.p99), s.errors, s.tputRatio, s.p50Ratio, s.p99Ratio, b, s.verdict,
-			fmtCPU(s.cpuPerReq), fmtCPU(s.upCPU), fmtCPU(s.genCPU))
+			fmtCPU(s.cpuPerReq), fmtCPU(s.upCPU), fmtCPU(s.genCPU), fmtRatio(s.cpuRatio))
 	}
+	fmt.Fprintln(w, "\nCPU-bound tput ratio: bare's CPU per request (server + upstream + generator) over the scenario's, the throughput ratio to expect when the CPUs are the limit; less blurred by other load on the machine than req/s. Not judged.")
 	for _, c := range comparisons(sums) {
 		fmt.Fprintf(w, "\n%s: %s / %s = %.3f (budget >= %.2f): %s\n", c.what, c.a, c.b, c.ratio, c.min, c.verdict)
 	}
@@ -301,6 +311,14 @@ func writeMarkdown(w io.Writer, m runMeta, sums []summary, results []turnResult)
 			fmtDur(r.hist.quantile(0.5)), fmtDur(r.hist.quantile(0.99)), fmtDur(time.Duration(r.hist.max)),
 			fmtCPU(r.cpuPerRequest()), fmtCPU(r.perRequest(r.upstreamCPU)), fmtCPU(r.perRequest(r.genCPU)))
 	}
+}
+
+// fmtRatio prints a ratio, "n/a" when unknown.
+func fmtRatio(r float64) string {
+	if math.IsNaN(r) || r == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.3f", r)
 }
 
 // fmtCPU prints a CPU time per request in microseconds, "n/a" when unknown.

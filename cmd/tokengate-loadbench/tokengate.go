@@ -35,6 +35,9 @@ type instanceConfig struct {
 	backend   string // revocation backend: memory, bolt or redis
 	redisURL  string // backend redis
 	quiet     bool   // log_level: warn (no access log); else info, the default
+	// defaultCaches keeps tokens.cache_size at its default instead of the
+	// small cache that makes every unique token miss.
+	defaultCaches bool
 }
 
 // tokengateSetup is what the run needs to know of the tokengate it started.
@@ -173,7 +176,7 @@ func startTokengate(ctx context.Context, p *procs, bin, dir, upstream string, ic
 		return nil, err
 	}
 	cfgPath := filepath.Join(dir, "tokengate.yaml")
-	opts := configOptions{cacheSize: true, logLevel: true}
+	opts := configOptions{cacheSize: !ic.defaultCaches, logLevel: true}
 	for {
 		if err := writeConfig(cfgPath, listen, admin, upstream, ic, opts); err != nil {
 			return nil, err
@@ -321,6 +324,22 @@ func (s *tokengateSetup) newKey() ([]byte, error) {
 // mint signs n tokens as this instance would (see mintTokens).
 func (s *tokengateSetup) mint(n int, now time.Time) ([]string, error) {
 	return mintTokens(n, s.method, s.signKey, s.kid, s.claims, now)
+}
+
+// mintWithJTI signs one token as this instance would, with the given jti
+// and exp.
+func (s *tokengateSetup) mintWithJTI(jti string, exp time.Time) (string, error) {
+	claims := jwt.MapClaims{}
+	for k, v := range s.claims {
+		claims[k] = v
+	}
+	claims["jti"] = jti
+	claims["exp"] = jwt.NewNumericDate(exp)
+	t := jwt.NewWithClaims(s.method, claims)
+	if s.kid != "" {
+		t.Header["kid"] = s.kid
+	}
+	return t.SignedString(s.signKey)
 }
 
 // mintTokens signs n distinct valid tokens as tokengate would: the login
