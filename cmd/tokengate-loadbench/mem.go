@@ -42,6 +42,7 @@ func cmdMem(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	conns := fs.Int("conns", 1000, "idle keep-alive client connections")
 	nRev := fs.Int("revocations", 1_000_000, "live revocations written to each store")
 	nReq := fs.Int("requests", 120_000, "requests with distinct revoked tokens (fills the 100000-entry revocation cache)")
+	memLimit := fs.String("gomemlimit", "", "GOMEMLIMIT for tokengate (as the Kubernetes kit sets from the container's limit); \"\" leaves the Go default (none)")
 	redisURL := fs.String("redis", "redis://127.0.0.1:6379/13", "Redis for the Redis case (a db of its own: the run deletes exactly the keys it wrote); \"\" skips it")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -49,7 +50,7 @@ func cmdMem(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	if err := runMem(ctx, &out, stderr, *bin, *conns, *nRev, *nReq, *redisURL); err != nil {
+	if err := runMem(ctx, &out, stderr, *bin, *conns, *nRev, *nReq, *redisURL, *memLimit); err != nil {
 		fmt.Fprintf(stderr, "tokengate-loadbench mem: %v\n", err)
 		return 1
 	}
@@ -57,7 +58,11 @@ func cmdMem(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func runMem(ctx context.Context, out, logw io.Writer, bin string, conns, nRev, nReq int, redisURL string) error {
+func runMem(ctx context.Context, out, logw io.Writer, bin string, conns, nRev, nReq int, redisURL, memLimit string) error {
+	var env []string
+	if memLimit != "" {
+		env = []string{"GOMEMLIMIT=" + memLimit}
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -76,15 +81,16 @@ func runMem(ctx context.Context, out, logw io.Writer, bin string, conns, nRev, n
 	upstream := "http://" + upAddr
 
 	fmt.Fprintf(out, "### Memory %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(out, "- command: `tokengate-loadbench mem -conns %d -revocations %d -requests %d`\n", conns, nRev, nReq)
+	fmt.Fprintf(out, "- command: `tokengate-loadbench mem -conns %d -revocations %d -requests %d -gomemlimit %q`\n", conns, nRev, nReq, memLimit)
 	fmt.Fprintf(out, "- machine: %d CPUs (%s), %s; default cache sizes (tokens.cache_size 10000, revocation.cache_size 100000), access log on\n\n",
 		runtime.NumCPU(), cpuModel(), runtime.Version())
-	fmt.Fprintln(out, "| case | RSS | note |")
-	fmt.Fprintln(out, "|---|---:|---|")
-	row := func(name string, pid int, note string) {
-		rss, _ := processRSS(pid)
-		fmt.Fprintf(out, "| %s | %.1f MB | %s |\n", name, float64(rss)/(1<<20), note)
-		fmt.Fprintf(logw, "mem: %s: %.1f MB\n", name, float64(rss)/(1<<20))
+	fmt.Fprintln(out, "| case | RSS | anonymous (heap, stacks) | file-backed (binary, bolt's mmap) | Go heap in use | note |")
+	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---|")
+	row := func(name string, tg *tokengateSetup, note string) {
+		st := processMem(tg.pid)
+		heap := goHeap(ctx, tg.admin)
+		fmt.Fprintf(out, "| %s | %.1f MB | %.1f MB | %.1f MB | %s | %s |\n", name, mb(st["VmRSS"]), mb(st["RssAnon"]), mb(st["RssFile"]+st["RssShmem"]), heap, note)
+		fmt.Fprintf(logw, "mem: %s: RSS %.1f MB (anon %.1f, file %.1f), heap %s\n", name, mb(st["VmRSS"]), mb(st["RssAnon"]), mb(st["RssFile"]), heap)
 	}
 
 	// 0. What one cache entry costs, measured in this process.
@@ -107,17 +113,17 @@ func runMem(ctx context.Context, out, logw io.Writer, bin string, conns, nRev, n
 	if err := fillBolt(filepath.Join(boltDir, "revocations.db"), jtis, exp); err != nil {
 		return err
 	}
-	ic := instanceConfig{name: "tokengate-bolt", algorithm: "HS256", backend: "bolt", defaultCaches: true}
+	ic := instanceConfig{name: "tokengate-bolt", algorithm: "HS256", backend: "bolt", defaultCaches: true, env: env}
 	tg, err := startTokengate(ctx, &p, bin, boltDir, upstream, ic)
 	if err != nil {
 		return err
 	}
-	row("bolt, idle after start", tg.pid, fmt.Sprintf("%d live revocations in the bolt file (%s)", nRev, fileSize(filepath.Join(boltDir, "revocations.db"))))
+	row("bolt, idle after start", tg, fmt.Sprintf("%d live revocations in the bolt file (%s)", nRev, fileSize(filepath.Join(boltDir, "revocations.db"))))
 	held, err := holdConns(ctx, tg, conns)
 	if err != nil {
 		return err
 	}
-	row(fmt.Sprintf("bolt, %d idle keep-alive connections", conns), tg.pid, "each sent one authenticated request, then idles")
+	row(fmt.Sprintf("bolt, %d idle keep-alive connections", conns), tg, "each sent one authenticated request, then idles")
 	for _, c := range held {
 		c.Close()
 	}
@@ -125,7 +131,7 @@ func runMem(ctx context.Context, out, logw io.Writer, bin string, conns, nRev, n
 	if err != nil {
 		return err
 	}
-	row("bolt, caches full", tg.pid, fmt.Sprintf("after %d requests with distinct revoked tokens (all 401 revoked)", n))
+	row("bolt, caches full", tg, fmt.Sprintf("after %d requests with distinct revoked tokens (all 401 revoked)", n))
 
 	// 2. Redis: the same with the revocations in Redis.
 	if redisURL == "" {
@@ -142,33 +148,62 @@ func runMem(ctx context.Context, out, logw io.Writer, bin string, conns, nRev, n
 	if err := os.Mkdir(redisDir, 0o700); err != nil {
 		return err
 	}
-	ic = instanceConfig{name: "tokengate-redis", algorithm: "HS256", backend: "redis", redisURL: redisURL, defaultCaches: true}
+	ic = instanceConfig{name: "tokengate-redis", algorithm: "HS256", backend: "redis", redisURL: redisURL, defaultCaches: true, env: env}
 	tg, err = startTokengate(ctx, &p, bin, redisDir, upstream, ic)
 	if err != nil {
 		return err
 	}
-	row("redis, idle after start", tg.pid, fmt.Sprintf("%d live revocations in Redis", nRev))
+	row("redis, idle after start", tg, fmt.Sprintf("%d live revocations in Redis", nRev))
 	n, err = sendRevoked(ctx, tg, jtis[:min(nReq, len(jtis))], exp)
 	if err != nil {
 		return err
 	}
-	row("redis, caches full", tg.pid, fmt.Sprintf("after %d requests with distinct revoked tokens (all 401 revoked)", n))
+	row("redis, caches full", tg, fmt.Sprintf("after %d requests with distinct revoked tokens (all 401 revoked)", n))
 	return nil
 }
 
-// processRSS is VmRSS of /proc/PID/status, in bytes.
-func processRSS(pid int) (int64, bool) {
+// processMem reads the kB lines of /proc/PID/status (VmRSS, RssAnon,
+// RssFile, RssShmem), in bytes.
+func processMem(pid int) map[string]int64 {
+	out := map[string]int64{}
 	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0, false
+		return out
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err == nil
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || !strings.HasSuffix(v, "kB") {
+			continue
+		}
+		if kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(v, "kB")), 10, 64); err == nil {
+			out[k] = kb << 10
 		}
 	}
-	return 0, false
+	return out
+}
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }
+
+// goHeap is go_memstats_heap_inuse_bytes from tokengate's /metrics.
+func goHeap(ctx context.Context, admin string) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/metrics", nil)
+	if err != nil {
+		return "?"
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return "?"
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				return fmt.Sprintf("%.1f MB", f/(1<<20))
+			}
+		}
+	}
+	return "?"
 }
 
 func fileSize(path string) string {
@@ -361,19 +396,25 @@ func cacheEntryBytes(dir string, n int) (tokenEntry, revocationEntry float64, er
 	if err != nil {
 		return 0, 0, err
 	}
-	tokens, err := authn.NewTokens(key, nil, authn.TokenOptions{CacheSize: n})
+	// The issuer caches what it issues; a second instance (another
+	// replica) starts with an empty cache.
+	issuer, err := authn.NewTokens(key, nil, authn.TokenOptions{CacheSize: 1})
+	if err != nil {
+		return 0, 0, err
+	}
+	verifier, err := authn.NewTokens(key, nil, authn.TokenOptions{CacheSize: n})
 	if err != nil {
 		return 0, 0, err
 	}
 	pool := make([]string, n)
 	for i := range pool {
-		if pool[i], _, err = tokens.Issue("user-"+strconv.Itoa(i%1000), "user"); err != nil {
+		if pool[i], _, err = issuer.Issue("user-"+strconv.Itoa(i%1000), "user"); err != nil {
 			return 0, 0, err
 		}
 	}
 	before := heapInUse()
 	for _, t := range pool {
-		if _, err := tokens.Verify(t); err != nil {
+		if _, err := verifier.Verify(t); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -394,6 +435,7 @@ func cacheEntryBytes(dir string, n int) (tokenEntry, revocationEntry float64, er
 	}
 	revocationEntry = float64(heapInUse()-before) / float64(n)
 	runtime.KeepAlive(pool)
+	runtime.KeepAlive(verifier)
 	runtime.KeepAlive(jtis)
 	return tokenEntry, revocationEntry, nil
 }

@@ -38,6 +38,7 @@ type instanceConfig struct {
 	// defaultCaches keeps tokens.cache_size at its default instead of the
 	// small cache that makes every unique token miss.
 	defaultCaches bool
+	env           []string // extra environment (GOMEMLIMIT=...)
 }
 
 // tokengateSetup is what the run needs to know of the tokengate it started.
@@ -200,7 +201,7 @@ func startTokengate(ctx context.Context, p *procs, bin, dir, upstream string, ic
 		s.cacheNote = "tokens.cache_size is not a config key: relies on the pool being larger than the default cache"
 	}
 
-	c, err := p.start(ic.name, bin, []string{"serve", "--config", cfgPath}, childEnv())
+	c, err := p.start(ic.name, bin, []string{"serve", "--config", cfgPath}, append(childEnv(), ic.env...))
 	if err != nil {
 		return nil, err
 	}
