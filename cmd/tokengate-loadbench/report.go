@@ -114,8 +114,8 @@ type summary struct {
 	// the machine's CPUs are the limit, which the neighbours on a shared
 	// machine blur far less than req/s. NaN when unknown.
 	cpuRatio float64
-	budget    *budget
-	verdict   string
+	budget   *budget
+	verdict  string
 }
 
 // summarize groups results by scenario (in order) and judges each against
