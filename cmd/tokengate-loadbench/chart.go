@@ -43,8 +43,8 @@ func chartSVG(m runMeta, sums []summary) string {
 
 	x1 := labelW
 	x2 := labelW + panelW + gap
-	fmt.Fprintf(&b, `<text x="%.0f" y="44">ratio to bare: throughput (bar), CPU-bound estimate (o), p99 (line); ¦ budget</text>`+"\n", x1)
-	fmt.Fprintf(&b, `<text x="%.0f" y="44">CPU µs per request: server, upstream, generator</text>`+"\n", x2)
+	fmt.Fprintf(&b, `<text x="%.0f" y="44">to bare: throughput (bar), CPU-bound (o), p99 (line)</text>`+"\n", x1)
+	fmt.Fprintf(&b, `<text x="%.0f" y="44">CPU µs per request (stacked)</text>`+"\n", x2)
 
 	scaleT := func(r float64) float64 { return x1 + panelW*math.Min(math.Max(r, 0), maxTput)/maxTput }
 	scaleC := func(v float64) float64 { return panelW * v / maxCPU }
@@ -114,11 +114,11 @@ func chartSVG(m runMeta, sums []summary) string {
 	}
 	// Legend.
 	ly := height - 12
-	for k, name := range []string{"server (tokengate or bare)", "upstream", "load generator"} {
-		lx := x2 + float64(k)*175
+	for k, name := range []string{"server", "upstream", "load generator"} {
+		lx := x2 + float64(k)*90
 		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="10" height="10" fill="%s"/><text x="%.0f" y="%.0f" font-size="11">%s</text>`+"\n", lx, ly-9, colors[k], lx+14, ly, name)
 	}
-	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-size="11" fill="#555">green PASS, red FAIL, grey no budget; total (server)</text>`+"\n", x1, ly)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-size="11" fill="#555">green PASS, red FAIL, grey no budget, dashes budget; CPU: total (server)</text>`+"\n", x1, ly)
 	b.WriteString("</svg>\n")
 	return b.String()
 }
@@ -131,7 +131,7 @@ func niceCeil(v float64) float64 {
 		return 10
 	}
 	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
+	for _, m := range []float64{1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10} {
 		if m*p >= v {
 			return m * p
 		}

@@ -154,6 +154,11 @@ func TestWriterCloseFlushesEverything(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
+	select {
+	case <-w.done: // the goroutine has returned: nothing leaks
+	default:
+		t.Fatal("the writer goroutine is still running after Close")
+	}
 	if got := strings.Count(buf.String(), "\n"); got != 1000 {
 		t.Fatalf("%d lines after Close, want 1000", got)
 	}
