@@ -131,7 +131,7 @@ func AppendJSON(b []byte, e *Entry) []byte {
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(e.Status), 10)
 	b = append(b, `,"duration_ms":`...)
-	b = appendJSONFloat(b, millis(e.Duration))
+	b = appendMillis(b, e.Duration, false)
 	b = append(b, `,"bytes":`...)
 	b = strconv.AppendInt(b, e.Bytes, 10)
 	b = jsonString(b, "client", e.Client)
@@ -147,7 +147,7 @@ func AppendJSON(b []byte, e *Entry) []byte {
 	}
 	if e.Upstream > 0 {
 		b = append(b, `,"upstream_ms":`...)
-		b = appendJSONFloat(b, millis(e.Upstream))
+		b = appendMillis(b, e.Upstream, false)
 	}
 	return append(b, "}\n"...)
 }
@@ -164,7 +164,7 @@ func AppendText(b []byte, e *Entry) []byte {
 	b = append(b, " status="...)
 	b = strconv.AppendInt(b, int64(e.Status), 10)
 	b = append(b, " duration_ms="...)
-	b = strconv.AppendFloat(b, millis(e.Duration), 'g', -1, 64)
+	b = appendMillis(b, e.Duration, true)
 	b = append(b, " bytes="...)
 	b = strconv.AppendInt(b, e.Bytes, 10)
 	b = textString(b, "client", e.Client)
@@ -180,7 +180,7 @@ func AppendText(b []byte, e *Entry) []byte {
 	}
 	if e.Upstream > 0 {
 		b = append(b, " upstream_ms="...)
-		b = strconv.AppendFloat(b, millis(e.Upstream), 'g', -1, 64)
+		b = appendMillis(b, e.Upstream, true)
 	}
 	return append(b, '\n')
 }
@@ -195,13 +195,36 @@ func appendRFC3339Millis(b []byte, t time.Time) []byte {
 	return append(b[:n+prefixLen], b[n+prefixLen+1:]...) // drop the 4th digit
 }
 
-// appendJSONFloat formats f as encoding/json does (which slog's JSON
-// handler calls) for the values a duration in ms can take.
-func appendJSONFloat(b []byte, f float64) []byte {
-	if abs := max(f, -f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		return strconv.AppendFloat(b, f, 'e', -1, 64) // not reached for real durations
+// appendMillis writes d in milliseconds with microsecond precision, as
+// slog writes float64(d.Microseconds())/1000 (encoding/json's shortest 'f'
+// form in JSON, 'g' in text), but with integer arithmetic: the shortest
+// decimal of us/1000 is the integer part, a point and the three digits
+// with trailing zeros dropped, for every duration under 1e6 ms (text
+// switches to exponent form there, JSON far beyond: those take strconv).
+func appendMillis(b []byte, d time.Duration, text bool) []byte {
+	us := d.Microseconds()
+	if us < 0 || us >= 1e9 {
+		f := millis(d)
+		if text {
+			return strconv.AppendFloat(b, f, 'g', -1, 64)
+		}
+		if abs := max(f, -f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+			return strconv.AppendFloat(b, f, 'e', -1, 64)
+		}
+		return strconv.AppendFloat(b, f, 'f', -1, 64)
 	}
-	return strconv.AppendFloat(b, f, 'f', -1, 64)
+	b = strconv.AppendInt(b, us/1000, 10)
+	frac := us % 1000
+	if frac == 0 {
+		return b
+	}
+	digits := [3]byte{byte('0' + frac/100), byte('0' + frac/10%10), byte('0' + frac%10)}
+	n := 3
+	for digits[n-1] == '0' {
+		n--
+	}
+	b = append(b, '.')
+	return append(b, digits[:n]...)
 }
 
 func jsonString(b []byte, key, s string) []byte {

@@ -58,7 +58,8 @@ func TestFormatMatchesSlog(t *testing.T) {
 		e.Path, e.UserAgent, e.Login, e.UserID, e.Method = "/"+s, s, s, s, s
 		entries = append(entries, e)
 	}
-	for _, d := range []time.Duration{0, time.Microsecond, 999 * time.Microsecond, time.Second, 90 * time.Minute} {
+	for _, d := range []time.Duration{0, time.Microsecond, 999 * time.Microsecond, 1010 * time.Microsecond, 1100 * time.Microsecond,
+		time.Second, 999_999_999 * time.Microsecond, 1_000_000 * time.Millisecond, 90 * time.Minute, 400 * time.Hour, -time.Millisecond} {
 		e := base
 		e.Duration, e.Upstream = d, d
 		entries = append(entries, e)
@@ -83,11 +84,12 @@ func TestFormatMatchesSlog(t *testing.T) {
 }
 
 func FuzzFormatMatchesSlog(f *testing.F) {
-	f.Add("/x", "curl/8", "marco", "GET")
-	f.Add("/\u2028", "a\"b", "x=y", "")
-	f.Fuzz(func(t *testing.T, path, ua, login, method string) {
+	f.Add("/x", "curl/8", "marco", "GET", int64(1234567), int64(987000))
+	f.Add("/\u2028", "a\"b", "x=y", "", int64(0), int64(-5))
+	f.Fuzz(func(t *testing.T, path, ua, login, method string, dur, up int64) {
 		e := sampleEntry()
 		e.Path, e.UserAgent, e.Login, e.Method = path, ua, login, method
+		e.Duration, e.Upstream = time.Duration(dur), time.Duration(up)
 		if got, want := string(AppendJSON(nil, &e)), viaSlog(t, &e, "json"); got != want {
 			t.Fatalf("json:\n got %q\nwant %q", got, want)
 		}
