@@ -22,7 +22,7 @@ func chartSVG(m runMeta, sums []summary) string {
 		bottom  = 46.0
 		maxTput = 1.6 // ratio axis: 0 to 1.6 (a p99 ratio past it is clipped, its value printed)
 	)
-	width := labelW + 2*panelW + gap + 20
+	width := labelW + 2*panelW + gap + 80
 	height := top + rowH*float64(len(sums)) + bottom
 	maxCPU := 0.0
 	for _, s := range sums {
