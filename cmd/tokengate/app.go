@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"tokengate/authn"
+	"tokengate/internal/accesslog"
 	"tokengate/proxy"
 	"tokengate/revocation"
 )
@@ -55,7 +56,7 @@ type pinger interface {
 }
 
 // newApp constructs every component. On error, whatever was opened is closed.
-func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, err error) {
+func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *accesslog.Logger) (_ *app, err error) {
 	a := &app{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -179,6 +180,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 		Revocation:        a.checker,
 		AllowOnStoreError: cfg.Revocation.OnStoreError == "allow",
 		Logger:            log,
+		AccessLog:         access,
 		Registerer:        reg,
 	})
 	if err != nil {
