@@ -296,11 +296,35 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 		}
 	}
 
-	// Shutdown: SIGKILL only after tokengate's delay and drain.
+	// Shutdown: the kubelet signals every container at once. The app must
+	// keep serving while tokengate waits shutdown_delay and drains for up to
+	// shutdown_grace (a preStop sleep, the action that needs no shell), and
+	// SIGKILL comes only after both.
 	delay, _ := time.ParseDuration(cfg.Server.ShutdownDelay)
 	grace, _ := time.ParseDuration(cfg.Server.ShutdownGrace)
-	if pod.TerminationGracePeriodSeconds == nil || time.Duration(*pod.TerminationGracePeriodSeconds)*time.Second <= delay+grace {
+	tgps := time.Duration(0)
+	if pod.TerminationGracePeriodSeconds != nil {
+		tgps = time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
+	}
+	if tgps <= delay+grace {
 		bad("terminationGracePeriodSeconds must exceed server.shutdown_delay + server.shutdown_grace (%s)", delay+grace)
+	}
+	for _, a := range apps {
+		var sleep *corev1.SleepAction
+		if a.Lifecycle != nil && a.Lifecycle.PreStop != nil {
+			sleep = a.Lifecycle.PreStop.Sleep
+		}
+		if sleep == nil {
+			bad("app container %s needs a preStop sleep action of at least server.shutdown_delay + server.shutdown_grace (%s): without it the app stops with tokengate and requests during the shutdown get 502", a.Name, delay+grace)
+			continue
+		}
+		s := time.Duration(sleep.Seconds) * time.Second
+		if s < delay+grace {
+			bad("app container %s preStop sleep %s is shorter than server.shutdown_delay + server.shutdown_grace (%s)", a.Name, s, delay+grace)
+		}
+		if tgps <= s {
+			bad("terminationGracePeriodSeconds (%s) must exceed app container %s's preStop sleep (%s)", tgps, a.Name, s)
+		}
 	}
 
 	// Files the config names exist in the pod.

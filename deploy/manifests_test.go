@@ -123,6 +123,13 @@ func TestInvariantsCatchBreakage(t *testing.T) {
 			g := int64(30)
 			b.deployments[0].Spec.Template.Spec.TerminationGracePeriodSeconds = &g
 		}, "terminationGracePeriodSeconds"},
+		{"app without preStop", func(b bundle) { container(b, "app").Lifecycle = nil }, "preStop sleep action"},
+		{"app preStop too short", func(b bundle) { container(b, "app").Lifecycle.PreStop.Sleep.Seconds = 29 }, "is shorter than"},
+		{"grace period within the preStop", func(b bundle) {
+			g := int64(35)
+			container(b, "app").Lifecycle.PreStop.Sleep.Seconds = 35
+			b.deployments[0].Spec.Template.Spec.TerminationGracePeriodSeconds = &g
+		}, "must exceed app container app's preStop sleep"},
 		{"replicas on bolt", func(b bundle) {
 			r := int32(3)
 			b.deployments[0].Spec.Replicas = &r
