@@ -214,6 +214,7 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 var alertFiring = map[string]bool{
 	"TokengateDown":                  false,
 	"TokengateNotReady":              false,
+	"TokengateDependencyDown":        false,
 	"TokengateHigh5xxRate":           true, // 1 request in ~12 is a 504
 	"TokengateRevocationStoreErrors": false,
 	"TokengateRevocationPubSubDown":  false,

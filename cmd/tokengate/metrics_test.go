@@ -26,6 +26,7 @@ var contractMetrics = []string{
 	"tokengate_build_info",
 	"tokengate_config_last_reload_success",
 	"tokengate_ready",
+	"tokengate_dependency_up",
 	"go_goroutines",
 	"process_resident_memory_bytes",
 }

@@ -118,6 +118,7 @@ func serve(ctx context.Context, cfg Config, e env) int {
 	}{{public, publicLn}, {admin, adminLn}} {
 		go func() { serveErr <- s.srv.Serve(s.ln) }()
 	}
+	a.started.Store(true)
 	logger.Info("listening", "public", publicLn.Addr().String(), "admin", adminLn.Addr().String(),
 		"upstream", cfg.Upstream, "version", version)
 	if e.started != nil {
