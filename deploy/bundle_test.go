@@ -19,6 +19,7 @@ type bundle struct {
 	services        []*corev1.Service
 	configMaps      map[string]*corev1.ConfigMap
 	secrets         map[string]*corev1.Secret
+	pvcs            map[string]*corev1.PersistentVolumeClaim
 	pdbs            []*policyv1.PodDisruptionBudget
 	netpols         []*networkingv1.NetworkPolicy
 	serviceMonitors []*monitoringv1.ServiceMonitor
@@ -46,7 +47,8 @@ func load(t *testing.T, dir string) bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := bundle{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}
+	b := bundle{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
+		pvcs: map[string]*corev1.PersistentVolumeClaim{}}
 	for _, o := range objs {
 		v, err := Decode(o)
 		if err != nil {
@@ -61,6 +63,8 @@ func load(t *testing.T, dir string) bundle {
 			b.configMaps[v.Name] = v
 		case *corev1.Secret:
 			b.secrets[v.Name] = v
+		case *corev1.PersistentVolumeClaim:
+			b.pvcs[v.Name] = v
 		case *policyv1.PodDisruptionBudget:
 			b.pdbs = append(b.pdbs, v)
 		case *networkingv1.NetworkPolicy:

@@ -20,6 +20,9 @@ import (
 const (
 	sidecarName = "tokengate"
 	nonRootUID  = 65532
+	// kitAnnotation on a Deployment, with the value "development", marks a
+	// kit that may keep revocations on an emptyDir (they die with the pod).
+	kitAnnotation = "tokengate.example.com/kit"
 )
 
 // fileSource is what backs a path inside a container.
@@ -92,7 +95,8 @@ func resolveFile(pod corev1.PodSpec, c corev1.Container, p string) (fileSource, 
 	case vol.EmptyDir != nil:
 		return fileSource{kind: "emptyDir", readOnly: mount.ReadOnly}, nil
 	case vol.PersistentVolumeClaim != nil:
-		return fileSource{kind: "persistentVolumeClaim", readOnly: mount.ReadOnly || vol.PersistentVolumeClaim.ReadOnly}, nil
+		return fileSource{kind: "persistentVolumeClaim", name: vol.PersistentVolumeClaim.ClaimName,
+			readOnly: mount.ReadOnly || vol.PersistentVolumeClaim.ReadOnly}, nil
 	}
 	return fileSource{}, fmt.Errorf("%s: volume %q does not provide %q", p, vol.Name, rel)
 }
@@ -357,8 +361,20 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 	}
 	if cfg.Revocation.Backend == "bolt" {
 		src, err := resolveFile(pod, *tg, cfg.Revocation.Path)
-		if err != nil || src.readOnly || (src.kind != "emptyDir" && src.kind != "persistentVolumeClaim") {
-			bad("revocation.path %s must be on a writable emptyDir or PVC (got %+v, %v)", cfg.Revocation.Path, src, err)
+		switch {
+		case err != nil || src.readOnly || (src.kind != "emptyDir" && src.kind != "persistentVolumeClaim"):
+			bad("revocation.path %s must be on a writable PersistentVolumeClaim (got %+v, %v)", cfg.Revocation.Path, src, err)
+		case src.kind == "emptyDir" && d.Annotations[kitAnnotation] != "development":
+			bad("revocation.path %s is on an emptyDir: every pod replacement (rollout, config change, node drain, eviction) loses every revocation and logged-out tokens work again; use a PersistentVolumeClaim (strategy Recreate) or Redis, or mark a development kit with the annotation %s: development",
+				cfg.Revocation.Path, kitAnnotation)
+		case src.kind == "persistentVolumeClaim" && d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType:
+			bad("revocation.path %s is on a PersistentVolumeClaim: the strategy must be Recreate (one pod at a time holds the bolt file), got %q",
+				cfg.Revocation.Path, d.Spec.Strategy.Type)
+		}
+	}
+	for _, v := range pod.Volumes {
+		if v.PersistentVolumeClaim != nil && b.pvcs[v.PersistentVolumeClaim.ClaimName] == nil {
+			bad("volume %s: PersistentVolumeClaim %s is not in the build", v.Name, v.PersistentVolumeClaim.ClaimName)
 		}
 	}
 	replicas := int32(1)
