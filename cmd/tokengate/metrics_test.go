@@ -27,6 +27,7 @@ var contractMetrics = []string{
 	"tokengate_config_last_reload_success",
 	"tokengate_ready",
 	"tokengate_dependency_up",
+	"tokengate_users_last_reload_success",
 	"go_goroutines",
 	"process_resident_memory_bytes",
 }
