@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func cmdServe(ctx context.Context, args []string, e env) int {
@@ -40,10 +42,11 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated; "" is info
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(newRateLimitHandler(h, errorLogWindow, time.Now))
 }
 
 // serve runs tokengate until ctx is done (SIGTERM/SIGINT), then shuts down:
@@ -51,6 +54,7 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 // requests drain within shutdown_grace. It returns the exit code.
 func serve(ctx context.Context, cfg Config, e env) int {
 	logger := newLogger(cfg, e.stderr)
+	redis.SetLogger(redisLogger{logger}) // process-wide: go-redis has one logger
 	a, err := newApp(ctx, cfg, logger)
 	if err != nil {
 		logger.Error("startup failed", "error", err)
