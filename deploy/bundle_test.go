@@ -88,16 +88,20 @@ type sidecarConfig struct {
 		ShutdownDelay string `json:"shutdown_delay"`
 		ShutdownGrace string `json:"shutdown_grace"`
 	} `json:"server"`
-	Tokens struct {
-		SigningKeyFile string `json:"signing_key_file"`
+	AdminTokenFile string `json:"admin_token_file"`
+	Tokens         struct {
+		SigningKeyFile       string   `json:"signing_key_file"`
+		VerificationKeyFiles []string `json:"verification_key_files"`
 	} `json:"tokens"`
 	Users struct {
 		Backend string `json:"backend"`
 		File    string `json:"file"`
 	} `json:"users"`
 	Revocation struct {
-		Backend string `json:"backend"`
-		Path    string `json:"path"`
+		Backend           string `json:"backend"`
+		Path              string `json:"path"`
+		RedisURL          string `json:"redis_url"`
+		RedisPasswordFile string `json:"redis_password_file"`
 	} `json:"revocation"`
 }
 

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -247,8 +248,15 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 		bad("%v", err)
 		return errs
 	}
-	if e, ok := envValue(*tg, "TOKENGATE_REVOCATION_BACKEND"); ok {
-		cfg.Revocation.Backend = e.Value
+	for name, field := range map[string]*string{
+		"TOKENGATE_REVOCATION_BACKEND":             &cfg.Revocation.Backend,
+		"TOKENGATE_REVOCATION_REDIS_URL":           &cfg.Revocation.RedisURL,
+		"TOKENGATE_REVOCATION_REDIS_PASSWORD_FILE": &cfg.Revocation.RedisPasswordFile,
+		"TOKENGATE_ADMIN_TOKEN_FILE":               &cfg.AdminTokenFile,
+	} {
+		if e, ok := envValue(*tg, name); ok && e.ValueFrom == nil {
+			*field = e.Value
+		}
 	}
 
 	listenPort, err1 := portOf(cfg.Listen)
@@ -331,11 +339,20 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 		}
 	}
 
-	// Files the config names exist in the pod.
-	for _, f := range []struct{ key, path, kind string }{
+	// Files the config names exist in the pod, from Secret keys that exist
+	// (an optional item whose key is missing is no file: startup fails).
+	files := []struct{ key, path, kind string }{
 		{"tokens.signing_key_file", cfg.Tokens.SigningKeyFile, "Secret"},
 		{"users.file", cfg.Users.File, "Secret"},
-	} {
+		{"admin_token_file", cfg.AdminTokenFile, "Secret"},
+	}
+	for i, f := range cfg.Tokens.VerificationKeyFiles {
+		files = append(files, struct{ key, path, kind string }{fmt.Sprintf("tokens.verification_key_files[%d]", i), f, "Secret"})
+	}
+	if cfg.Revocation.Backend == "redis" {
+		files = append(files, struct{ key, path, kind string }{"revocation.redis_password_file", cfg.Revocation.RedisPasswordFile, "Secret"})
+	}
+	for _, f := range files {
 		if f.path == "" {
 			continue
 		}
@@ -353,10 +370,8 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 			bad("%s: Secret %s is not in the build", f.key, src.name)
 			continue
 		}
-		if _, ok := s.StringData[src.key]; !ok {
-			if _, ok := s.Data[src.key]; !ok {
-				bad("%s: Secret %s has no key %s", f.key, src.name, src.key)
-			}
+		if !secretHas(s, src.key) {
+			bad("%s: Secret %s has no key %s", f.key, src.name, src.key)
 		}
 	}
 	if cfg.Revocation.Backend == "bolt" {
@@ -385,13 +400,38 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 		bad("%d replicas with revocation backend %q: revocations would be per replica; use redis", replicas, cfg.Revocation.Backend)
 	}
 	if cfg.Revocation.Backend == "redis" {
+		// The URL is either a Secret (it may hold the password) or a plain
+		// value without a password (which then comes from
+		// redis_password_file, a Secret file, checked above).
 		e, ok := envValue(*tg, "TOKENGATE_REVOCATION_REDIS_URL")
-		if !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
-			bad("revocation backend redis needs TOKENGATE_REVOCATION_REDIS_URL from a Secret")
-		} else if s := b.secrets[e.ValueFrom.SecretKeyRef.Name]; s == nil {
-			bad("Secret %s for the Redis URL is not in the build", e.ValueFrom.SecretKeyRef.Name)
-		} else if _, ok := s.StringData[e.ValueFrom.SecretKeyRef.Key]; !ok {
-			bad("Secret %s has no key %s", s.Name, e.ValueFrom.SecretKeyRef.Key)
+		switch {
+		case ok && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			if s := b.secrets[e.ValueFrom.SecretKeyRef.Name]; s == nil {
+				bad("Secret %s for the Redis URL is not in the build", e.ValueFrom.SecretKeyRef.Name)
+			} else if !secretHas(s, e.ValueFrom.SecretKeyRef.Key) {
+				bad("Secret %s has no key %s", s.Name, e.ValueFrom.SecretKeyRef.Key)
+			}
+		case cfg.Revocation.RedisURL == "":
+			bad("revocation backend redis needs a redis_url (TOKENGATE_REVOCATION_REDIS_URL)")
+		default:
+			u, err := url.Parse(cfg.Revocation.RedisURL)
+			if err != nil {
+				bad("revocation.redis_url: %v", err)
+			} else if _, hasPassword := u.User.Password(); hasPassword {
+				bad("revocation.redis_url %s holds a password in plain config: use redis_password_file (a Secret) or take the URL from a Secret", u.Redacted())
+			}
+			if cfg.Revocation.RedisPasswordFile == "" {
+				bad("revocation.redis_url is plain config without a password: set redis_password_file (a Secret file)")
+			}
+		}
+	}
+
+	// Secrets and ConfigMaps the pod uses are generated (hash-suffixed
+	// names), so changing one rolls the pods: tokengate reloads the users
+	// file by itself but keys, tokens and the config only on a restart.
+	for _, ref := range podReferences(pod) {
+		if !generatedName.MatchString(ref.name) {
+			bad("%s %s is not generated (no content hash in its name): changing it would not roll the pods; use a secretGenerator/configMapGenerator", ref.kind, ref.name)
 		}
 	}
 
@@ -462,4 +502,49 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 		bad("no ServiceMonitor endpoint scrapes the admin port %d", adminPort)
 	}
 	return errs
+}
+
+func secretHas(s *corev1.Secret, key string) bool {
+	_, inString := s.StringData[key]
+	_, inData := s.Data[key]
+	return inString || inData
+}
+
+// generatedName is a kustomize generated name: base name, "-", 10-character hash.
+var generatedName = regexp.MustCompile(`-[a-z0-9]{10}$`)
+
+type objectRef struct{ kind, name string }
+
+// podReferences lists the Secrets and ConfigMaps a pod spec mounts or
+// reads env from.
+func podReferences(pod corev1.PodSpec) []objectRef {
+	var refs []objectRef
+	for _, v := range pod.Volumes {
+		switch {
+		case v.Secret != nil:
+			refs = append(refs, objectRef{"Secret", v.Secret.SecretName})
+		case v.ConfigMap != nil:
+			refs = append(refs, objectRef{"ConfigMap", v.ConfigMap.Name})
+		case v.Projected != nil:
+			for _, src := range v.Projected.Sources {
+				if src.Secret != nil {
+					refs = append(refs, objectRef{"Secret", src.Secret.Name})
+				}
+				if src.ConfigMap != nil {
+					refs = append(refs, objectRef{"ConfigMap", src.ConfigMap.Name})
+				}
+			}
+		}
+	}
+	for _, c := range pod.Containers {
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				refs = append(refs, objectRef{"Secret", e.ValueFrom.SecretKeyRef.Name})
+			}
+			if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
+				refs = append(refs, objectRef{"ConfigMap", e.ValueFrom.ConfigMapKeyRef.Name})
+			}
+		}
+	}
+	return refs
 }

@@ -194,6 +194,11 @@ func TestInvariantsCatchBreakage(t *testing.T) {
 			src := b.deployments[0].Spec.Template.Spec.Volumes[0].Projected.Sources
 			src[1].Secret.Items = src[1].Secret.Items[1:]
 		}, "tokens.signing_key_file"},
+		{"Secret not generated", func(b bundle) {
+			src := b.deployments[0].Spec.Template.Spec.Volumes[0].Projected.Sources
+			src[1].Secret.Name = "tokengate-secrets"
+			b.secrets["tokengate-secrets"] = b.secrets[src[2].Secret.Name]
+		}, "is not generated"},
 		{"no PDB", func(b bundle) { b.pdbs[0].Spec.Selector.MatchLabels = map[string]string{"x": "y"} }, "PodDisruptionBudgets"},
 		{"nothing scrapes", func(b bundle) { b.serviceMonitors[0].Spec.Endpoints[0].Port = "http" }, "ServiceMonitor"},
 	}
