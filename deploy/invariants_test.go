@@ -161,19 +161,53 @@ func checkSecurityContext(where string, sc *corev1.SecurityContext) []error {
 	return errs
 }
 
-func checkResources(where string, r corev1.ResourceRequirements) []error {
+// Resource policy for tokengate: see deploy/README.md, "Resources".
+var (
+	// fullCacheRSS is tokengate's resident memory with both caches full at
+	// the kit's sizes (TestMeasureFullCacheRSS: about 75 MiB), rounded up.
+	fullCacheRSS = resource.MustParse("96Mi")
+	// minSidecarCPULimit: a CPU limit on tokengate, if any, must be at
+	// least this, or bcrypt logins throttle the proxy.
+	minSidecarCPULimit = resource.MustParse("2")
+)
+
+func checkResources(where string, r corev1.ResourceRequirements, sidecar bool) []error {
 	var errs []error
 	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 		req, okReq := r.Requests[name]
 		lim, okLim := r.Limits[name]
+		cpuLimitOptional := sidecar && name == corev1.ResourceCPU
 		switch {
-		case !okReq || !okLim:
+		case !okReq:
+			errs = append(errs, fmt.Errorf("%s: %s request must be set", where, name))
+		case !okLim && !cpuLimitOptional:
 			errs = append(errs, fmt.Errorf("%s: %s request and limit must both be set", where, name))
-		case req.Cmp(lim) > 0 || req.Cmp(resource.Quantity{}) <= 0:
+		case req.Cmp(resource.Quantity{}) <= 0 || okLim && req.Cmp(lim) > 0:
 			errs = append(errs, fmt.Errorf("%s: %s request %s must be > 0 and <= limit %s", where, name, req.String(), lim.String()))
 		}
 	}
+	if !sidecar {
+		return errs
+	}
+	if req := r.Requests[corev1.ResourceMemory]; req.Cmp(fullCacheRSS) < 0 {
+		errs = append(errs, fmt.Errorf("%s: memory request %s is below what full caches take (%s)", where, req.String(), fullCacheRSS.String()))
+	}
+	if lim, ok := r.Limits[corev1.ResourceCPU]; ok && lim.Cmp(minSidecarCPULimit) < 0 {
+		errs = append(errs, fmt.Errorf("%s: CPU limit %s lets bcrypt logins throttle the proxy: set none, or at least %s", where, lim.String(), minSidecarCPULimit.String()))
+	}
 	return errs
+}
+
+// checkMemLimit: GOMEMLIMIT follows the container's memory limit.
+func checkMemLimit(where string, c corev1.Container) []error {
+	e, ok := envValue(c, "GOMEMLIMIT")
+	if !ok || e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil ||
+		e.ValueFrom.ResourceFieldRef.Resource != "limits.memory" ||
+		(e.ValueFrom.ResourceFieldRef.ContainerName != "" && e.ValueFrom.ResourceFieldRef.ContainerName != c.Name) ||
+		(!e.ValueFrom.ResourceFieldRef.Divisor.IsZero() && e.ValueFrom.ResourceFieldRef.Divisor.Cmp(resource.MustParse("1")) != 0) {
+		return []error{fmt.Errorf("%s: GOMEMLIMIT must come from its own limits.memory through resourceFieldRef (divisor 1: bytes)", where)}
+	}
+	return nil
 }
 
 // sidecarProblems checks what makes the sidecar pattern safe: the app is
@@ -210,8 +244,9 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 	for i, c := range pod.Containers {
 		where := "Deployment " + d.Name + " container " + c.Name
 		errs = append(errs, checkSecurityContext(where, c.SecurityContext)...)
-		errs = append(errs, checkResources(where, c.Resources)...)
+		errs = append(errs, checkResources(where, c.Resources, c.Name == sidecarName)...)
 		if c.Name == sidecarName {
+			errs = append(errs, checkMemLimit(where, c)...)
 			tg = &pod.Containers[i]
 		} else {
 			apps = append(apps, c)

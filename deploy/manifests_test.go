@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
@@ -163,6 +164,17 @@ func TestInvariantsCatchBreakage(t *testing.T) {
 			container(b, sidecarName).SecurityContext.RunAsUser = &root
 		}, "runAsUser"},
 		{"no limits", func(b bundle) { container(b, sidecarName).Resources.Limits = nil }, "limit"},
+		{"app without CPU limit", func(b bundle) { delete(container(b, "app").Resources.Limits, corev1.ResourceCPU) }, "cpu request and limit"},
+		{"sidecar CPU limit that logins saturate", func(b bundle) {
+			container(b, sidecarName).Resources.Limits[corev1.ResourceCPU] = resource.MustParse("500m")
+		}, "lets bcrypt logins throttle the proxy"},
+		{"sidecar memory request below full caches", func(b bundle) {
+			container(b, sidecarName).Resources.Requests[corev1.ResourceMemory] = resource.MustParse("32Mi")
+		}, "below what full caches take"},
+		{"no GOMEMLIMIT", func(b bundle) { container(b, sidecarName).Env = nil }, "GOMEMLIMIT"},
+		{"GOMEMLIMIT in MiB", func(b bundle) {
+			container(b, sidecarName).Env[0].ValueFrom.ResourceFieldRef.Divisor = resource.MustParse("1Mi")
+		}, "GOMEMLIMIT"},
 		{"short grace period", func(b bundle) {
 			g := int64(30)
 			b.deployments[0].Spec.Template.Spec.TerminationGracePeriodSeconds = &g
