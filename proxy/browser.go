@@ -212,11 +212,25 @@ func (b *browser) sessionCookieFor(token string, now, exp time.Time) *http.Cooki
 // clearSessionCookie tells the browser to drop the session cookie (same
 // name, path and domain, or the browser keeps it).
 func (b *browser) clearSessionCookie(w http.ResponseWriter) {
+	b.clearCookie(w, b.domain)
+}
+
+// clearHostOnlyCookie drops a host-only session cookie left from before
+// cookie_domain was set. Beside the domain cookie it would make two cookies
+// of one name, which sessionCookie refuses as ambiguous: the browser could
+// never sign in again. Sign-in and sign-out send it when a domain is set.
+func (b *browser) clearHostOnlyCookie(w http.ResponseWriter) {
+	if b.domain != "" {
+		b.clearCookie(w, "")
+	}
+}
+
+func (b *browser) clearCookie(w http.ResponseWriter, domain string) {
 	http.SetCookie(w, &http.Cookie{
 		Name:     b.cookieName,
 		Value:    "",
 		Path:     "/",
-		Domain:   b.domain,
+		Domain:   domain,
 		MaxAge:   -1, // Max-Age=0
 		Secure:   b.secure,
 		HttpOnly: true,
