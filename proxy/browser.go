@@ -386,6 +386,10 @@ func (h *handler) renewCookie(w http.ResponseWriter, r *http.Request, c authn.Cl
 		return // the current cookie still works
 	}
 	http.SetCookie(w, h.browser.sessionCookieFor(token, now, fresh.ExpiresAt))
+	// This response now carries a token: no shared cache may keep it, even
+	// if the app marks the page public (its Cache-Control is added beside
+	// this one, and no-store wins).
+	w.Header().Add("Cache-Control", "no-store")
 }
 
 var errCrossOrigin = apiError{http.StatusForbidden, "cross_origin_request", "a cross-site request with the session cookie is refused"}
