@@ -239,11 +239,14 @@ func (b *browser) clearCookie(w http.ResponseWriter, domain string) {
 }
 
 // stripCookies removes tokengate's cookies (session and CSRF) from the
-// forwarded Cookie headers and leaves the app's own cookies as sent.
+// forwarded Cookie headers and keeps the app's own cookies, in order (the
+// pairs are rejoined with "; ").
 func (b *browser) stripCookies(hdr http.Header) {
 	vals := hdr["Cookie"]
-	if len(vals) == 0 || (!cookieHeaderMentions(hdr, b.cookieName)) {
-		return // the CSRF cookie's name contains the session cookie's
+	// The CSRF cookie's name contains the session cookie's, so one cheap
+	// check covers both; requests without them are left alone untouched.
+	if len(vals) == 0 || !cookieHeaderMentions(hdr, b.cookieName) {
+		return
 	}
 	out := vals[:0:0]
 	for _, v := range vals {
