@@ -168,6 +168,7 @@ func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	h.metrics.logins[loginSuccess].Inc()
 	stateFrom(r.Context()).setClaims(claims) // the access log names the user
+	h.browser.clearHostOnlyCookie(w)
 	http.SetCookie(w, h.browser.sessionCookieFor(token, h.now(), claims.ExpiresAt))
 	noStore(w)
 	w.Header().Set("Location", rd)
@@ -322,6 +323,7 @@ func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	h.browser.clearHostOnlyCookie(w)
 	h.browser.clearSessionCookie(w)
 	noStore(w)
 	w.Header().Set("Location", h.browser.signIn)
