@@ -54,7 +54,9 @@ func NewAuthenticator(users UserStore, opts AuthenticatorOptions) *Authenticator
 // Authenticate returns the user, or an error wrapping ErrInvalidCredentials,
 // ErrThrottled (as *ThrottledError) or a store failure.
 func (a *Authenticator) Authenticate(ctx context.Context, username, password, clientAddr string) (User, error) {
-	if wait := a.throttle.check(username, clientAddr, a.now()); wait > 0 {
+	// The attempt counts before the slow hash; a success gives it back.
+	at, wait := a.throttle.reserve(username, clientAddr, a.now())
+	if wait > 0 {
 		return User{}, &ThrottledError{RetryAfter: wait}
 	}
 	u, err := a.users.LookupUser(ctx, username)
@@ -62,20 +64,20 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 	case errors.Is(err, ErrUserNotFound):
 		// Same work as a wrong password, so timing does not tell names apart.
 		CheckPassword(a.dummyHash, password)
-		a.throttle.fail(username, clientAddr, a.now())
 		return User{}, ErrInvalidCredentials
 	case err != nil:
+		a.throttle.release(at)
 		return User{}, fmt.Errorf("authn: look up user: %w", err)
 	}
 	ok, err := CheckPassword(u.PasswordHash, password)
 	if err != nil {
+		a.throttle.release(at)
 		return User{}, fmt.Errorf("authn: check password of %q: %w", username, err)
 	}
 	if !ok {
-		a.throttle.fail(username, clientAddr, a.now())
 		return User{}, ErrInvalidCredentials
 	}
-	a.throttle.succeed(username)
+	a.throttle.succeed(at)
 	if u.ID == "" {
 		u.ID = u.Username
 	}

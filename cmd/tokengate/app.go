@@ -143,6 +143,9 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 	}
 	// The checker closes before the store (closers run in reverse).
 	a.closers = append(a.closers, a.checker.Close)
+	if err := a.noteTokenLifetime(ctx); err != nil {
+		return nil, fmt.Errorf("revocation: %w", err)
+	}
 
 	// HTTP.
 	upstream, _ := url.Parse(cfg.Upstream) // validated
@@ -230,7 +233,7 @@ func (a *app) openUsers(ctx context.Context, reg prometheus.Registerer) (authn.U
 			Migrate: cfg.Users.Migrate, Query: cfg.Users.Query,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("users.postgres_url: %w", err)
+			return nil, postgresUsersError(err)
 		}
 		a.closers = append(a.closers, func() error { pu.Close(); return nil })
 		a.users = pu
@@ -240,6 +243,15 @@ func (a *app) openUsers(ctx context.Context, reg prometheus.Registerer) (authn.U
 		return pu, nil
 	}
 	return nil, fmt.Errorf("users.backend: unknown backend %q", cfg.Users.Backend)
+}
+
+// postgresUsersError names the key to fix: users.table when the table is
+// missing or unusable, else users.postgres_url (cannot connect, bad URL).
+func postgresUsersError(err error) error {
+	if errors.Is(err, authn.ErrUsersTable) {
+		return fmt.Errorf("users.table: %w", err)
+	}
+	return fmt.Errorf("users.postgres_url: %w", err)
 }
 
 func openRevocationStore(cfg config.Config, log *slog.Logger) (revocation.Store, error) {
@@ -270,9 +282,60 @@ func openRevocationStore(cfg config.Config, log *slog.Logger) (revocation.Store,
 	return nil, fmt.Errorf("revocation.backend: unknown backend %q", rc.Backend)
 }
 
+// noteTokenLifetime records this process's longest token lifetime in the
+// revocation store before any token is issued, so that logout-all cutoffs
+// outlive these tokens even after a restart with a shorter tokens.ttl. A
+// local store that fails is fatal; Redis may be down at startup (the
+// replica starts and waits for it), so the note is retried in the
+// background until it lands (every logout-all notes it too).
+func (a *app) noteTokenLifetime(ctx context.Context) error {
+	try := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return a.checker.NoteLifetime(ctx)
+	}
+	err := try(ctx)
+	if err == nil || a.cfg.Revocation.Backend != "redis" {
+		return err
+	}
+	a.log.Warn("revocation store unreachable: the token lifetime will be noted when it answers", "error", err)
+	bg, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-t.C:
+				if try(bg) == nil {
+					a.log.Info("token lifetime noted in the revocation store")
+					return
+				}
+			}
+		}
+	}()
+	a.closers = append(a.closers, func() error { stop(); <-done; return nil })
+	return nil
+}
+
 // loadKeys loads the signing key (creating it on first start when create is
 // set) and the older verification keys.
 func loadKeys(cfg config.Config, create bool) (*authn.Key, []*authn.Key, error) {
+	// Verification keys first: a bad one must not leave a new signing key behind.
+	var verification []*authn.Key
+	for i, f := range cfg.Tokens.VerificationKeyFiles {
+		k, err := authn.LoadVerificationKey(cfg.Resolve(f))
+		if err == nil {
+			err = authn.CheckVerificationKeys(cfg.Tokens.Algorithm, []*authn.Key{k})
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("tokens.verification_key_files[%d]: %w", i, err)
+		}
+		verification = append(verification, k)
+	}
 	load := authn.LoadSigningKey
 	if create {
 		load = authn.LoadOrCreateSigningKey
@@ -280,14 +343,6 @@ func loadKeys(cfg config.Config, create bool) (*authn.Key, []*authn.Key, error) 
 	signing, err := load(cfg.Resolve(cfg.Tokens.SigningKeyFile), cfg.Tokens.Algorithm)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tokens.signing_key_file: %w", err)
-	}
-	var verification []*authn.Key
-	for i, f := range cfg.Tokens.VerificationKeyFiles {
-		k, err := authn.LoadVerificationKey(cfg.Resolve(f))
-		if err != nil {
-			return nil, nil, fmt.Errorf("tokens.verification_key_files[%d]: %w", i, err)
-		}
-		verification = append(verification, k)
 	}
 	return signing, verification, nil
 }

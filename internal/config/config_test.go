@@ -264,8 +264,13 @@ func TestConfigValidateRules(t *testing.T) {
 			[]string{`public_paths[0]: "healthz" must start with /`}},
 		{"public path dot-segment", func(c *Config) { c.PublicPaths = []string{"/ok", "/a/./b"} },
 			[]string{`public_paths[1]: "/a/./b" must be a clean path (no . or .. segments, no //, no trailing /); did you mean "/a/b"?`}},
-		{"public path trailing slash", func(c *Config) { c.PublicPaths = []string{"/static/"} },
-			[]string{`public_paths[0]: "/static/" must be a clean path (no . or .. segments, no //, no trailing /); did you mean "/static"?`}},
+		{"public path trailing slash", func(c *Config) { c.PublicPaths = []string{"/static/", "/assets/img/"} }, nil},
+		{"public path trailing slash twice", func(c *Config) { c.PublicPaths = []string{"/static//"} },
+			[]string{`public_paths[0]: "/static//" must be a clean path (no . or .. segments, no //, no trailing /); did you mean "/static"?`}},
+		{"public path with and without slash", func(c *Config) { c.PublicPaths = []string{"/static", "/static/"} },
+			[]string{`public_paths[1]: /static is listed twice`}},
+		{"route under a public path with a slash", func(c *Config) { c.PublicPaths = []string{"/user/"} },
+			[]string{`routes.login: /user/login is under public path /user`, `routes.logout: /user/logout is under public path /user`, `routes.logout_all: /user/logout_all is under public path /user`}},
 		{"public path query", func(c *Config) { c.PublicPaths = []string{"/a?b"} },
 			[]string{`public_paths[0]: "/a?b" must be a path without query or fragment`}},
 		{"public path encoded", func(c *Config) { c.PublicPaths = []string{"/a%2e"} },
@@ -455,7 +460,7 @@ func TestConfigValidateRules(t *testing.T) {
 		{"sign_in collides", func(c *Config) { c.Routes.SignIn = "/user/login" },
 			[]string{`routes.sign_in: /user/login is also routes.login; routes must differ`}},
 		{"browser options", func(c *Config) {
-			c.Browser = BrowserConfig{CookieName: "sso", CookieDomain: "example.com", Title: "Acme", QueryTokenPaths: []string{"/ws", "/events"}}
+			c.Browser = BrowserConfig{CookieName: "sso", CookieDomain: "example.com", Title: "Acme", QueryTokenPaths: []string{"/ws", "/events/"}}
 		}, nil},
 		{"browser bad options", func(c *Config) {
 			c.Browser = BrowserConfig{CookieName: "my cookie", CookieDomain: "https://example.com", QueryTokenPaths: []string{"ws", "/a/../b"}}

@@ -48,13 +48,21 @@ func (c Config) Validate() error {
 	v.positive("upstream_timeout", c.UpstreamTimeout)
 	v.identityHeader(c.IdentityHeader)
 	seen := map[string]bool{}
+	public := make([]string, 0, len(c.PublicPaths))
 	for i, p := range c.PublicPaths {
 		key := fmt.Sprintf("public_paths[%d]", i)
-		if v.urlPath(key, p) {
-			if seen[p] {
-				v.fail(key, "%s is listed twice", p)
+		// A trailing slash names the same segment prefix ("/static/" is
+		// "/static"), as the proxy matches it.
+		seg := p
+		if len(seg) > 1 && strings.HasSuffix(seg, "/") && !strings.HasSuffix(seg, "//") {
+			seg = strings.TrimSuffix(seg, "/")
+		}
+		if v.urlPath(key, seg) {
+			if seen[seg] {
+				v.fail(key, "%s is listed twice", seg)
 			}
-			seen[p] = true
+			seen[seg] = true
+			public = append(public, seg)
 		}
 	}
 	for i, p := range c.TrustedProxies {
@@ -104,7 +112,7 @@ func (c Config) Validate() error {
 	}
 
 	v.revocation(c.Revocation)
-	v.routes(c.Routes, c.PublicPaths)
+	v.routes(c.Routes, public)
 	v.browser(c.Browser, c.Routes)
 	return errors.Join(v.errs...)
 }
@@ -494,6 +502,10 @@ func (v *validator) browser(b BrowserConfig, r RoutesConfig) {
 	}
 	v.nonEmpty("browser.title", b.Title)
 	for i, p := range b.QueryTokenPaths {
+		// Segment prefixes like public_paths: "/ws/" is "/ws".
+		if len(p) > 1 && strings.HasSuffix(p, "/") && !strings.HasSuffix(p, "//") {
+			p = strings.TrimSuffix(p, "/")
+		}
 		v.urlPath(fmt.Sprintf("browser.query_token_paths[%d]", i), p)
 	}
 }
