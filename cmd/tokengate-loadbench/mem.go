@@ -263,7 +263,7 @@ func fillBolt(path string, jtis []string, exp time.Time) error {
 }
 
 // fillRedis writes the revocations with the Redis store's layout
-// (tokengate:jti:<jti> = exp unix ns, with a TTL) in the URL's database,
+// (tokengate:db<N>:jti:<jti> = exp unix ns, with a TTL) in the URL's database,
 // pipelined, without publishing anything; cleanup deletes exactly those keys.
 func fillRedis(ctx context.Context, url string, jtis []string, exp time.Time) (*redis.Client, func(), error) {
 	opts, err := redis.ParseURL(url)
@@ -275,7 +275,7 @@ func fillRedis(ctx context.Context, url string, jtis []string, exp time.Time) (*
 		rdb.Close()
 		return nil, nil, err
 	}
-	key := func(j string) string { return revocation.DefaultRedisKeyPrefix + "jti:" + j }
+	key := func(j string) string { return revocation.DefaultRedisPrefix(opts.DB) + "jti:" + j }
 	v := strconv.FormatInt(exp.UnixNano(), 10)
 	ttl := time.Until(exp)
 	cleanup := func() {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +44,7 @@ type app struct {
 
 	adminToken []byte // operator endpoint secret; nil disables it
 
+	started      atomic.Bool // set once both listeners serve
 	shuttingDown atomic.Bool
 	reloadGauge  prometheus.Gauge
 
@@ -70,11 +73,9 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 	// Computed at scrape time, so it is right without a kubelet probing
 	// /readyz (docker, a VM) and drops to 0 at once on SIGTERM.
 	readyGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "tokengate_ready", Help: "1 when this instance is ready for traffic (what /readyz answers), else 0.",
+		Name: "tokengate_ready", Help: "1 when this instance is ready for traffic (what /readyz answers: local state only), else 0.",
 	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		if a.ready(ctx) != nil {
+		if a.ready() != nil {
 			return 0
 		}
 		return 1
@@ -116,7 +117,8 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 		},
 		// Unknown names are checked against a dummy hash of the kind new
 		// passwords get, so they cost what a wrong password costs.
-		Hash: authn.HashOptions{Algorithm: cfg.Users.PasswordHash, BcryptCost: cfg.Users.BcryptCost},
+		Hash:   authn.HashOptions{Algorithm: cfg.Users.PasswordHash, BcryptCost: cfg.Users.BcryptCost},
+		Logger: log,
 	})
 	var registrar proxy.Registrar
 	if cfg.Users.Registration != "off" && registrarStore != nil {
@@ -142,9 +144,40 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 	}
 	// The checker closes before the store (closers run in reverse).
 	a.closers = append(a.closers, a.checker.Close)
+	if err := a.noteTokenLifetime(ctx); err != nil {
+		return nil, fmt.Errorf("revocation: %w", err)
+	}
+	// Shared dependencies are reported here and in /readyz?verbose, never
+	// in readiness: see ready.
+	for _, d := range a.dependencies() {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "tokengate_dependency_up",
+			Help:        "1 when the shared dependency answered a check at scrape time, else 0. Not part of readiness.",
+			ConstLabels: prometheus.Labels{"dependency": d.name},
+		}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if d.check(ctx) != nil {
+				return 0
+			}
+			return 1
+		}))
+	}
 
 	// HTTP.
 	upstream, _ := url.Parse(cfg.Upstream) // validated
+	browser := proxy.BrowserOptions{
+		CookieName:      cfg.Browser.CookieName,
+		InsecureCookie:  !cfg.Browser.CookieSecure,
+		CookieDomain:    cfg.Browser.CookieDomain,
+		Title:           cfg.Browser.Title,
+		QueryTokenPaths: cfg.Browser.QueryTokenPaths,
+	}
+	if cfg.Routes.SignIn != "" {
+		if browser.CSRFKey, err = browserCSRFKey(cfg); err != nil {
+			return nil, err
+		}
+	}
 	a.public, err = proxy.New(proxy.Options{
 		Upstream:          upstream,
 		UpstreamTimeout:   cfg.UpstreamTimeout,
@@ -152,6 +185,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 		PublicPaths:       cfg.PublicPaths,
 		TrustedProxies:    parsePrefixes(cfg.TrustedProxies),
 		Routes:            proxy.Routes(cfg.Routes),
+		Browser:           browser,
 		MaxBodyBytes:      cfg.Server.MaxBodyBytes,
 		Tokens:            a.tokens,
 		JWKS:              a.tokens.JWKS,
@@ -256,7 +290,7 @@ func openRevocationStore(cfg config.Config, log *slog.Logger) (revocation.Store,
 		}
 		s, err := revocation.NewRedisStore(revocation.RedisOptions{
 			URL: rc.RedisURL, Addrs: rc.RedisAddrs, MasterName: rc.RedisMasterName,
-			Password: password, Logger: log,
+			Password: password, Prefix: rc.RedisPrefix, MinReplicas: rc.RedisMinReplicas, Logger: log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("revocation.redis_url: %w", err)
@@ -266,9 +300,60 @@ func openRevocationStore(cfg config.Config, log *slog.Logger) (revocation.Store,
 	return nil, fmt.Errorf("revocation.backend: unknown backend %q", rc.Backend)
 }
 
+// noteTokenLifetime records this process's longest token lifetime in the
+// revocation store before any token is issued, so that logout-all cutoffs
+// outlive these tokens even after a restart with a shorter tokens.ttl. A
+// local store that fails is fatal; Redis may be down at startup (the
+// replica starts and waits for it), so the note is retried in the
+// background until it lands (every logout-all notes it too).
+func (a *app) noteTokenLifetime(ctx context.Context) error {
+	try := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return a.checker.NoteLifetime(ctx)
+	}
+	err := try(ctx)
+	if err == nil || a.cfg.Revocation.Backend != "redis" {
+		return err
+	}
+	a.log.Warn("revocation store unreachable: the token lifetime will be noted when it answers", "error", err)
+	bg, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-t.C:
+				if try(bg) == nil {
+					a.log.Info("token lifetime noted in the revocation store")
+					return
+				}
+			}
+		}
+	}()
+	a.closers = append(a.closers, func() error { stop(); <-done; return nil })
+	return nil
+}
+
 // loadKeys loads the signing key (creating it on first start when create is
 // set) and the older verification keys.
 func loadKeys(cfg config.Config, create bool) (*authn.Key, []*authn.Key, error) {
+	// Verification keys first: a bad one must not leave a new signing key behind.
+	var verification []*authn.Key
+	for i, f := range cfg.Tokens.VerificationKeyFiles {
+		k, err := authn.LoadVerificationKey(cfg.Resolve(f))
+		if err == nil {
+			err = authn.CheckVerificationKeys(cfg.Tokens.Algorithm, []*authn.Key{k})
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("tokens.verification_key_files[%d]: %w", i, err)
+		}
+		verification = append(verification, k)
+	}
 	load := authn.LoadSigningKey
 	if create {
 		load = authn.LoadOrCreateSigningKey
@@ -277,15 +362,23 @@ func loadKeys(cfg config.Config, create bool) (*authn.Key, []*authn.Key, error) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("tokens.signing_key_file: %w", err)
 	}
-	var verification []*authn.Key
-	for i, f := range cfg.Tokens.VerificationKeyFiles {
-		k, err := authn.LoadVerificationKey(cfg.Resolve(f))
-		if err != nil {
-			return nil, nil, fmt.Errorf("tokens.verification_key_files[%d]: %w", i, err)
-		}
-		verification = append(verification, k)
-	}
 	return signing, verification, nil
+}
+
+// browserCSRFKey derives the key of the sign-in forms' CSRF tokens from
+// the signing key file, so that every replica sharing that file accepts the
+// forms the others serve. HKDF with its own label: the signing key itself
+// never does a second job, and the CSRF key reveals nothing about it.
+func browserCSRFKey(cfg config.Config) ([]byte, error) {
+	secret, err := os.ReadFile(cfg.Resolve(cfg.Tokens.SigningKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("tokens.signing_key_file: %w", err)
+	}
+	key, err := hkdf.Key(sha256.New, secret, nil, "tokengate browser sign-in csrf v1", 32)
+	if err != nil {
+		return nil, fmt.Errorf("deriving the CSRF key: %w", err)
+	}
+	return key, nil
 }
 
 func parsePrefixes(list []string) []netip.Prefix {
@@ -383,20 +476,39 @@ func restartOnlyChanges(old, next config.Config) []string {
 	return changed
 }
 
-// ready reports whether this instance should receive traffic.
-func (a *app) ready(ctx context.Context) error {
-	if a.shuttingDown.Load() {
+// ready reports whether this instance should receive traffic. It looks at
+// local state only (started, keys loaded, not shutting down), never at a
+// shared dependency: a Redis or PostgreSQL outage would otherwise take every
+// replica out of the Service at once, and clients would get the ingress's
+// bare 503 instead of tokengate's fail-closed answer (and on_store_error:
+// allow could never apply). Dependencies are in dependencies().
+func (a *app) ready() error {
+	switch {
+	case a.shuttingDown.Load():
 		return errors.New("shutting down")
-	}
-	if err := a.checker.Ready(ctx); err != nil {
-		return fmt.Errorf("revocation store: %w", err)
-	}
-	if p, ok := a.users.(pinger); ok {
-		if err := p.Ping(ctx); err != nil {
-			return fmt.Errorf("user store: %w", err)
-		}
+	case !a.started.Load():
+		return errors.New("not started")
+	case a.tokens == nil:
+		return errors.New("keys not loaded")
 	}
 	return nil
+}
+
+// dependency is a shared service tokengate talks to, with its check.
+type dependency struct {
+	name  string
+	check func(context.Context) error
+}
+
+// dependencies lists what /readyz?verbose and tokengate_dependency_up
+// report: the revocation store (with its notification channel, when it has
+// one) and a user store that can be pinged.
+func (a *app) dependencies() []dependency {
+	deps := []dependency{{"revocation_store", a.checker.Ready}}
+	if p, ok := a.users.(pinger); ok {
+		deps = append(deps, dependency{"user_store", p.Ping})
+	}
+	return deps
 }
 
 func (a *app) close() {

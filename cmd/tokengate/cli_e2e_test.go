@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"tokengate/internal/testsvc"
 )
@@ -136,6 +142,7 @@ func TestSubcommandHelp(t *testing.T) {
 		{"hash-password", []string{"-algorithm", "-cost"}},
 		{"revoke-user", []string{"-config", "-user", "-admin-url"}},
 		{"demo", []string{"-listen", "-admin-listen", "-app-listen", "-dir"}},
+		{"add-user", []string{"-config", "-user"}},
 	} {
 		t.Run(tc.cmd, func(t *testing.T) {
 			for _, help := range []string{"--help", "-h"} {
@@ -179,4 +186,115 @@ func TestCheckConfigPostgresTable(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("check-config with migrate on: %v\n%s", err, out)
 	}
+}
+
+// The demo's own temp directory (signing key included) is removed when it
+// stops; a --dir the user gave is kept.
+func TestDemoRemovesItsTempDir(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dir  bool
+	}{{"temp dir", false}, {"--dir", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			args := []string{"demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--app-listen", "127.0.0.1:0"}
+			if tc.dir {
+				args = append(args, "--dir", filepath.Join(tmp, "mine"))
+			}
+			cmd := exec.Command(binPath, args...)
+			cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+			stdout, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			t.Cleanup(func() { cmd.Process.Kill(); <-done; done <- nil })
+			files := regexp.MustCompile(`\(files in (\S+)\)`)
+			sc := bufio.NewScanner(stdout)
+			var dir string
+			for sc.Scan() {
+				if m := files.FindStringSubmatch(sc.Text()); m != nil {
+					dir = m[1]
+					break
+				}
+			}
+			go io.Copy(io.Discard, stdout)
+			if dir == "" {
+				t.Fatal("demo printed no files directory")
+			}
+			if _, err := os.Stat(filepath.Join(dir, "signing.key")); err != nil {
+				t.Fatalf("the demo's signing key: %v", err)
+			}
+			cmd.Process.Signal(os.Interrupt)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("demo exit after Ctrl-C: %v", err)
+				}
+				done <- nil
+			case <-time.After(15 * time.Second):
+				t.Fatal("demo did not stop on SIGINT")
+			}
+			_, err := os.Stat(dir)
+			if tc.dir && err != nil {
+				t.Fatalf("--dir was removed: %v", err)
+			}
+			if !tc.dir && !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("the demo left %s behind (stat: %v)", dir, err)
+			}
+		})
+	}
+}
+
+// add-user bootstraps a writable store: the user can log in afterwards; a
+// second user of the same name, a weak password or a read-only store change
+// nothing and say why.
+func TestAddUser(t *testing.T) {
+	up := newEchoUpstream(t)
+	check := func(t *testing.T, dir string, env []string) {
+		add := func(name, password string, env []string) (string, string, int) {
+			cmd := exec.Command(binPath, "add-user", "--config", filepath.Join(dir, "config.yaml"), "--user", name)
+			cmd.Env, cmd.Stdin = append(os.Environ(), env...), strings.NewReader(password+"\n")
+			var out, errb strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			code := exitCode(cmd.Run())
+			return out.String(), errb.String(), code
+		}
+		if out, errOut, code := add("frank", "frank-password-1", env); code != 0 || !strings.Contains(out, `created user "frank"`) {
+			t.Fatalf("add-user: exit %d\n%s%s", code, out, errOut)
+		}
+		if _, errOut, code := add("frank", "another-password-2", env); code != 1 || !strings.Contains(errOut, "already exists") {
+			t.Fatalf("add-user twice: exit %d\n%s", code, errOut)
+		}
+		if _, errOut, code := add("grace", "short", env); code != 2 || !strings.Contains(errOut, "password") {
+			t.Fatalf("add-user with a weak password: exit %d\n%s", code, errOut)
+		}
+		in := start(t, dir, env...)
+		tok := login(t, in.Public, "frank", "frank-password-1")
+		if r := call(t, "GET", in.Public+"/x", tok, ""); r.Code != 200 {
+			t.Fatalf("the added user's token: %d %s", r.Code, r.Body)
+		}
+		if r := call(t, "POST", in.Public+"/user/login", "", `{"username":"grace","password":"short"}`); r.Code != 401 {
+			t.Fatalf("refused user logged in: %d", r.Code)
+		}
+	}
+	t.Run("bolt", func(t *testing.T) {
+		check(t, newDir(t, up.URL), []string{"TOKENGATE_USERS_BACKEND=bolt", "TOKENGATE_USERS_PATH=users.db"})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := testsvc.PostgresURL(t)
+		table := testsvc.TempTable(t, url, "tg_e2e_adduser")
+		check(t, newDir(t, up.URL), []string{"TOKENGATE_USERS_BACKEND=postgres", "TOKENGATE_USERS_POSTGRES_URL=" + url,
+			"TOKENGATE_USERS_TABLE=" + table, "TOKENGATE_USERS_MIGRATE=true"})
+	})
+	t.Run("file store is read-only", func(t *testing.T) {
+		dir := newDir(t, up.URL)
+		cmd := exec.Command(binPath, "add-user", "--config", filepath.Join(dir, "config.yaml"), "--user", "frank")
+		cmd.Stdin = strings.NewReader("frank-password-1\n")
+		out, err := cmd.CombinedOutput()
+		if code := exitCode(err); code != 2 || !strings.Contains(string(out), "hash-password") {
+			t.Fatalf("add-user on a users file: exit %d\n%s", code, out)
+		}
+	})
 }

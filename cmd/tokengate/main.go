@@ -6,6 +6,7 @@
 //	tokengate check-config --config FILE  validate and exit 0, or print errors and exit 2
 //	tokengate hash-password               read a password on stdin, print its hash
 //	tokengate revoke-user --config FILE --user ID   operator: revoke every token of a user
+//	tokengate add-user --config FILE --user NAME   create a user (password on stdin)
 //	tokengate demo                        run on embedded defaults in front of an echo app
 //	tokengate version                     print version, commit, Go version
 package main
@@ -85,6 +86,8 @@ func dispatch(ctx context.Context, args []string, e env) int {
 		return cmdHashPassword(rest, e)
 	case "revoke-user":
 		return cmdRevokeUser(ctx, rest, e)
+	case "add-user":
+		return cmdAddUser(ctx, rest, e)
 	case "demo":
 		return cmdDemo(ctx, rest, e)
 	case "version", "--version", "-version":
@@ -110,7 +113,10 @@ commands:
                                    read a password on stdin, print its hash on the last line
   revoke-user --config FILE --user ID
                                    operator: revoke every token of a user (needs admin_token_file)
-  demo                             run on embedded defaults in front of a demo echo app
+  add-user --config FILE --user NAME
+                                   create a user in the bolt or PostgreSQL store (password on stdin)
+  demo [--listen ADDR] [--admin-listen ADDR] [--app-listen ADDR] [--dir DIR]
+                                   run on embedded defaults in front of a demo echo app
   version                          print version, commit and Go version
 `)
 }

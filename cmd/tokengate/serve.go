@@ -15,6 +15,8 @@ import (
 
 	"tokengate/internal/accesslog"
 	"tokengate/internal/config"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func cmdServe(ctx context.Context, args []string, e env) int {
@@ -90,10 +92,11 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated; "" is info
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(newRateLimitHandler(h, errorLogWindow, time.Now))
 }
 
 // serve runs tokengate until ctx is done (SIGTERM/SIGINT), then shuts down:
@@ -103,6 +106,7 @@ func serve(ctx context.Context, cfg config.Config, e env) int {
 	lg := newLogs(cfg, e.stderr)
 	defer lg.close() // last: after "stopped" and whatever closing logs
 	logger := lg.Logger
+	redis.SetLogger(redisLogger{logger}) // process-wide: go-redis has one logger
 	a, err := newApp(ctx, cfg, logger, lg.access)
 	if err != nil {
 		logger.Error("startup failed", "error", err)
@@ -171,6 +175,7 @@ func serve(ctx context.Context, cfg config.Config, e env) int {
 	}{{public, publicLn}, {admin, adminLn}} {
 		go func() { serveErr <- s.srv.Serve(s.ln) }()
 	}
+	a.started.Store(true)
 	logger.Info("listening", "public", publicLn.Addr().String(), "admin", adminLn.Addr().String(),
 		"upstream", cfg.Upstream, "version", version)
 	if e.started != nil {
