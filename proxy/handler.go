@@ -331,7 +331,7 @@ func (h *handler) servePublic(w http.ResponseWriter, r *http.Request) {
 		if out.decision == "" {
 			out = h.checkToken(r.Context(), token, false)
 		}
-		h.metrics.decisions[out.decision].Inc()
+		h.countDecision(r, out.decision)
 		if out.allowed() && (src != sourceCookie || h.sameOrigin(r)) {
 			stateFrom(r.Context()).setClaims(out.claims)
 		}
