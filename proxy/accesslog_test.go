@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"tokengate/internal/testkit"
 
 	"tokengate/internal/accesslog"
 )
@@ -37,7 +38,7 @@ func accessLines(t *testing.T, logs string) []map[string]any {
 func TestAccessLogIncidentFields(t *testing.T) {
 	for _, sink := range []string{"slog", "accesslog"} {
 		t.Run(sink, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testkit.LogBuffer{}
 			var opt func(*Options)
 			if sink == "accesslog" {
 				opt = func(o *Options) { o.AccessLog = accesslog.NewLogger(logs, "json") }
