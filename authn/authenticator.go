@@ -105,7 +105,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 	if !usableLoginName(username) {
 		return User{}, ErrMalformedLoginName
 	}
-	if wait := a.throttle.check(username, clientAddr, a.now()); wait > 0 {
+	// Stores match names ignoring case, so the throttle counts them that
+	// way too: "Dave" and "dave" share one budget.
+	budget := foldName(username)
+	if wait := a.throttle.check(budget, clientAddr, a.now()); wait > 0 {
 		return User{}, &ThrottledError{RetryAfter: wait}
 	}
 	u, err := a.users.LookupUser(ctx, username)
@@ -116,7 +119,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 			// name, no id): the client cannot tell, the operator should.
 			a.log.Warn("login refused: the user store holds no usable account for this name", "username", username, "error", err)
 		}
-		return User{}, a.refuse(username, password, clientAddr)
+		return User{}, a.refuse(budget, password, clientAddr)
 	case err != nil:
 		return User{}, fmt.Errorf("authn: look up user: %w", err)
 	}
@@ -126,7 +129,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 		// know can open. Answered exactly like an unknown name, so neither
 		// the status nor the time says the account exists.
 		a.log.Info("login refused: the account has no usable password hash", "username", username)
-		return User{}, a.refuse(username, password, clientAddr)
+		return User{}, a.refuse(budget, password, clientAddr)
 	}
 	a.noteHash(p)
 	ok, err := a.check(u.PasswordHash, password)
@@ -134,10 +137,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 		return User{}, fmt.Errorf("authn: check password of %q: %w", username, err)
 	}
 	if !ok {
-		a.throttle.fail(username, clientAddr, a.now())
+		a.throttle.fail(budget, clientAddr, a.now())
 		return User{}, ErrInvalidCredentials
 	}
-	a.throttle.succeed(username)
+	a.throttle.succeed(budget)
 	if u.ID == "" {
 		u.ID = u.Username
 	}
@@ -146,8 +149,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 
 // refuse does what a wrong password costs, so timing does not tell names
 // apart, and counts the failure.
-func (a *Authenticator) refuse(username, password, clientAddr string) error {
+func (a *Authenticator) refuse(budget, password, clientAddr string) error {
 	a.check(a.dummyHash(), password)
-	a.throttle.fail(username, clientAddr, a.now())
+	a.throttle.fail(budget, clientAddr, a.now())
 	return ErrInvalidCredentials
 }
