@@ -105,10 +105,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 	if !usableLoginName(username) {
 		return User{}, ErrMalformedLoginName
 	}
+	// The attempt counts before the slow hash; a success gives it back.
 	// Stores match names ignoring case, so the throttle counts them that
 	// way too: "Dave" and "dave" share one budget.
-	budget := foldName(username)
-	if wait := a.throttle.check(budget, clientAddr, a.now()); wait > 0 {
+	at, wait := a.throttle.reserve(foldName(username), clientAddr, a.now())
+	if wait > 0 {
 		return User{}, &ThrottledError{RetryAfter: wait}
 	}
 	u, err := a.users.LookupUser(ctx, username)
@@ -119,8 +120,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 			// name, no id): the client cannot tell, the operator should.
 			a.log.Warn("login refused: the user store holds no usable account for this name", "username", username, "error", err)
 		}
-		return User{}, a.refuse(budget, password, clientAddr)
+		return User{}, a.refuse(password)
 	case err != nil:
+		a.throttle.release(at)
 		return User{}, fmt.Errorf("authn: look up user: %w", err)
 	}
 	p, usable := paramsOf(u.PasswordHash)
@@ -129,18 +131,18 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 		// know can open. Answered exactly like an unknown name, so neither
 		// the status nor the time says the account exists.
 		a.log.Info("login refused: the account has no usable password hash", "username", username)
-		return User{}, a.refuse(budget, password, clientAddr)
+		return User{}, a.refuse(password)
 	}
 	a.noteHash(p)
 	ok, err := a.check(u.PasswordHash, password)
 	if err != nil {
+		a.throttle.release(at)
 		return User{}, fmt.Errorf("authn: check password of %q: %w", username, err)
 	}
 	if !ok {
-		a.throttle.fail(budget, clientAddr, a.now())
 		return User{}, ErrInvalidCredentials
 	}
-	a.throttle.succeed(budget)
+	a.throttle.succeed(at)
 	if u.ID == "" {
 		u.ID = u.Username
 	}
@@ -148,9 +150,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 }
 
 // refuse does what a wrong password costs, so timing does not tell names
-// apart, and counts the failure.
-func (a *Authenticator) refuse(budget, password, clientAddr string) error {
+// apart; the reserved attempt stays counted, as for a wrong password.
+func (a *Authenticator) refuse(password string) error {
 	a.check(a.dummyHash(), password)
-	a.throttle.fail(budget, clientAddr, a.now())
 	return ErrInvalidCredentials
 }

@@ -200,10 +200,10 @@ func TestThrottleDefaults(t *testing.T) {
 }
 
 func TestThrottleBounded(t *testing.T) {
-	th := newThrottle(ThrottleOptions{MaxEntries: 10})
+	th := newThrottle(ThrottleOptions{MaxEntries: 10, PerAddress: 1000})
 	now := time.Now()
 	for i := range 100 {
-		th.fail(string(rune('a'+i)), "192.0.2.1", now)
+		th.reserve(string(rune('a'+i)), "192.0.2.1", now)
 	}
 	if th.users.Len() != 10 || th.addrs.Len() != 1 {
 		t.Errorf("throttle holds %d names, %d addresses; want at most 10 names", th.users.Len(), th.addrs.Len())

@@ -38,6 +38,9 @@ var (
 	ErrThrottled = errors.New("authn: too many failed attempts")
 	// ErrReadOnly: the user store cannot create users.
 	ErrReadOnly = errors.New("authn: user store is read-only")
+	// ErrUsersTable: the PostgreSQL users table is missing or lacks the
+	// columns the store uses (a configuration problem, not an outage).
+	ErrUsersTable = errors.New("authn: users table missing or unusable")
 )
 
 // MaxTokenBytes is the largest token Verify will look at (8 KiB).

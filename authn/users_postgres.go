@@ -204,9 +204,9 @@ func (s *PostgresUsers) checkTable(ctx context.Context, table string) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &pgErr) && pgErr.Code == pgUndefinedTable:
-		return fmt.Errorf("authn: users postgres: table %s does not exist: set users.migrate: true or create it", table)
+		return fmt.Errorf("%w: table %s does not exist: set users.migrate: true or create it", ErrUsersTable, table)
 	default:
-		return fmt.Errorf("authn: users postgres: table %s unusable (want columns id, username, password_hash): %w", table, err)
+		return fmt.Errorf("%w: table %s unusable (want columns id, username, password_hash): %v", ErrUsersTable, table, err)
 	}
 }
 

@@ -21,12 +21,7 @@ import (
 
 // pgTestTable returns a table name no other test uses, dropped at cleanup.
 func pgTestTable(t *testing.T, url, prefix string) string {
-	t.Helper()
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := prefix + "_" + hex.EncodeToString(b)
-	t.Cleanup(func() { pgExec(t, url, "DROP TABLE IF EXISTS "+pgx.Identifier{name}.Sanitize()) })
-	return name
+	return testsvc.TempTable(t, url, prefix)
 }
 
 func pgExec(t *testing.T, url, sql string, args ...any) {

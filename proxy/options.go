@@ -45,6 +45,9 @@ type Authenticator interface {
 type Revoker interface {
 	Revoked(ctx context.Context, jti, userID string, iat time.Time) (bool, error)
 	RevokeToken(ctx context.Context, jti string, exp time.Time) error
+	// RevokeTokenOnce reports whether this call revoked jti: of concurrent
+	// calls for one jti, exactly one gets true (refresh relies on it).
+	RevokeTokenOnce(ctx context.Context, jti string, exp time.Time) (bool, error)
 	RevokeUser(ctx context.Context, userID string, cutoff time.Time) error
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+	"tokengate/internal/config"
 
 	"tokengate/authn"
 )
@@ -28,8 +29,8 @@ func cmdDemo(ctx context.Context, args []string, e env) int {
 	adminListen := fset.String("admin-listen", "127.0.0.1:9091", "tokengate's admin address")
 	appListen := fset.String("app-listen", "127.0.0.1:8080", "the demo echo app's address")
 	dir := fset.String("dir", "", "directory for the demo's key, users file and revocations (default: a new temp dir)")
-	if !parseFlags(fset, args) {
-		return exitConfig
+	if code, ok := parseFlags(fset, args, e); !ok {
+		return code
 	}
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "tokengate-demo-")
@@ -38,6 +39,9 @@ func cmdDemo(ctx context.Context, args []string, e env) int {
 			return exitError
 		}
 		*dir = d
+		// The temp dir holds a private signing key: it goes when the demo
+		// stops (Ctrl-C, SIGTERM). A --dir is the user's and stays.
+		defer os.RemoveAll(d)
 	} else if err := os.MkdirAll(*dir, 0o700); err != nil {
 		fmt.Fprintf(e.stderr, "demo: %v\n", err)
 		return exitError
@@ -73,7 +77,7 @@ func cmdDemo(ctx context.Context, args []string, e env) int {
 	cfg.Tokens.SigningKeyFile = filepath.Join(*dir, "signing.key")
 	cfg.Revocation.Backend, cfg.Revocation.Path = "bolt", filepath.Join(*dir, "revocations.db")
 	cfg.Server.ShutdownDelay = 0 // no endpoints to update outside Kubernetes
-	if cfg.LogFormat == DefaultConfig().LogFormat {
+	if cfg.LogFormat == config.Default().LogFormat {
 		cfg.LogFormat = "text"
 	}
 	if err := cfg.Validate(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"tokengate/internal/config"
 
 	"tokengate/internal/testsvc"
 )
@@ -94,7 +95,7 @@ func TestMetricsCatalogue(t *testing.T) {
 // The config shipped in the Kubernetes base is one tokengate accepts.
 func TestDeployConfigIsValid(t *testing.T) {
 	path := filepath.Join("..", "..", "deploy", "kubernetes", "base", "config.yaml")
-	cfg, err := LoadConfig(path, nil)
+	cfg, err := config.Load(path, nil)
 	if err == nil {
 		err = cfg.Validate()
 	}
