@@ -150,8 +150,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 }
 
 // refuse does what a wrong password costs, so timing does not tell names
-// apart; the reserved attempt stays counted, as for a wrong password.
+// apart; the attempt reserved before the lookup stays counted as a failure.
 func (a *Authenticator) refuse(password string) error {
 	a.check(a.dummyHash(), password)
-	return ErrInvalidCredentials
+	return ErrInvalidCredentials // the attempt reserved before stays counted
 }

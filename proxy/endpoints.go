@@ -105,7 +105,7 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
 	stateFrom(r.Context()).setClaims(out.claims)
 	if err := h.revokeToken(r.Context(), out.claims); err != nil {
 		h.logError(r.Context(), "logout: revoking the token failed", err)
-		writeError(w, errRevocationDown)
+		writeError(w, errRevocationNotConfirmed)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -171,7 +171,7 @@ func (h *handler) serveLogoutAll(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := h.revokeUser(r.Context(), out.claims); err != nil {
 		h.logError(r.Context(), "logout_all: revoking the user failed", err)
-		writeError(w, errRevocationDown)
+		writeError(w, errRevocationNotConfirmed)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -237,7 +237,7 @@ func (h *handler) refresh(w http.ResponseWriter, r *http.Request) {
 	first, err := h.revocation.RevokeTokenOnce(r.Context(), old.ID, h.revokedUntil(old))
 	if err != nil {
 		h.logError(r.Context(), "refresh: revoking the old token failed", err)
-		writeError(w, errRevocationDown)
+		writeError(w, errRevocationNotConfirmed)
 		return
 	}
 	if !first {
@@ -279,10 +279,10 @@ func (h *handler) serveUsers(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 	case errors.Is(err, authn.ErrInvalidUsername):
-		writeError(w, errInvalidUsername)
+		writeError(w, withPolicyReason(errInvalidUsername, err))
 		return
 	case errors.Is(err, authn.ErrWeakPassword):
-		writeError(w, errWeakPassword)
+		writeError(w, withPolicyReason(errWeakPassword, err))
 		return
 	case errors.Is(err, authn.ErrUserExists):
 		writeError(w, errUserExists)

@@ -81,6 +81,7 @@ func (h *handler) newReverseProxy(timeout time.Duration) *httputil.ReverseProxy 
 func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(h.upstream)
 	dropNonWebSocketUpgrade(pr.Out.Header)
+	h.stripBrowserCredentials(pr)
 	if st := stateFrom(pr.In.Context()); st != nil && st.authed {
 		st.userVal[0] = st.claims.Subject
 		// A non-canonical key on purpose: the Transport writes map keys

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -148,6 +150,18 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 
 	// HTTP.
 	upstream, _ := url.Parse(cfg.Upstream) // validated
+	browser := proxy.BrowserOptions{
+		CookieName:      cfg.Browser.CookieName,
+		InsecureCookie:  !cfg.Browser.CookieSecure,
+		CookieDomain:    cfg.Browser.CookieDomain,
+		Title:           cfg.Browser.Title,
+		QueryTokenPaths: cfg.Browser.QueryTokenPaths,
+	}
+	if cfg.Routes.SignIn != "" {
+		if browser.CSRFKey, err = browserCSRFKey(cfg); err != nil {
+			return nil, err
+		}
+	}
 	a.public, err = proxy.New(proxy.Options{
 		Upstream:          upstream,
 		UpstreamTimeout:   cfg.UpstreamTimeout,
@@ -155,6 +169,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 		PublicPaths:       cfg.PublicPaths,
 		TrustedProxies:    parsePrefixes(cfg.TrustedProxies),
 		Routes:            proxy.Routes(cfg.Routes),
+		Browser:           browser,
 		MaxBodyBytes:      cfg.Server.MaxBodyBytes,
 		Tokens:            a.tokens,
 		JWKS:              a.tokens.JWKS,
@@ -258,7 +273,7 @@ func openRevocationStore(cfg config.Config, log *slog.Logger) (revocation.Store,
 		}
 		s, err := revocation.NewRedisStore(revocation.RedisOptions{
 			URL: rc.RedisURL, Addrs: rc.RedisAddrs, MasterName: rc.RedisMasterName,
-			Password: password, Logger: log,
+			Password: password, Prefix: rc.RedisPrefix, MinReplicas: rc.RedisMinReplicas, Logger: log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("revocation.redis_url: %w", err)
@@ -331,6 +346,22 @@ func loadKeys(cfg config.Config, create bool) (*authn.Key, []*authn.Key, error) 
 		return nil, nil, fmt.Errorf("tokens.signing_key_file: %w", err)
 	}
 	return signing, verification, nil
+}
+
+// browserCSRFKey derives the key of the sign-in forms' CSRF tokens from
+// the signing key file, so that every replica sharing that file accepts the
+// forms the others serve. HKDF with its own label: the signing key itself
+// never does a second job, and the CSRF key reveals nothing about it.
+func browserCSRFKey(cfg config.Config) ([]byte, error) {
+	secret, err := os.ReadFile(cfg.Resolve(cfg.Tokens.SigningKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("tokens.signing_key_file: %w", err)
+	}
+	key, err := hkdf.Key(sha256.New, secret, nil, "tokengate browser sign-in csrf v1", 32)
+	if err != nil {
+		return nil, fmt.Errorf("deriving the CSRF key: %w", err)
+	}
+	return key, nil
 }
 
 func parsePrefixes(list []string) []netip.Prefix {

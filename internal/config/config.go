@@ -39,6 +39,7 @@ type Config struct {
 	LoginThrottle   ThrottleConfig   `yaml:"login_throttle"`
 	Revocation      RevocationConfig `yaml:"revocation"`
 	Routes          RoutesConfig     `yaml:"routes"`
+	Browser         BrowserConfig    `yaml:"browser"`
 
 	// dir is the config file's directory (absolute when it can be), the base
 	// of relative paths; "" means the working directory.
@@ -105,6 +106,8 @@ type RevocationConfig struct {
 	RedisAddrs        []string      `yaml:"redis_addrs"`         // host:port list (cluster, or sentinels with redis_master_name); wins over redis_url
 	RedisMasterName   string        `yaml:"redis_master_name"`   // sentinel master name
 	RedisPasswordFile string        `yaml:"redis_password_file"` // "" = password from the URL
+	RedisPrefix       string        `yaml:"redis_prefix"`        // keys and channel; "" = tokengate:db<N>: (N: redis_url's database; 0 with redis_addrs)
+	RedisMinReplicas  int           `yaml:"redis_min_replicas"`  // >0: a revocation is confirmed (204) only after WAIT sees this many replicas; 0
 	CacheSize         int           `yaml:"cache_size"`          // LRU entries; 100000
 	MaxStaleness      time.Duration `yaml:"max_staleness"`       // longest a cached "not revoked" is trusted; 5s
 	OnStoreError      string        `yaml:"on_store_error"`      // deny (503) | allow
@@ -119,6 +122,18 @@ type RoutesConfig struct {
 	Session   string `yaml:"session"`    // /session
 	Users     string `yaml:"users"`      // /users
 	JWKS      string `yaml:"jwks"`       // /.well-known/jwks.json
+	SignIn    string `yaml:"sign_in"`    // /tokengate/sign_in; "" disables browser sign-in
+	SignOut   string `yaml:"sign_out"`   // /tokengate/sign_out
+}
+
+// BrowserConfig tunes browser sign-in (routes.sign_in): the session cookie
+// that carries the token, the pages, and tokens in the query string.
+type BrowserConfig struct {
+	CookieName      string   `yaml:"cookie_name"`       // the session cookie; tokengate
+	CookieSecure    bool     `yaml:"cookie_secure"`     // true; false only for plain-HTTP development
+	CookieDomain    string   `yaml:"cookie_domain"`     // "" = host-only cookie
+	Title           string   `yaml:"title"`             // shown on the pages; Sign in
+	QueryTokenPaths []string `yaml:"query_token_paths"` // path prefixes where ?access_token= is accepted (WebSocket); none
 }
 
 // Default returns the embedded defaults (config.example.yaml spells
@@ -177,6 +192,13 @@ func Default() Config {
 			Session:   "/session",
 			Users:     "/users",
 			JWKS:      "/.well-known/jwks.json",
+			SignIn:    "/tokengate/sign_in",
+			SignOut:   "/tokengate/sign_out",
+		},
+		Browser: BrowserConfig{
+			CookieName:   "tokengate",
+			CookieSecure: true,
+			Title:        "Sign in",
 		},
 	}
 }

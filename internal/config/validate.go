@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"path"
@@ -112,6 +113,7 @@ func (c Config) Validate() error {
 
 	v.revocation(c.Revocation)
 	v.routes(c.Routes, public)
+	v.browser(c.Browser, c.Routes)
 	return errors.Join(v.errs...)
 }
 
@@ -348,6 +350,8 @@ func (v *validator) routes(r RoutesConfig, public []string) {
 		{"routes.session", r.Session},
 		{"routes.users", r.Users},
 		{"routes.jwks", r.JWKS},
+		{"routes.sign_in", r.SignIn},
+		{"routes.sign_out", r.SignOut},
 	} {
 		if route.path == "" {
 			continue // disabled
@@ -453,7 +457,15 @@ func (v *validator) revocation(r RevocationConfig) {
 	v.oneOf("revocation.on_store_error", r.OnStoreError, "deny", "allow")
 }
 
+// maxRedisMinReplicas bounds revocation.redis_min_replicas: more replicas
+// than that per primary is not a deployment anyone runs; a typo is likelier.
+const maxRedisMinReplicas = 16
+
 func (v *validator) redis(r RevocationConfig) {
+	v.inRange("revocation.redis_min_replicas", int64(r.RedisMinReplicas), 0, maxRedisMinReplicas)
+	if len(r.RedisPrefix) > 128 || strings.ContainsFunc(r.RedisPrefix, func(c rune) bool { return c <= ' ' || c == 0x7f }) {
+		v.fail("revocation.redis_prefix", "must be at most 128 characters without spaces or control characters")
+	}
 	if len(r.RedisAddrs) > 0 {
 		for i, a := range r.RedisAddrs {
 			key := fmt.Sprintf("revocation.redis_addrs[%d]", i)
@@ -474,5 +486,30 @@ func (v *validator) redis(r RevocationConfig) {
 	u, err := url.Parse(r.RedisURL)
 	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
 		v.fail("revocation.redis_url", "must be a redis://, rediss:// or unix:// URL")
+	}
+}
+
+func (v *validator) browser(b BrowserConfig, r RoutesConfig) {
+	if r.SignOut != "" && r.SignIn == "" {
+		v.fail("routes.sign_out", "needs routes.sign_in (browser sign-in is off); set both or neither")
+	}
+	name := strings.ToLower(b.CookieName)
+	switch {
+	case b.CookieName == "":
+		v.fail("browser.cookie_name", "must not be empty")
+	case strings.IndexFunc(b.CookieName, func(r rune) bool { return !isTokenChar(r) }) >= 0:
+		v.fail("browser.cookie_name", "%q must be a cookie name (letters, digits, !#$%%&'*+-.^_`|~)", b.CookieName)
+	case strings.HasPrefix(name, "__host-") || strings.HasPrefix(name, "__secure-"):
+		v.fail("browser.cookie_name", "%q must not carry a __Host- or __Secure- prefix (tokengate sets the attributes itself)", b.CookieName)
+	}
+	if d := b.CookieDomain; d != "" {
+		c := http.Cookie{Name: "x", Value: "x", Domain: d}
+		if c.Valid() != nil || strings.ContainsAny(d, ":/") {
+			v.fail("browser.cookie_domain", "%q is not a cookie domain (a host name such as example.com, no scheme or port)", d)
+		}
+	}
+	v.nonEmpty("browser.title", b.Title)
+	for i, p := range b.QueryTokenPaths {
+		v.urlPath(fmt.Sprintf("browser.query_token_paths[%d]", i), p)
 	}
 }
