@@ -65,6 +65,7 @@ func (h *handler) authenticate(r *http.Request, refreshable bool) authOutcome {
 		out = h.checkToken(r.Context(), token, refreshable)
 	}
 	h.metrics.decisions[out.decision].Inc()
+	stateFrom(r.Context()).auth = out.decision // for the access line
 	return out
 }
 
