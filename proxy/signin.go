@@ -63,6 +63,7 @@ type pageData struct {
 const (
 	msgBadCredentials = "The username or password is not correct."
 	msgMissingFields  = "Enter your username and password."
+	msgBadUsername    = "The username contains characters no account can have."
 	msgFormExpired    = "This form has expired or did not come from this site. Please try again."
 	msgCrossSite      = "This form did not come from this site."
 	msgUnavailable    = "Signing in is unavailable right now. Please try again in a moment."
@@ -180,6 +181,11 @@ func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
 // refused login (same metrics, same Retry-After), as a page.
 func (h *handler) signInFailed(w http.ResponseWriter, r *http.Request, err error, rd, username string) {
 	switch {
+	case errors.Is(err, authn.ErrMalformedLoginName):
+		// A client error refused before any lookup, never a store error;
+		// the name is not echoed (it holds control characters).
+		h.metrics.logins[loginMalformed].Inc()
+		h.signInPage(w, r, http.StatusBadRequest, rd, "", msgBadUsername)
 	case errors.Is(err, authn.ErrInvalidCredentials):
 		h.countLogin(r, loginInvalidCredentials, "")
 		h.signInPage(w, r, http.StatusUnauthorized, rd, username, msgBadCredentials)
