@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
+	"tokengate/authn"
 )
 
 // apiError is what a client sees: a stable snake_case code and a short fixed
@@ -41,6 +43,16 @@ var (
 	errMethodNotAllowed = apiError{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed"}
 )
 
+// withPolicyReason tells the client which name or password rule failed
+// (authn.PolicyError's Reason never contains the password).
+func withPolicyReason(e apiError, err error) apiError {
+	var pe *authn.PolicyError
+	if errors.As(err, &pe) && pe.Reason != "" {
+		e.Message = pe.Reason
+	}
+	return e
+}
+
 // writeError sends e as JSON. Content-Length is set so HEAD answers carry
 // the same headers as GET.
 func writeError(w http.ResponseWriter, e apiError) {
@@ -63,3 +75,7 @@ func writeMethodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
 	writeError(w, errMethodNotAllowed)
 }
+
+// errMalformedLoginName answers a login name no store can hold (invalid
+// UTF-8, control characters), refused before any lookup.
+var errMalformedLoginName = apiError{http.StatusBadRequest, "malformed_request", "the username must be valid UTF-8 without control characters"}

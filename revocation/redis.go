@@ -68,6 +68,7 @@ type RedisOptions struct {
 //
 //	<prefix>jti:<jti>   exp (unix ns), PX = time left until exp
 //	<prefix>user:<id>   cutoff (unix ns, 20 digits), PX = time left until `until`
+//	<prefix>longest_lifetime  longest token lifetime noted (ms); no TTL, unlike every other key
 //
 // Every key has a TTL. Each successful revocation is published on Channel
 // ("t:<exp ns>:<jti>" or "u:<cutoff ns>:<user id>") so that other replicas
@@ -109,6 +110,24 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
+`)
+
+// noteLifetimeScript raises the longest-lifetime key (whole milliseconds,
+// no expiry) to ARGV[1] if that is longer, and returns the maximum.
+var noteLifetimeScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+local d = tonumber(ARGV[1])
+if cur then
+  local n = tonumber(cur)
+  if not n then
+    return redis.error_reply('malformed longest lifetime')
+  end
+  if n >= d then
+    return n
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return d
 `)
 
 // NewRedisStore builds the client; it does not contact Redis (see Ping), so
@@ -200,6 +219,39 @@ func (s *RedisStore) RevokeToken(ctx context.Context, jti string, exp time.Time)
 		return nil
 	})
 	return s.unavailable(err)
+}
+
+// RevokeTokenOnce sets <prefix>jti:<jti> only if it is absent (SET NX PX:
+// of concurrent callers on every replica, Redis lets exactly one set it)
+// and announces it when it did.
+func (s *RedisStore) RevokeTokenOnce(ctx context.Context, jti string, exp time.Time) (bool, error) {
+	if jti == "" {
+		return false, errEmptyJTI
+	}
+	ttl := exp.Sub(s.now())
+	if ttl <= 0 {
+		return false, nil
+	}
+	e := strconv.FormatInt(exp.UnixNano(), 10)
+	set, err := s.client.SetNX(ctx, s.tokenKey(jti), e, roundUpMillis(ttl)).Result()
+	if err != nil || !set {
+		return false, s.unavailable(err)
+	}
+	if err := s.client.Publish(ctx, s.channel, redisEventToken+":"+e+":"+jti).Err(); err != nil {
+		return false, s.unavailable(err)
+	}
+	return true, nil
+}
+
+// NoteLifetime raises <prefix>longest_lifetime (milliseconds, rounded up;
+// no TTL) to d if d is longer and returns the maximum.
+func (s *RedisStore) NoteLifetime(ctx context.Context, d time.Duration) (time.Duration, error) {
+	ms := roundUpMillis(max(d, 0)).Milliseconds()
+	n, err := noteLifetimeScript.Run(ctx, s.client, []string{s.prefix + "longest_lifetime"}, ms).Int64()
+	if err != nil {
+		return 0, s.unavailable(err)
+	}
+	return time.Duration(n) * time.Millisecond, nil
 }
 
 // RevokeUser moves <prefix>user:<id> forward to cutoff (never back) with a

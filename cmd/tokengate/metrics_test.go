@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"tokengate/internal/config"
 	"tokengate/internal/testsvc"
 )
 
@@ -99,7 +100,7 @@ func TestMetricsCatalogue(t *testing.T) {
 // The config shipped in the Kubernetes base is one tokengate accepts.
 func TestDeployConfigIsValid(t *testing.T) {
 	path := filepath.Join("..", "..", "deploy", "kubernetes", "base", "config.yaml")
-	cfg, err := LoadConfig(path, nil)
+	cfg, err := config.Load(path, nil)
 	if err == nil {
 		err = cfg.Validate()
 	}
@@ -112,11 +113,11 @@ func TestDeployConfigIsValid(t *testing.T) {
 // default upstream_timeout: a request that runs until the timeout lands in
 // a finite bucket, so p99 panels and the latency alert see it.
 func TestLatencyBucketsReachUpstreamTimeout(t *testing.T) {
-	kit, err := LoadConfig(filepath.Join("..", "..", "deploy", "kubernetes", "base", "config.yaml"), nil)
+	kit, err := config.Load(filepath.Join("..", "..", "deploy", "kubernetes", "base", "config.yaml"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	def, err := LoadConfig("", nil)
+	def, err := config.Load("", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

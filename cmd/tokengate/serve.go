@@ -12,23 +12,31 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"tokengate/internal/config"
 )
 
 func cmdServe(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("serve", e)
 	configPath := fs.String("config", "", "config file (YAML); embedded defaults when empty")
-	if !parseFlags(fs, args) {
-		return exitConfig
+	if code, ok := parseFlags(fs, args, e); !ok {
+		return code
 	}
 	cfg, ok := loadConfig(*configPath, e)
 	if !ok {
 		return exitConfig
 	}
-	e.reloadConfig = func() (*Config, error) {
+	// Everything that can fail is checked before anything is created: a
+	// missing users file must not leave a new signing key behind.
+	if errs := checkFiles(cfg); len(errs) > 0 {
+		reportProblems(e, *configPath, errs)
+		return exitConfig
+	}
+	e.reloadConfig = func() (*config.Config, error) {
 		if *configPath == "" {
 			return nil, nil
 		}
-		next, err := LoadConfig(*configPath, e.environ)
+		next, err := config.Load(*configPath, e.environ)
 		if err == nil {
 			err = next.Validate()
 		}
@@ -38,7 +46,7 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 }
 
 // newLogger builds the process logger from log_format and log_level.
-func newLogger(cfg Config, w io.Writer) *slog.Logger {
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated; "" is info
 	opts := &slog.HandlerOptions{Level: level}
@@ -52,7 +60,7 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 // serve runs tokengate until ctx is done (SIGTERM/SIGINT), then shuts down:
 // readiness fails first, shutdown_delay lets endpoints update, in-flight
 // requests drain within shutdown_grace. It returns the exit code.
-func serve(ctx context.Context, cfg Config, e env) int {
+func serve(ctx context.Context, cfg config.Config, e env) int {
 	logger := newLogger(cfg, e.stderr)
 	redis.SetLogger(redisLogger{logger}) // process-wide: go-redis has one logger
 	a, err := newApp(ctx, cfg, logger)
@@ -170,8 +178,8 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 
 // reloadFrom reads the configuration again, when there is a file, and
 // reloads; an invalid file fails the reload and keeps everything as it was.
-func (a *app) reloadFrom(read func() (*Config, error)) {
-	var next *Config
+func (a *app) reloadFrom(read func() (*config.Config, error)) {
+	var next *config.Config
 	if read != nil {
 		c, err := read()
 		if err != nil {

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -27,8 +27,8 @@ func errLines(err error) []string {
 	return []string{err.Error()}
 }
 
-// plain drops what LoadConfig records about where values came from, so a
-// loaded Config compares with DefaultConfig.
+// plain drops what Load records about where values came from, so a
+// loaded Config compares with Default.
 func plain(c Config) Config {
 	c.dir, c.origin = "", nil
 	return c
@@ -43,25 +43,25 @@ func assertLines(t *testing.T, err error, want []string) {
 }
 
 func TestConfigDefaultsAreValid(t *testing.T) {
-	if err := DefaultConfig().Validate(); err != nil {
+	if err := Default().Validate(); err != nil {
 		t.Fatal(err)
 	}
 	// Each call returns fresh lists: a caller's change cannot leak.
-	a := DefaultConfig()
+	a := Default()
 	a.PublicPaths[0] = "/changed"
-	if b := DefaultConfig(); b.PublicPaths[0] != "/healthz" {
-		t.Fatalf("DefaultConfig shares its lists: %v", b.PublicPaths)
+	if b := Default(); b.PublicPaths[0] != "/healthz" {
+		t.Fatalf("Default shares its lists: %v", b.PublicPaths)
 	}
 }
 
 // The example spells out every key with its default; it cannot drift.
 func TestConfigExampleIsTheDefaults(t *testing.T) {
-	cfg, err := LoadConfig(filepath.Join("..", "..", "config.example.yaml"), nil)
+	cfg, err := Load(filepath.Join("..", "..", "config.example.yaml"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := plain(cfg), DefaultConfig(); !reflect.DeepEqual(got, want) {
-		t.Errorf("config.example.yaml differs from DefaultConfig:\n got: %+v\nwant: %+v", got, want)
+	if got, want := plain(cfg), Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("config.example.yaml differs from Default:\n got: %+v\nwant: %+v", got, want)
 	}
 	for _, k := range configKeys() {
 		if !strings.HasPrefix(cfg.origin[k.path], "line ") {
@@ -117,7 +117,7 @@ func TestConfigLoadErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			cfg, err := LoadConfig(filepath.Join("testdata", tt.file), nil)
+			cfg, err := Load(filepath.Join("testdata", tt.file), nil)
 			assertLines(t, err, tt.want)
 			if err != nil && !reflect.DeepEqual(cfg, Config{}) {
 				t.Errorf("a failed load returned a config: %+v", cfg)
@@ -127,7 +127,7 @@ func TestConfigLoadErrors(t *testing.T) {
 }
 
 func TestConfigLoadMissingFile(t *testing.T) {
-	_, err := LoadConfig(filepath.Join(t.TempDir(), "absent.yaml"), nil)
+	_, err := Load(filepath.Join(t.TempDir(), "absent.yaml"), nil)
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "absent.yaml") {
 		t.Fatalf("got %v, want a not-exist error naming the file", err)
 	}
@@ -163,11 +163,11 @@ func TestConfigLoadValues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			cfg, err := LoadConfig(filepath.Join("testdata", tt.file), nil)
+			cfg, err := Load(filepath.Join("testdata", tt.file), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := DefaultConfig()
+			want := Default()
 			tt.want(&want)
 			if !reflect.DeepEqual(plain(cfg), want) {
 				t.Errorf("got  %+v\nwant %+v", plain(cfg), want)
@@ -200,7 +200,7 @@ func TestConfigLoadMergeBomb(t *testing.T) {
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := LoadConfig(path, nil)
+	_, err := Load(path, nil)
 	if err == nil || !strings.Contains(err.Error(), "more than 10000 keys and mappings") {
 		t.Fatalf("got %v, want the expansion bound", err)
 	}
@@ -264,8 +264,13 @@ func TestConfigValidateRules(t *testing.T) {
 			[]string{`public_paths[0]: "healthz" must start with /`}},
 		{"public path dot-segment", func(c *Config) { c.PublicPaths = []string{"/ok", "/a/./b"} },
 			[]string{`public_paths[1]: "/a/./b" must be a clean path (no . or .. segments, no //, no trailing /); did you mean "/a/b"?`}},
-		{"public path trailing slash", func(c *Config) { c.PublicPaths = []string{"/static/"} },
-			[]string{`public_paths[0]: "/static/" must be a clean path (no . or .. segments, no //, no trailing /); did you mean "/static"?`}},
+		{"public path trailing slash", func(c *Config) { c.PublicPaths = []string{"/static/", "/assets/img/"} }, nil},
+		{"public path trailing slash twice", func(c *Config) { c.PublicPaths = []string{"/static//"} },
+			[]string{`public_paths[0]: "/static//" must be a clean path (no . or .. segments, no //, no trailing /); did you mean "/static"?`}},
+		{"public path with and without slash", func(c *Config) { c.PublicPaths = []string{"/static", "/static/"} },
+			[]string{`public_paths[1]: /static is listed twice`}},
+		{"route under a public path with a slash", func(c *Config) { c.PublicPaths = []string{"/user/"} },
+			[]string{`routes.login: /user/login is under public path /user`, `routes.logout: /user/logout is under public path /user`, `routes.logout_all: /user/logout_all is under public path /user`}},
 		{"public path query", func(c *Config) { c.PublicPaths = []string{"/a?b"} },
 			[]string{`public_paths[0]: "/a?b" must be a path without query or fragment`}},
 		{"public path encoded", func(c *Config) { c.PublicPaths = []string{"/a%2e"} },
@@ -323,6 +328,16 @@ func TestConfigValidateRules(t *testing.T) {
 			`tokens.verification_key_files[1]: must not be empty`,
 			`tokens.cache_size: must be positive (got 0)`,
 		}},
+		{"lifetimes past their bounds", func(c *Config) {
+			c.Tokens.TTL, c.Tokens.RefreshWindow, c.Tokens.Leeway = 300000*time.Hour, 9000*time.Hour, 6*time.Minute
+		}, []string{
+			`tokens.ttl: must be at most 8784h0m0s (got 300000h0m0s)`,
+			`tokens.refresh_window: must be at most 8784h0m0s (got 9000h0m0s)`,
+			`tokens.leeway: must be at most 5m0s (got 6m0s)`,
+		}},
+		{"lifetimes at their bounds", func(c *Config) {
+			c.Tokens.TTL, c.Tokens.RefreshWindow, c.Tokens.Leeway = 8784*time.Hour, 8784*time.Hour, 5*time.Minute
+		}, nil},
 		{"leeway as long as ttl", func(c *Config) { c.Tokens.TTL, c.Tokens.Leeway = time.Minute, time.Minute },
 			[]string{`tokens.leeway: must be shorter than tokens.ttl (1m0s)`}},
 		{"algorithm is case-sensitive", func(c *Config) { c.Tokens.Algorithm = "eddsa" },
@@ -432,6 +447,34 @@ func TestConfigValidateRules(t *testing.T) {
 		{"public root covers every route", func(c *Config) { c.PublicPaths = []string{"/"}; c.Routes = RoutesConfig{JWKS: "/jwks"} },
 			[]string{`routes.jwks: /jwks is under public path /`}},
 		{"route beside a public path", func(c *Config) { c.PublicPaths = []string{"/user/log"} }, nil},
+		// browser sign-in
+		{"browser sign-in off", func(c *Config) { c.Routes.SignIn, c.Routes.SignOut = "", "" }, nil},
+		{"sign_out without sign_in", func(c *Config) { c.Routes.SignIn = "" },
+			[]string{`routes.sign_out: needs routes.sign_in (browser sign-in is off); set both or neither`}},
+		{"sign_in under a public path", func(c *Config) { c.PublicPaths = []string{"/tokengate"} }, []string{
+			`routes.sign_in: /tokengate/sign_in is under public path /tokengate`,
+			`routes.sign_out: /tokengate/sign_out is under public path /tokengate`,
+		}},
+		{"sign_in unclean", func(c *Config) { c.Routes.SignIn = "/login/" },
+			[]string{`routes.sign_in: "/login/" must be a clean path (no . or .. segments, no //, no trailing /); did you mean "/login"?`}},
+		{"sign_in collides", func(c *Config) { c.Routes.SignIn = "/user/login" },
+			[]string{`routes.sign_in: /user/login is also routes.login; routes must differ`}},
+		{"browser options", func(c *Config) {
+			c.Browser = BrowserConfig{CookieName: "sso", CookieDomain: "example.com", Title: "Acme", QueryTokenPaths: []string{"/ws", "/events"}}
+		}, nil},
+		{"browser bad options", func(c *Config) {
+			c.Browser = BrowserConfig{CookieName: "my cookie", CookieDomain: "https://example.com", QueryTokenPaths: []string{"ws", "/a/../b"}}
+		}, []string{
+			"browser.cookie_name: \"my cookie\" must be a cookie name (letters, digits, !#$%&'*+-.^_`|~)",
+			`browser.cookie_domain: "https://example.com" is not a cookie domain (a host name such as example.com, no scheme or port)`,
+			`browser.title: must not be empty`,
+			`browser.query_token_paths[0]: "ws" must start with /`,
+			`browser.query_token_paths[1]: "/a/../b" must be a clean path (no . or .. segments, no //, no trailing /); did you mean "/b"?`,
+		}},
+		{"browser cookie prefix", func(c *Config) { c.Browser.CookieName = "__Host-tg" },
+			[]string{`browser.cookie_name: "__Host-tg" must not carry a __Host- or __Secure- prefix (tokengate sets the attributes itself)`}},
+		{"browser empty cookie name", func(c *Config) { c.Browser.CookieName = "" },
+			[]string{`browser.cookie_name: must not be empty`}},
 	}
 	known := map[string]bool{}
 	for _, k := range configKeys() {
@@ -439,7 +482,7 @@ func TestConfigValidateRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := DefaultConfig()
+			c := Default()
 			tt.mutate(&c)
 			err := c.Validate()
 			assertLines(t, err, tt.want)
@@ -470,7 +513,7 @@ func unwrapAll(err error) []error {
 
 // Validation reports every problem of a file at once, with its line.
 func TestConfigValidateReportsEveryProblem(t *testing.T) {
-	cfg, err := LoadConfig(filepath.Join("testdata", "invalid.yaml"), nil)
+	cfg, err := Load(filepath.Join("testdata", "invalid.yaml"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -560,11 +603,11 @@ func TestConfigEnvOverrides(t *testing.T) {
 			if tt.file != "" {
 				path = filepath.Join("testdata", tt.file)
 			}
-			cfg, err := LoadConfig(path, tt.environ)
+			cfg, err := Load(path, tt.environ)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := DefaultConfig()
+			want := Default()
 			tt.want(&want)
 			if !reflect.DeepEqual(plain(cfg), want) {
 				t.Errorf("got  %+v\nwant %+v", plain(cfg), want)
@@ -615,7 +658,7 @@ func TestConfigEnvErrors(t *testing.T) {
 			if tt.file != "" {
 				path = filepath.Join("testdata", tt.file)
 			}
-			_, err := LoadConfig(path, tt.environ)
+			_, err := Load(path, tt.environ)
 			assertLines(t, err, tt.want)
 		})
 	}
@@ -623,7 +666,7 @@ func TestConfigEnvErrors(t *testing.T) {
 
 // A bad value from the environment is blamed on its variable.
 func TestConfigValidateNamesTheVariable(t *testing.T) {
-	cfg, err := LoadConfig(filepath.Join("testdata", "anchors.yaml"), []string{
+	cfg, err := Load(filepath.Join("testdata", "anchors.yaml"), []string{
 		"TOKENGATE_TOKENS_ALGORITHM=none", "TOKENGATE_TRUSTED_PROXIES=10.0.0.0/8,nope",
 	})
 	if err != nil {
@@ -661,7 +704,7 @@ func TestConfigResolve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadConfig(filepath.Join("testdata", "paths", "config.yaml"), []string{"TOKENGATE_USERS_PATH=db/users.db"})
+	cfg, err := Load(filepath.Join("testdata", "paths", "config.yaml"), []string{"TOKENGATE_USERS_PATH=db/users.db"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -681,7 +724,7 @@ func TestConfigResolve(t *testing.T) {
 		}
 	}
 	// Without a file, relative paths stay relative to the working directory.
-	noFile, err := LoadConfig("", nil)
+	noFile, err := Load("", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -704,7 +747,7 @@ func FuzzLoadConfig(f *testing.F) {
 	f.Add([]byte("tokens: {ttl: !!binary aGVsbG8=}\n"))
 	f.Add([]byte("? [a]\n: 1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg := DefaultConfig()
+		cfg := Default()
 		cfg.origin = map[string]string{}
 		if errs := decodeYAML(data, &cfg); len(errs) > 0 {
 			for _, e := range errs {
