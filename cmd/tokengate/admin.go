@@ -106,7 +106,7 @@ func (a *app) revokeUser(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := a.checker.RevokeUser(r.Context(), id, time.Now()); err != nil {
 		a.log.Error("operator revocation failed", "user_id", id, "error", err)
-		writeError(w, http.StatusServiceUnavailable, "revocation_unavailable", "the revocation store did not take the revocation; nothing was revoked")
+		writeError(w, http.StatusServiceUnavailable, "revocation_unavailable", "the revocation was not confirmed by the store (it may or may not have been stored); retry")
 		return
 	}
 	a.log.Warn("operator revoked all tokens of a user", "user_id", id, "matched", matched, "argument", body.User, "remote", r.RemoteAddr)

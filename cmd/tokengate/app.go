@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"tokengate/authn"
+	"tokengate/internal/accesslog"
 	"tokengate/proxy"
 	"tokengate/revocation"
 )
@@ -56,7 +57,7 @@ type pinger interface {
 }
 
 // newApp constructs every component. On error, whatever was opened is closed.
-func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, err error) {
+func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *accesslog.Logger) (_ *app, err error) {
 	a := &app{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -143,6 +144,9 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 	}
 	// The checker closes before the store (closers run in reverse).
 	a.closers = append(a.closers, a.checker.Close)
+	if err := a.noteTokenLifetime(ctx); err != nil {
+		return nil, fmt.Errorf("revocation: %w", err)
+	}
 	// Shared dependencies are reported here and in /readyz?verbose, never
 	// in readiness: see ready.
 	for _, d := range a.dependencies() {
@@ -158,9 +162,6 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 			}
 			return 1
 		}))
-	}
-	if err := a.noteTokenLifetime(ctx); err != nil {
-		return nil, fmt.Errorf("revocation: %w", err)
 	}
 
 	// HTTP.
@@ -194,6 +195,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 		Revocation:        a.checker,
 		AllowOnStoreError: cfg.Revocation.OnStoreError == "allow",
 		Logger:            log,
+		AccessLog:         access,
 		Registerer:        reg,
 	})
 	if err != nil {
@@ -288,7 +290,7 @@ func openRevocationStore(cfg config.Config, log *slog.Logger) (revocation.Store,
 		}
 		s, err := revocation.NewRedisStore(revocation.RedisOptions{
 			URL: rc.RedisURL, Addrs: rc.RedisAddrs, MasterName: rc.RedisMasterName,
-			Password: password, Logger: log,
+			Password: password, Prefix: rc.RedisPrefix, MinReplicas: rc.RedisMinReplicas, Logger: log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("revocation.redis_url: %w", err)
@@ -427,9 +429,14 @@ func (a *app) reload(next *config.Config) error {
 			a.log.Warn("configuration changes that need a restart were not applied", "keys", changed)
 		}
 	}
+	// Users and keys reload independently; the log says what each did, so
+	// a failure never claims to have kept what was in fact replaced.
+	users, keys := "unchanged", "reloaded"
 	if a.fileUser != nil {
+		users = "reloaded"
 		if err := a.fileUser.Reload(); err != nil {
 			errs = append(errs, fmt.Errorf("users.file: %w", err))
+			users = "kept the previous users"
 		}
 	}
 	signing, verification, err := loadKeys(keysCfg, false)
@@ -438,13 +445,14 @@ func (a *app) reload(next *config.Config) error {
 	}
 	if err != nil {
 		errs = append(errs, err)
+		keys = "kept the previous keys"
 	} else {
 		a.cfg = keysCfg
 	}
 	err = errors.Join(errs...)
 	if err != nil {
 		a.reloadGauge.Set(0)
-		a.log.Error("reload failed; keeping the previous users and keys", "error", err)
+		a.log.Error("reload failed", "users", users, "keys", keys, "error", err)
 	} else {
 		a.reloadGauge.Set(1)
 		a.log.Info("reloaded users and keys")

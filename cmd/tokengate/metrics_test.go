@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 	"tokengate/internal/config"
+
 	"tokengate/internal/testsvc"
 )
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -10,8 +9,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"tokengate/internal/testsvc"
 )
@@ -78,13 +75,7 @@ func TestReadinessIgnoresSharedDependencies(t *testing.T) {
 	}
 	pg := newTCPForwarder(t, u.Host)
 	u.Host = pg.ln.Addr().String()
-	table := fmt.Sprintf("tg_e2e_ready_%d", time.Now().UnixNano())
-	conn, err := pgx.Connect(t.Context(), pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(t.Context())
-	t.Cleanup(func() { conn.Exec(t.Context(), `DROP TABLE IF EXISTS `+table) })
+	table := testsvc.TempTable(t, pgURL, "tg_e2e_ready")
 
 	up := newEchoUpstream(t)
 	in := start(t, newDir(t, up.URL), append(redisEnv(redis.Addr),
