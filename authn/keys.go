@@ -50,6 +50,7 @@ type Key struct {
 	private any    // ed25519.PrivateKey, *ecdsa.PrivateKey, *rsa.PrivateKey; nil for a public-only key
 	public  any    // ed25519.PublicKey, *ecdsa.PublicKey, *rsa.PublicKey; nil for HS256
 	secret  []byte // HS256 only
+	file    string // the file it was loaded from, for error messages; "" if none
 }
 
 // CanSign reports whether the key holds a private part (or an HS256 secret).
@@ -133,9 +134,12 @@ func LoadSigningKey(path, algorithm string) (*Key, error) {
 }
 
 // LoadVerificationKey reads an older key kept for rotation: a PEM private or
-// public key (algorithm inferred from the key type), or an HS256 secret
-// (any file without a PEM block). Only the public part of a private key is
-// kept.
+// public key (algorithm inferred from the key type), or an HS256 secret.
+// A file without a PEM block is a secret only if it does not look like a key
+// in another encoding (DER, JWK, OpenSSH, broken PEM, ...): taken as a
+// secret, public key material would let anyone sign tokens. Only the public
+// part of a private key is kept. CheckVerificationKeys says whether the key
+// may be used with a given signing algorithm.
 func LoadVerificationKey(path string) (*Key, error) {
 	data, err := readKeyFile(path)
 	if err != nil {
@@ -153,7 +157,33 @@ func LoadVerificationKey(path string) (*Key, error) {
 		return nil, fmt.Errorf("authn: %s: %w", path, err)
 	}
 	k.private = nil
+	k.file = path
 	return k, nil
+}
+
+// CheckVerificationKeys refuses an HS256 secret among the verification keys
+// when tokens are signed with an asymmetric algorithm. Such a secret is
+// never needed there (tokengate signs with one algorithm at a time) and is
+// what a public key listed in the wrong format becomes: a client would HMAC
+// a token with the published key and be accepted as anyone. There is no
+// option to allow it; moving from HS256 to an asymmetric algorithm means the
+// HS256 tokens stop working at the switch.
+func CheckVerificationKeys(signingAlgorithm string, verification []*Key) error {
+	if signingAlgorithm == AlgHS256 {
+		return nil
+	}
+	var errs []error
+	for _, k := range verification {
+		if k != nil && k.Algorithm == AlgHS256 {
+			name := k.file
+			if name == "" {
+				name = "key " + k.ID
+			}
+			errs = append(errs, fmt.Errorf("authn: %s: an HS256 secret cannot be a verification key when tokens are signed with %s "+
+				"(a public key in a non-PEM file would become a signing secret); list PEM keys only", name, signingAlgorithm))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func checkAlgorithm(alg string) error {
@@ -185,12 +215,16 @@ func isPEM(data []byte) bool {
 }
 
 func newSecretKey(path string, data []byte) (*Key, error) {
+	if format := foreignKeyFormat(data); format != "" {
+		return nil, fmt.Errorf("authn: %s: the file looks like %s, not an HS256 secret; "+
+			"give a key as PEM (PUBLIC KEY or PRIVATE KEY), for example converted with openssl pkey", path, format)
+	}
 	secret := bytes.TrimSpace(data)
 	if len(secret) < minHS256SecretBytes {
 		return nil, fmt.Errorf("authn: %s: HS256 secret is %d bytes, want at least %d", path, len(secret), minHS256SecretBytes)
 	}
 	secret = bytes.Clone(secret)
-	return &Key{Algorithm: AlgHS256, ID: secretKeyID(secret), secret: secret}, nil
+	return &Key{Algorithm: AlgHS256, ID: secretKeyID(secret), secret: secret, file: path}, nil
 }
 
 // secretKeyID names an HS256 secret without revealing it: the first 16

@@ -95,16 +95,43 @@ func addrKey(addr string) throttleKey {
 	return sha256.Sum256([]byte("a\x00" + addr))
 }
 
-// check returns how long the caller must wait, or 0 when both budgets allow
-// another attempt.
-func (t *throttle) check(name, addr string, now time.Time) time.Duration {
+// attempt is one login attempt counted against both budgets before its
+// password check, so concurrent attempts cannot all pass a check that none of
+// their failures has reached yet. An entry's start tells its window apart
+// from a later one with the same key, so a late give-back cannot lower it.
+type attempt struct {
+	user, addr           throttleKey
+	userStart, addrStart time.Time // zero: not counted in that table
+}
+
+// reserve counts an attempt for name and addr when both budgets allow one,
+// or returns how long the caller must wait (and counts nothing). Attempts in
+// flight count like failures: with a budget of 10, at most 10 password
+// checks run per window however many requests arrive at once.
+func (t *throttle) reserve(name, addr string, now time.Time) (attempt, time.Duration) {
+	var at attempt
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	wait := t.blocked(t.users, t.perUser, userKey(name), now)
-	if addr != "" {
-		wait = max(wait, t.blocked(t.addrs, t.perAddr, addrKey(addr), now))
+	if t.perUser >= 0 {
+		at.user = userKey(name)
 	}
-	return wait
+	if addr != "" && t.perAddr >= 0 {
+		at.addr = addrKey(addr)
+	}
+	wait := t.blocked(t.users, t.perUser, at.user, now)
+	if addr != "" {
+		wait = max(wait, t.blocked(t.addrs, t.perAddr, at.addr, now))
+	}
+	if wait > 0 {
+		return attempt{}, wait
+	}
+	if t.perUser >= 0 {
+		at.userStart = t.add(t.users, at.user, now)
+	}
+	if addr != "" && t.perAddr >= 0 {
+		at.addrStart = t.add(t.addrs, at.addr, now)
+	}
+	return at, 0
 }
 
 func (t *throttle) blocked(c *lru.Cache[throttleKey, failures], budget int, k throttleKey, now time.Time) time.Duration {
@@ -126,31 +153,45 @@ func (t *throttle) blocked(c *lru.Cache[throttleKey, failures], budget int, k th
 	return end.Sub(now)
 }
 
-// fail records a failed attempt for name and addr.
-func (t *throttle) fail(name, addr string, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.perUser >= 0 {
-		t.add(t.users, userKey(name), now)
-	}
-	if addr != "" && t.perAddr >= 0 {
-		t.add(t.addrs, addrKey(addr), now)
-	}
-}
-
-func (t *throttle) add(c *lru.Cache[throttleKey, failures], k throttleKey, now time.Time) {
+// add counts one attempt and returns the start of its window.
+func (t *throttle) add(c *lru.Cache[throttleKey, failures], k throttleKey, now time.Time) time.Time {
 	f, ok := c.Get(k)
 	if !ok || !now.Before(f.start.Add(t.window)) {
 		f = failures{start: now}
 	}
 	f.count++
 	c.Add(k, f)
+	return f.start
 }
 
-// succeed forgets the name's failures: the account holder is back. The
-// address keeps its count, or one valid account would reset a spray.
-func (t *throttle) succeed(name string) {
+// release gives an attempt back: it checked no password (the store failed).
+func (t *throttle) release(at attempt) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.users.Remove(userKey(name))
+	t.giveBack(t.users, at.user, at.userStart)
+	t.giveBack(t.addrs, at.addr, at.addrStart)
+}
+
+// succeed gives the attempt back and forgets the name's failures: the
+// account holder is back. The address keeps its failures (only this
+// attempt is given back), or one valid account would reset a spray.
+func (t *throttle) succeed(at attempt) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !at.userStart.IsZero() {
+		t.users.Remove(at.user)
+	}
+	t.giveBack(t.addrs, at.addr, at.addrStart)
+}
+
+func (t *throttle) giveBack(c *lru.Cache[throttleKey, failures], k throttleKey, start time.Time) {
+	if start.IsZero() {
+		return
+	}
+	f, ok := c.Peek(k)
+	if !ok || !f.start.Equal(start) || f.count == 0 {
+		return // that window is gone (expired or evicted)
+	}
+	f.count--
+	c.Add(k, f)
 }

@@ -126,6 +126,9 @@ func (t *Tokens) newKeySet(signing *Key, verification []*Key) (*keySet, error) {
 	if !signing.CanSign() {
 		return nil, fmt.Errorf("authn: signing key %s has no private part", signing.ID)
 	}
+	if err := CheckVerificationKeys(signing.Algorithm, verification); err != nil {
+		return nil, err
+	}
 	ks := &keySet{signing: signing, byID: make(map[string]*Key)}
 	var algs []string
 	var jwks jwkSet

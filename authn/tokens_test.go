@@ -172,7 +172,9 @@ func TestVerifyHostileTokens(t *testing.T) {
 	ed := testKey(t, AlgEdDSA, 0)
 	rs := testKey(t, AlgRS256, 0)
 	hs := testKey(t, AlgHS256, 0)
-	tk := newTestTokens(t, ed, []*Key{rs, hs}, TokenOptions{Audience: "app", Now: clock.Now, CacheSize: -1})
+	// HS256 signs and the asymmetric keys verify: the one mix of an HS256
+	// secret and public keys that CheckVerificationKeys allows.
+	tk := newTestTokens(t, hs, []*Key{ed, rs}, TokenOptions{Audience: "app", Now: clock.Now, CacheSize: -1})
 	good, _, err := tk.Issue("alice", "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -474,12 +476,12 @@ func FuzzVerify(f *testing.F) {
 	key := testKey(f, AlgEdDSA, 0)
 	hs := testKey(f, AlgHS256, 0)
 	clock := newTestClock()
-	tk, err := NewTokens(key, []*Key{hs}, TokenOptions{Now: clock.Now})
+	tk, err := NewTokens(hs, []*Key{key}, TokenOptions{Now: clock.Now})
 	if err != nil {
 		f.Fatal(err)
 	}
-	valid, _, _ := tk.Issue("u", "u")
-	validHS, _, _ := newTestTokens(f, hs, nil, TokenOptions{Now: clock.Now}).Issue("u", "u")
+	valid, _, _ := newTestTokens(f, key, nil, TokenOptions{Now: clock.Now}).Issue("u", "u")
+	validHS, _, _ := tk.Issue("u", "u")
 	f.Add(valid)
 	f.Add(validHS)
 	f.Add("")

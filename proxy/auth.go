@@ -55,21 +55,34 @@ func verifyError(err error) authOutcome {
 	}
 }
 
-// authenticate checks the request's token: exactly one Bearer header,
-// signature and claims (Verify, cached in authn), then revocation (cached in
-// the Checker). It counts the decision. refreshable accepts tokens within the
-// refresh window (PUT on the session route).
+// authenticate checks the request's Bearer token: exactly one Bearer
+// header, then checkToken. It counts the decision. refreshable accepts
+// tokens within the refresh window (PUT on the session route). The identity
+// endpoints use it: they take no cookie (no CSRF to guard against there).
 func (h *handler) authenticate(r *http.Request, refreshable bool) authOutcome {
-	out := h.checkToken(r, refreshable)
+	token, _, out := bearerToken(r.Header)
+	if out.decision == "" {
+		out = h.checkToken(r.Context(), token, refreshable)
+	}
 	h.metrics.decisions[out.decision].Inc()
 	return out
 }
 
-func (h *handler) checkToken(r *http.Request, refreshable bool) authOutcome {
-	token, _, fail := bearerToken(r.Header)
-	if fail.decision != "" {
-		return fail
+// authenticateRequest checks a proxied request's credential, wherever it
+// came from (credential: Bearer header, session cookie, query token), with
+// the same checkToken. It counts the decision.
+func (h *handler) authenticateRequest(r *http.Request) (authOutcome, credSource) {
+	token, src, out := h.credential(r)
+	if out.decision == "" {
+		out = h.checkToken(r.Context(), token, false)
 	}
+	h.metrics.decisions[out.decision].Inc()
+	return out, src
+}
+
+// checkToken is the one authentication core: signature and claims (Verify,
+// cached in authn), then revocation (cached in the Checker).
+func (h *handler) checkToken(ctx context.Context, token string, refreshable bool) authOutcome {
 	var (
 		claims authn.Claims
 		err    error
@@ -80,17 +93,17 @@ func (h *handler) checkToken(r *http.Request, refreshable bool) authOutcome {
 		claims, err = h.tokens.Verify(token)
 	}
 	if err != nil {
-		h.debug(r.Context(), "token refused", slog.String("reason", err.Error()))
+		h.debug(ctx, "token refused", slog.String("reason", err.Error()))
 		return verifyError(err)
 	}
-	revoked, err := h.revocation.Revoked(r.Context(), claims.ID, claims.Subject, claims.IssuedAt)
+	revoked, err := h.revocation.Revoked(ctx, claims.ID, claims.Subject, claims.IssuedAt)
 	switch {
 	case err != nil && h.allowOnStoreError:
-		h.logger.LogAttrs(r.Context(), slog.LevelWarn, "revocation store unavailable; letting the token through (on_store_error: allow)",
-			slog.String("request_id", RequestIDFromContext(r.Context())), slog.Any("error", err))
+		h.logger.LogAttrs(ctx, slog.LevelWarn, "revocation store unavailable; letting the token through (on_store_error: allow)",
+			slog.String("request_id", RequestIDFromContext(ctx)), slog.Any("error", err))
 	case err != nil:
-		h.logger.LogAttrs(r.Context(), slog.LevelError, "revocation store unavailable",
-			slog.String("request_id", RequestIDFromContext(r.Context())), slog.Any("error", err))
+		h.logger.LogAttrs(ctx, slog.LevelError, "revocation store unavailable",
+			slog.String("request_id", RequestIDFromContext(ctx)), slog.Any("error", err))
 		return authOutcome{decision: decisionError, err: errRevocationDown}
 	case revoked:
 		return authOutcome{decision: decisionRevoked, err: errTokenRevoked}

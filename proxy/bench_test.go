@@ -87,8 +87,13 @@ func (w *nopWriter) WriteHeader(int)             {}
 
 // authOnly is tokengate's middleware chain and auth check with a no-op
 // instead of the ReverseProxy.
-func authOnly(tb testing.TB) (http.Handler, *http.Request) {
-	e := newEnv(tb, envConfig{options: func(o *Options) { o.Logger = slog.New(slog.DiscardHandler) }})
+func authOnly(tb testing.TB, more ...func(*Options)) (http.Handler, *http.Request) {
+	e := newEnv(tb, envConfig{options: func(o *Options) {
+		o.Logger = slog.New(slog.DiscardHandler)
+		for _, f := range more {
+			f(o)
+		}
+	}})
 	opts := e.opts
 	opts.Registerer = nil // e's own handler registered already
 	h, err := New(opts)
@@ -97,7 +102,7 @@ func authOnly(tb testing.TB) (http.Handler, *http.Request) {
 	}
 	hh := h.(*handler)
 	next := chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		out := hh.authenticate(r, false)
+		out, _ := hh.authenticateRequest(r) // what servePrivate calls
 		if !out.allowed() {
 			tb.Fatalf("refused: %s", out.decision)
 		}

@@ -48,6 +48,11 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) loginFailed(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
+	case errors.Is(err, authn.ErrMalformedLoginName):
+		// A client error, refused before any lookup: never a store error
+		// (which would feed the "cannot check logins" alert).
+		h.metrics.logins[loginMalformed].Inc()
+		writeError(w, errMalformedLoginName)
 	case errors.Is(err, authn.ErrInvalidCredentials):
 		h.metrics.logins[loginInvalidCredentials].Inc()
 		writeError(w, errInvalidCreds)
@@ -110,13 +115,37 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
 // window included: a logged-out token must not come back through PUT
 // /session after its exp.
 func (h *handler) revokeToken(ctx context.Context, c authn.Claims) error {
+	return h.revocation.RevokeToken(ctx, c.ID, h.revokedUntil(c))
+}
+
+// revokedUntil is when a revocation of c may be forgotten: its exp plus the
+// longest lifetime (TTL + refresh window + leeway), which covers the refresh
+// window and leeway after exp even for a token issued under a longer TTL
+// than today's (its exp, not today's TTL, says how long it lives).
+func (h *handler) revokedUntil(c authn.Claims) time.Time {
 	until := c.ExpiresAt
-	if ml, ok := h.tokens.(interface{ MaxLifetime() time.Duration }); ok {
-		if u := c.IssuedAt.Add(ml.MaxLifetime()); u.After(until) {
-			until = u
-		}
+	if c.IssuedAt.After(until) {
+		until = c.IssuedAt
 	}
-	return h.revocation.RevokeToken(ctx, c.ID, until)
+	if ml, ok := h.tokens.(interface{ MaxLifetime() time.Duration }); ok {
+		until = until.Add(ml.MaxLifetime())
+	}
+	return until
+}
+
+// revokeUser revokes every token of the token's user issued until now, and
+// at least c itself: the cutoff is max(now, c's iat). A token's iat may be
+// up to tokens.leeway ahead of this replica's clock (it was issued by a
+// replica whose clock is ahead); a cutoff taken from this clock alone would
+// spare the very token that asked to log out everywhere. Every
+// log-out-everywhere path (logout_all, the browser's sign-out everywhere)
+// goes through here.
+func (h *handler) revokeUser(ctx context.Context, c authn.Claims) error {
+	cutoff := h.now()
+	if c.IssuedAt.After(cutoff) {
+		cutoff = c.IssuedAt
+	}
+	return h.revocation.RevokeUser(ctx, c.Subject, cutoff)
 }
 
 // serveLogoutAll: POST with a valid token -> every token of its user issued
@@ -140,7 +169,7 @@ func (h *handler) serveLogoutAll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := h.revocation.RevokeUser(r.Context(), out.claims.Subject, h.now()); err != nil {
+	if err := h.revokeUser(r.Context(), out.claims); err != nil {
 		h.logError(r.Context(), "logout_all: revoking the user failed", err)
 		writeError(w, errRevocationNotConfirmed)
 		return
@@ -187,7 +216,10 @@ func (h *handler) describeSession(w http.ResponseWriter, r *http.Request) {
 
 // refresh trades a token (expired up to the refresh window) for a new one
 // and revokes the old one. The new token is only handed out once the old
-// one is durably revoked.
+// one is durably revoked, and only by the refresh that revoked it: of
+// concurrent refreshes of one token (on any replica sharing the store),
+// exactly one gets 200; the others get 401 token_revoked, as any later use
+// of the old token does, and their signed tokens are discarded unseen.
 func (h *handler) refresh(w http.ResponseWriter, r *http.Request) {
 	out := h.authenticate(r, true)
 	if !out.allowed() {
@@ -202,9 +234,14 @@ func (h *handler) refresh(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errInternal)
 		return
 	}
-	if err := h.revokeToken(r.Context(), old); err != nil {
+	first, err := h.revocation.RevokeTokenOnce(r.Context(), old.ID, h.revokedUntil(old))
+	if err != nil {
 		h.logError(r.Context(), "refresh: revoking the old token failed", err)
 		writeError(w, errRevocationNotConfirmed)
+		return
+	}
+	if !first {
+		writeAuthError(w, authOutcome{decision: decisionRevoked, err: errTokenRevoked})
 		return
 	}
 	body, _ := json.Marshal(struct {

@@ -66,3 +66,7 @@ func writeMethodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
 	writeError(w, errMethodNotAllowed)
 }
+
+// errMalformedLoginName answers a login name no store can hold (invalid
+// UTF-8, control characters), refused before any lookup.
+var errMalformedLoginName = apiError{http.StatusBadRequest, "malformed_request", "the username must be valid UTF-8 without control characters"}

@@ -34,6 +34,7 @@ type handler struct {
 	logger            *slog.Logger
 	metrics           *metrics
 	now               func() time.Time
+	browser           browser
 
 	rp    *httputil.ReverseProxy
 	serve http.Handler // the assembled middleware chain
@@ -79,6 +80,7 @@ func New(opts Options) (http.Handler, error) {
 		logger:            opts.Logger,
 		metrics:           m,
 		now:               opts.Now,
+		browser:           newBrowser(opts.Routes, opts.Browser),
 	}
 	h.rp = h.newReverseProxy(opts.UpstreamTimeout)
 	h.endpoints = h.buildEndpoints(opts.Routes)
@@ -117,6 +119,10 @@ func (h *handler) buildEndpoints(rt Routes) map[string]endpoint {
 	add(rt.Users, routeUsers, h.serveUsers)
 	if h.jwks != nil {
 		add(rt.JWKS, routeJWKS, h.serveJWKS)
+	}
+	if rt.SignIn != "" {
+		add(rt.SignIn, routeSignIn, h.serveSignIn)
+		add(rt.SignOut, routeSignOut, h.serveSignOut)
 	}
 	return eps
 }
@@ -304,22 +310,43 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 	h.servePrivate(w, r)
 }
 
-// servePrivate proxies only requests with a valid, unrevoked token.
+// servePrivate proxies only requests with a valid, unrevoked token. A
+// browser without one is sent to the sign-in page.
 func (h *handler) servePrivate(w http.ResponseWriter, r *http.Request) {
-	out := h.authenticate(r, false)
+	out, src := h.authenticateRequest(r)
 	if !out.allowed() {
+		if src == sourceCookie && out.decision != decisionError {
+			h.browser.clearSessionCookie(w) // expired, revoked or invalid
+		}
+		if h.browser.enabled && out.err.Status == http.StatusUnauthorized && wantsHTML(r) {
+			h.redirectToSignIn(w, r)
+			return
+		}
 		writeAuthError(w, out)
 		return
+	}
+	if src == sourceCookie {
+		if !h.sameOrigin(r) {
+			writeError(w, errCrossOrigin)
+			return
+		}
+		h.renewCookie(w, r, out.claims)
 	}
 	stateFrom(r.Context()).setClaims(out.claims)
 	h.forward(w, r)
 }
 
 // servePublic proxies anyway; a valid token still sets the identity header,
-// a bad or absent one makes the request anonymous.
+// a bad or absent one makes the request anonymous (so does a cross-site
+// request with the session cookie).
 func (h *handler) servePublic(w http.ResponseWriter, r *http.Request) {
-	if _, present, _ := bearerToken(r.Header); present {
-		if out := h.authenticate(r, false); out.allowed() {
+	token, src, out := h.credential(r)
+	if src != sourceNone {
+		if out.decision == "" {
+			out = h.checkToken(r.Context(), token, false)
+		}
+		h.metrics.decisions[out.decision].Inc()
+		if out.allowed() && (src != sourceCookie || h.sameOrigin(r)) {
 			stateFrom(r.Context()).setClaims(out.claims)
 		}
 	}

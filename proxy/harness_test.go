@@ -159,6 +159,9 @@ type envConfig struct {
 	refreshWindow time.Duration
 	throttle      authn.ThrottleOptions
 	options       func(*Options)
+	// revocationMetrics registers the Checker's metrics on the env's
+	// registry too (tokengate_revocations_total and friends).
+	revocationMetrics bool
 }
 
 func defaultRoutes() Routes {
@@ -210,7 +213,11 @@ func newEnv(t testing.TB, cfgs ...envConfig) *env {
 		t.Fatal(err)
 	}
 	e.store = revocation.NewMemoryStore(e.clock.Now)
-	e.checker, err = revocation.NewChecker(e.store, revocation.CheckerOptions{Now: e.clock.Now, UserCutoffTTL: e.tokens.MaxLifetime()})
+	checkerOpts := revocation.CheckerOptions{Now: e.clock.Now, UserCutoffTTL: e.tokens.MaxLifetime()}
+	if cfg.revocationMetrics {
+		checkerOpts.Registerer = e.reg
+	}
+	e.checker, err = revocation.NewChecker(e.store, checkerOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,13 +7,13 @@ import (
 // identityHeader is the configured identity header in the two forms the hot
 // path needs, computed once in New.
 type identityHeader struct {
-	canonical  string // the key we set: http.CanonicalHeaderKey(name)
+	wire       string // the key we set, exactly as configured: legacy apps may match it byte for byte
 	normalized string // lower case, '-' for '_': what every spelling reduces to
 }
 
 func newIdentityHeader(name string) identityHeader {
 	return identityHeader{
-		canonical:  http.CanonicalHeaderKey(name),
+		wire:       name,
 		normalized: normalizeHeaderName(name),
 	}
 }

@@ -17,9 +17,11 @@ const (
 	routeJWKS      = "jwks"
 	routeProxy     = "proxy"
 	routePublic    = "public"
+	routeSignIn    = "sign_in"
+	routeSignOut   = "sign_out"
 )
 
-var routeNames = [...]string{routeLogin, routeLogout, routeLogoutAll, routeSession, routeUsers, routeJWKS, routeProxy, routePublic}
+var routeNames = [...]string{routeLogin, routeLogout, routeLogoutAll, routeSession, routeUsers, routeJWKS, routeProxy, routePublic, routeSignIn, routeSignOut}
 
 // Auth decision results.
 const (

@@ -31,7 +31,7 @@ const (
 )
 
 // contractRoutes is the route label's whole vocabulary (ARCHITECTURE.md).
-var contractRoutes = []string{"jwks", "login", "logout", "logout_all", "proxy", "public", "session", "users"}
+var contractRoutes = []string{"jwks", "login", "logout", "logout_all", "proxy", "public", "session", "sign_in", "sign_out", "users"}
 
 // durationCounts is the expected exposition of the duration histogram
 // (through countsOnly) with n observations per route, 0 for the others.

@@ -45,6 +45,9 @@ type Authenticator interface {
 type Revoker interface {
 	Revoked(ctx context.Context, jti, userID string, iat time.Time) (bool, error)
 	RevokeToken(ctx context.Context, jti string, exp time.Time) error
+	// RevokeTokenOnce reports whether this call revoked jti: of concurrent
+	// calls for one jti, exactly one gets true (refresh relies on it).
+	RevokeTokenOnce(ctx context.Context, jti string, exp time.Time) (bool, error)
 	RevokeUser(ctx context.Context, userID string, cutoff time.Time) error
 }
 
@@ -59,6 +62,13 @@ type Routes struct {
 	Session   string // default /session
 	Users     string // default /users
 	JWKS      string // default /.well-known/jwks.json
+	// SignIn serves the browser sign-in page (GET) and form (POST); ""
+	// disables browser sign-in: no redirects to it, and no session cookie
+	// is read. Default /tokengate/sign_in.
+	SignIn string
+	// SignOut serves the sign-out page (GET) and form (POST); default
+	// /tokengate/sign_out. Unused when SignIn is "".
+	SignOut string
 }
 
 // Registration modes for the users route.
@@ -76,7 +86,8 @@ type Options struct {
 	PublicPaths     []string       // whole-segment prefixes proxied without a token
 	TrustedProxies  []netip.Prefix // peers whose X-Forwarded-* are kept; none by default
 	Routes          Routes
-	MaxBodyBytes    int64 // identity endpoint bodies; default 64 KiB; 413 past it
+	Browser         BrowserOptions // browser sign-in; only used when Routes.SignIn is set
+	MaxBodyBytes    int64          // identity endpoint bodies; default 64 KiB; 413 past it
 
 	Tokens interface {
 		Verifier
@@ -119,6 +130,7 @@ func (o Options) withDefaults() Options {
 	if o.Registration == "" {
 		o.Registration = RegistrationOff
 	}
+	o.Browser = o.Browser.withDefaults()
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -181,6 +193,12 @@ func (o Options) validate() error {
 	if err := o.Routes.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if o.Routes.SignOut != "" && o.Routes.SignIn == "" {
+		bad("Routes.sign_out %q: needs Routes.sign_in (browser sign-in is off)", o.Routes.SignOut)
+	}
+	if err := o.Browser.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -193,6 +211,8 @@ func (r Routes) byName() []struct{ name, path string } {
 		{routeSession, r.Session},
 		{routeUsers, r.Users},
 		{routeJWKS, r.JWKS},
+		{routeSignIn, r.SignIn},
+		{routeSignOut, r.SignOut},
 	}
 }
 

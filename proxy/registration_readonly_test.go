@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"context"
-	"fmt"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -22,11 +20,10 @@ func TestUsersRouteReadOnlyStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	table := fmt.Sprintf("tg_proxy_legacy_%d", time.Now().UnixNano())
+	table := testsvc.TempTable(t, url, "tg_proxy_legacy")
 	if _, err := conn.Exec(ctx, `CREATE TABLE `+table+` (id bigint, login text, pw text)`); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Exec(context.Background(), `DROP TABLE IF EXISTS `+table) })
 
 	store, err := authn.OpenPostgresUsers(ctx, authn.PostgresUsersOptions{
 		URL: url, Query: `SELECT id, pw FROM ` + table + ` WHERE login = $1`,

@@ -80,9 +80,14 @@ func (h *handler) newReverseProxy(timeout time.Duration) *httputil.ReverseProxy 
 // identity header (TestIdentitySpoofing holds both guarantees).
 func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(h.upstream)
+	dropNonWebSocketUpgrade(pr.Out.Header)
+	h.stripBrowserCredentials(pr)
 	if st := stateFrom(pr.In.Context()); st != nil && st.authed {
 		st.userVal[0] = st.claims.Subject
-		pr.Out.Header[h.identity.canonical] = st.userVal[:]
+		// A non-canonical key on purpose: the Transport writes map keys
+		// verbatim, so the app sees the configured spelling. Every other
+		// spelling was stripped before, so this is the only copy.
+		pr.Out.Header[h.identity.wire] = st.userVal[:]
 	}
 	h.setForwarded(pr)
 }

@@ -24,6 +24,9 @@ const (
 var (
 	bucketTokens = []byte("tokens") // jti -> exp (8 bytes, big-endian unix ns)
 	bucketUsers  = []byte("users")  // user id -> cutoff, until (16 bytes, big-endian unix ns)
+	bucketMeta   = []byte("meta")   // store-wide values, never swept
+
+	metaLongestLifetime = []byte("longest_lifetime") // NoteLifetime's maximum (8 bytes, big-endian ns)
 )
 
 // BoltOptions configure a BoltStore. Zero values get the documented defaults.
@@ -79,7 +82,7 @@ func OpenBoltStore(path string, opts BoltOptions) (*BoltStore, error) {
 	}
 	db.NoSync = false // durability is the point: each commit is fsynced
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketTokens, bucketUsers} {
+		for _, name := range [][]byte{bucketTokens, bucketUsers, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -115,6 +118,76 @@ func (s *BoltStore) RevokeToken(_ context.Context, jti string, exp time.Time) er
 		}
 		return b.Put(key, binary.BigEndian.AppendUint64(nil, uint64(e)))
 	})
+}
+
+// RevokeTokenOnce records jti as revoked until exp and reports whether it
+// was not revoked before: the check and the write are one (serialised,
+// fsynced) transaction.
+func (s *BoltStore) RevokeTokenOnce(_ context.Context, jti string, exp time.Time) (bool, error) {
+	if jti == "" {
+		return false, errEmptyJTI
+	}
+	e := exp.UnixNano()
+	first := false
+	err := s.update(func(tx *bolt.Tx) error {
+		now := s.now().UnixNano()
+		first = false
+		if e <= now {
+			return nil
+		}
+		b := tx.Bucket(bucketTokens)
+		key := []byte(jti)
+		if old := b.Get(key); len(old) == 8 {
+			o := int64(binary.BigEndian.Uint64(old))
+			if o > now {
+				if o >= e {
+					return nil
+				}
+				return b.Put(key, binary.BigEndian.AppendUint64(nil, uint64(e)))
+			}
+		}
+		first = true
+		return b.Put(key, binary.BigEndian.AppendUint64(nil, uint64(e)))
+	})
+	if err != nil {
+		return false, err
+	}
+	return first, nil
+}
+
+// NoteLifetime raises the stored longest lifetime to d if d is longer, in
+// one transaction, and returns the result.
+func (s *BoltStore) NoteLifetime(_ context.Context, d time.Duration) (time.Duration, error) {
+	d = max(d, 0)
+	var longest time.Duration
+	read := func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(metaLongestLifetime); len(v) == 8 {
+			longest = time.Duration(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	}
+	// Usually already noted: a read transaction, no fsync.
+	if err := s.db.View(read); err != nil {
+		return 0, s.unavailable(err)
+	}
+	if longest >= d {
+		return longest, nil
+	}
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMeta)
+		longest = d
+		if v := b.Get(metaLongestLifetime); len(v) == 8 {
+			if old := time.Duration(binary.BigEndian.Uint64(v)); old >= d {
+				longest = old
+				return nil
+			}
+		}
+		return b.Put(metaLongestLifetime, binary.BigEndian.AppendUint64(nil, uint64(d)))
+	})
+	if err != nil {
+		return 0, err
+	}
+	return longest, nil
 }
 
 // RevokeUser moves the user's cutoff forward to cutoff (never back), kept

@@ -61,7 +61,7 @@ type pinger interface {
 type CheckerOptions struct {
 	CacheSize     int           // LRU entries (jti and user entries together); default 100000
 	MaxStaleness  time.Duration // longest a cached "not revoked" answer or user cutoff is trusted; default 5s
-	UserCutoffTTL time.Duration // how long a user cutoff is kept (longest token lifetime); default 24h
+	UserCutoffTTL time.Duration // this process's longest token lifetime; cutoffs are kept this long, or the longest the store noted (NoteLifetime); default 24h
 	Now           func() time.Time
 	Logger        *slog.Logger
 	Registerer    prometheus.Registerer // optional
@@ -176,11 +176,12 @@ func NewChecker(store Store, opts CheckerOptions) (*Checker, error) {
 }
 
 // Revoked reports whether the token (jti, issued at iat to userID) is dead:
-// its jti is revoked, or iat is at or before the user's cutoff. Errors wrap
-// ErrUnavailable; cached "revoked" answers never error.
+// its jti is revoked, or iat is at or before the user's cutoff (both in
+// whole microseconds, see RevokeUser). Errors wrap ErrUnavailable; cached
+// "revoked" answers never error.
 func (c *Checker) Revoked(ctx context.Context, jti, userID string, iat time.Time) (bool, error) {
 	now := c.now().UnixNano()
-	issued := unixNano(iat)
+	issued := issuedAt(iat)
 	tok, tokOK := c.cache.Get(cacheKey{kindToken, jti})
 	if tokOK && tok.revoked {
 		c.m.hit.Inc()
@@ -222,16 +223,77 @@ func (c *Checker) RevokeToken(ctx context.Context, jti string, exp time.Time) er
 	return nil
 }
 
-// RevokeUser durably kills every token of userID issued at or before cutoff.
-// The cutoff is kept for UserCutoffTTL.
-func (c *Checker) RevokeUser(ctx context.Context, userID string, cutoff time.Time) error {
+// RevokeTokenOnce durably revokes jti until exp and reports whether this
+// call is the one that revoked it: of concurrent calls for one jti, on every
+// replica sharing the store, exactly one gets true. A token cached as
+// revoked reports false without asking the store.
+func (c *Checker) RevokeTokenOnce(ctx context.Context, jti string, exp time.Time) (bool, error) {
+	if e, ok := c.cache.Get(cacheKey{kindToken, jti}); ok && e.revoked {
+		return false, nil
+	}
 	start := time.Now()
-	err := c.store.RevokeUser(ctx, userID, cutoff, cutoff.Add(c.cutoffTTL))
+	first, err := c.store.RevokeTokenOnce(ctx, jti, exp)
+	if err = c.observe(opRevokeToken, start, err); err != nil {
+		return false, err
+	}
+	if first {
+		c.m.revokedTokens.Inc()
+	}
+	c.mergeToken(jti, c.now().UnixNano(), true)
+	return first, nil
+}
+
+// NoteLifetime records UserCutoffTTL, the longest lifetime of the tokens
+// this process issues, in the store, before any is issued: a cutoff set
+// later, by a process configured with a shorter lifetime, is still kept as
+// long as these tokens live. RevokeUser notes it too, so a store that was
+// unreachable at startup learns it on the first logout-all.
+func (c *Checker) NoteLifetime(ctx context.Context) error {
+	_, err := c.noteLifetime(ctx)
+	return err
+}
+
+func (c *Checker) noteLifetime(ctx context.Context) (time.Duration, error) {
+	longest, err := c.store.NoteLifetime(ctx, c.cutoffTTL)
+	if err != nil {
+		if !errors.Is(err, ErrUnavailable) {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return 0, err
+	}
+	return max(longest, c.cutoffTTL), nil
+}
+
+// RevokeUser durably kills every token of userID issued at or before cutoff.
+//
+// The cutoff is truncated to whole microseconds, the precision of a token's
+// iat, and a token is dead when iat <= cutoff. A token issued in the
+// cutoff's own microsecond cannot be told apart from one issued just before
+// it, so it is dead too (fail closed); RevokeUser therefore returns only
+// once this clock has left that microsecond, so any token issued after it
+// returns, on this clock, has a later iat and passes.
+//
+// The cutoff is kept for the longest token lifetime the store has ever
+// noted (NoteLifetime), at least UserCutoffTTL: a cutoff outlives every
+// token it kills, even tokens issued before tokens.ttl was lowered.
+func (c *Checker) RevokeUser(ctx context.Context, userID string, cutoff time.Time) error {
+	cutoff = cutoff.Truncate(time.Microsecond)
+	start := time.Now()
+	keep, err := c.noteLifetime(ctx)
+	if err == nil {
+		err = c.store.RevokeUser(ctx, userID, cutoff, cutoff.Add(keep))
+	}
 	if err = c.observe(opRevokeUser, start, err); err != nil {
 		return err
 	}
 	c.m.revokedUsers.Inc()
 	c.mergeUser(userID, c.now().UnixNano(), true, cutoff.UnixNano())
+	// Leave the cutoff's microsecond (at most 1µs; the store call usually
+	// took longer). A cutoff ahead of this clock (a presented token's iat,
+	// see proxy logout_all) is not waited for.
+	if wait := cutoff.Add(time.Microsecond).Sub(c.now()); wait > 0 && wait <= time.Microsecond {
+		time.Sleep(wait)
+	}
 	return nil
 }
 
@@ -391,4 +453,14 @@ func unixNano(t time.Time) int64 {
 		return math.MinInt64
 	}
 	return t.UnixNano()
+}
+
+// issuedAt is iat at the precision cutoffs are kept in: whole microseconds,
+// as authn issues it (a finer iat, from elsewhere, is rounded down so that
+// it compares with a cutoff exactly as its microsecond does).
+func issuedAt(iat time.Time) int64 {
+	if iat.IsZero() {
+		return math.MinInt64
+	}
+	return iat.Truncate(time.Microsecond).UnixNano()
 }

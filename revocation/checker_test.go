@@ -52,7 +52,8 @@ func TestCheckerAnswers(t *testing.T) {
 		{"live jti, user without cutoff", "live", "someone", cutoff, false},
 		{"issued before the cutoff", "a", "all-out", cutoff.Add(-time.Second), true},
 		{"issued exactly at the cutoff", "b", "all-out", cutoff, true},
-		{"issued one nanosecond after the cutoff", "c", "all-out", cutoff.Add(time.Nanosecond), false},
+		{"issued in the cutoff's microsecond", "c", "all-out", cutoff.Truncate(time.Microsecond).Add(999 * time.Nanosecond), true},
+		{"issued one microsecond after the cutoff", "c2", "all-out", cutoff.Truncate(time.Microsecond).Add(time.Microsecond), false},
 		{"no iat with a cutoff", "d", "all-out", time.Time{}, true},
 		{"no iat without a cutoff", "e", "someone", time.Time{}, false},
 	}
@@ -203,7 +204,7 @@ func TestCheckerResetDropsLiveAnswersKeepsRevocations(t *testing.T) {
 	clock := newFakeClock()
 	store := NewMemoryStore(clock.Now)
 	c := newChecker(t, store, CheckerOptions{Now: clock.Now, MaxStaleness: time.Hour})
-	iat := clock.Now().Add(-time.Minute)
+	iat := clock.Now().Add(-time.Minute).Truncate(time.Microsecond) // as authn issues it
 	if err := c.RevokeToken(ctx, "dead", clock.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +237,7 @@ func TestCheckerResetDropsLiveAnswersKeepsRevocations(t *testing.T) {
 	if !mustRevoked(t, c2, "dead", "x", iat) || !mustRevoked(t, c2, "y", "gone", iat) {
 		t.Error("revocations known before a reset were forgotten")
 	}
-	if mustRevoked(t, c2, "z", "gone", iat.Add(time.Nanosecond)) {
+	if mustRevoked(t, c2, "z", "gone", iat.Add(time.Microsecond)) {
 		t.Error("a token issued after the cutoff is revoked")
 	}
 }

@@ -24,6 +24,7 @@ type MemoryStore struct {
 	mu        sync.Mutex
 	tokens    map[string]int64 // jti -> exp (unix ns)
 	users     map[string]userCutoff
+	longest   time.Duration // NoteLifetime's maximum
 	lastSweep int64
 	closed    bool
 }
@@ -64,6 +65,42 @@ func (s *MemoryStore) RevokeToken(_ context.Context, jti string, exp time.Time) 
 		s.tokens[jti] = e
 	}
 	return nil
+}
+
+// RevokeTokenOnce records jti as revoked until exp and reports whether it
+// was not revoked before, under the store's lock.
+func (s *MemoryStore) RevokeTokenOnce(_ context.Context, jti string, exp time.Time) (bool, error) {
+	if jti == "" {
+		return false, errEmptyJTI
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false, errClosed
+	}
+	now := s.now().UnixNano()
+	s.sweepLocked(now)
+	e := exp.UnixNano()
+	if e <= now {
+		return false, nil
+	}
+	if old, ok := s.tokens[jti]; ok && old > now {
+		s.tokens[jti] = max(old, e)
+		return false, nil
+	}
+	s.tokens[jti] = e
+	return true, nil
+}
+
+// NoteLifetime keeps the longest lifetime noted (for this process only).
+func (s *MemoryStore) NoteLifetime(_ context.Context, d time.Duration) (time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, errClosed
+	}
+	s.longest = max(s.longest, d)
+	return s.longest, nil
 }
 
 // RevokeUser moves the user's cutoff forward to cutoff (never back), kept until `until`.

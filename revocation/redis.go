@@ -94,12 +94,13 @@ type RedisOptions struct {
 //
 //	<prefix>jti:<jti>   exp (unix ns), PX = time left until exp
 //	<prefix>user:<id>   cutoff (unix ns, 20 digits), PX = time left until `until`
+//	<prefix>longest_lifetime  longest token lifetime noted (ms), no TTL
 //
-// Every key has a TTL. Each successful revocation is published on
-// <prefix>revocations ("t:<exp ns>:<jti>" or "u:<cutoff ns>:<user id>") so
-// that other replicas re-check it (see Notifications): a message is a hint,
-// the keys are the truth. Durability is Redis's own (appendonly/appendfsync,
-// replication).
+// Every key but longest_lifetime has a TTL. Each successful revocation is
+// published on <prefix>revocations ("t:<exp ns>:<jti>" or "u:<cutoff
+// ns>:<user id>") so that other replicas re-check it (see Notifications): a
+// message is a hint, the keys are the truth. Durability is Redis's own
+// (appendonly/appendfsync, replication, and MinReplicas).
 type RedisStore struct {
 	client      redis.UniversalClient
 	cluster     *redis.ClusterClient // nil unless Cluster mode
@@ -140,6 +141,24 @@ if cur and #cur == #ARGV[1] and cur >= ARGV[1] then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
+`)
+
+// noteLifetimeScript raises the longest-lifetime key (whole milliseconds,
+// no expiry) to ARGV[1] if that is longer, and returns the maximum.
+var noteLifetimeScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+local d = tonumber(ARGV[1])
+if cur then
+  local n = tonumber(cur)
+  if not n then
+    return redis.error_reply('malformed longest lifetime')
+  end
+  if n >= d then
+    return n
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return d
 `)
 
 // NewRedisStore builds the client; it does not contact Redis (see Ping), so
@@ -263,6 +282,44 @@ func (s *RedisStore) RevokeToken(ctx context.Context, jti string, exp time.Time)
 		return err
 	}
 	return s.publish(ctx, redisEventToken+":"+e+":"+jti)
+}
+
+// RevokeTokenOnce sets <prefix>jti:<jti> only if it is absent (SET NX PX:
+// of concurrent callers on every replica, Redis lets exactly one set it)
+// and announces it when it did.
+func (s *RedisStore) RevokeTokenOnce(ctx context.Context, jti string, exp time.Time) (bool, error) {
+	if jti == "" {
+		return false, errEmptyJTI
+	}
+	ttl := exp.Sub(s.now())
+	if ttl <= 0 {
+		return false, nil
+	}
+	e := strconv.FormatInt(exp.UnixNano(), 10)
+	key := s.tokenKey(jti)
+	var set *redis.BoolCmd
+	err := s.write(ctx, key, func(p redis.Pipeliner) error {
+		set = p.SetNX(ctx, key, e, roundUpMillis(ttl))
+		return nil
+	})
+	if err != nil || !set.Val() {
+		return false, err
+	}
+	if err := s.publish(ctx, redisEventToken+":"+e+":"+jti); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// NoteLifetime raises <prefix>longest_lifetime (milliseconds, rounded up;
+// no TTL) to d if d is longer and returns the maximum.
+func (s *RedisStore) NoteLifetime(ctx context.Context, d time.Duration) (time.Duration, error) {
+	ms := roundUpMillis(max(d, 0)).Milliseconds()
+	n, err := noteLifetimeScript.Run(ctx, s.client, []string{s.prefix + "longest_lifetime"}, ms).Int64()
+	if err != nil {
+		return 0, s.unavailable(err)
+	}
+	return time.Duration(n) * time.Millisecond, nil
 }
 
 // RevokeUser moves <prefix>user:<id> forward to cutoff (never back) with a

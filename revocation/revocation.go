@@ -26,9 +26,20 @@ type Status struct {
 type Store interface {
 	// RevokeToken records jti as revoked until exp (after which it may be forgotten).
 	RevokeToken(ctx context.Context, jti string, exp time.Time) error
+	// RevokeTokenOnce is RevokeToken that also says whether this call is the
+	// one that revoked jti: of any number of concurrent calls for one jti,
+	// from any replica, exactly one gets first == true (atomically in the
+	// backend: under a lock, in one bolt transaction, SET NX in Redis). A
+	// token already past exp reports false: there is nothing left to claim.
+	RevokeTokenOnce(ctx context.Context, jti string, exp time.Time) (first bool, err error)
 	// RevokeUser sets the user's cutoff to cutoff unless a later cutoff is
 	// already stored (cutoffs only move forward), kept until `until`.
 	RevokeUser(ctx context.Context, userID string, cutoff, until time.Time) error
+	// NoteLifetime records d as a token lifetime in use and returns the
+	// longest lifetime ever noted in this store (d included). The maximum
+	// only grows and is kept durably, without expiry: a cutoff must outlive
+	// tokens issued under an earlier, longer lifetime.
+	NoteLifetime(ctx context.Context, d time.Duration) (longest time.Duration, err error)
 	// Status answers both questions at once (one round trip for Redis).
 	Status(ctx context.Context, jti, userID string) (Status, error)
 	// Close releases the store's resources.

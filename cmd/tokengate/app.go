@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -115,7 +117,8 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 		},
 		// Unknown names are checked against a dummy hash of the kind new
 		// passwords get, so they cost what a wrong password costs.
-		Hash: authn.HashOptions{Algorithm: cfg.Users.PasswordHash, BcryptCost: cfg.Users.BcryptCost},
+		Hash:   authn.HashOptions{Algorithm: cfg.Users.PasswordHash, BcryptCost: cfg.Users.BcryptCost},
+		Logger: log,
 	})
 	var registrar proxy.Registrar
 	if cfg.Users.Registration != "off" && registrarStore != nil {
@@ -141,9 +144,24 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 	}
 	// The checker closes before the store (closers run in reverse).
 	a.closers = append(a.closers, a.checker.Close)
+	if err := a.noteTokenLifetime(ctx); err != nil {
+		return nil, fmt.Errorf("revocation: %w", err)
+	}
 
 	// HTTP.
 	upstream, _ := url.Parse(cfg.Upstream) // validated
+	browser := proxy.BrowserOptions{
+		CookieName:      cfg.Browser.CookieName,
+		InsecureCookie:  !cfg.Browser.CookieSecure,
+		CookieDomain:    cfg.Browser.CookieDomain,
+		Title:           cfg.Browser.Title,
+		QueryTokenPaths: cfg.Browser.QueryTokenPaths,
+	}
+	if cfg.Routes.SignIn != "" {
+		if browser.CSRFKey, err = browserCSRFKey(cfg); err != nil {
+			return nil, err
+		}
+	}
 	a.public, err = proxy.New(proxy.Options{
 		Upstream:          upstream,
 		UpstreamTimeout:   cfg.UpstreamTimeout,
@@ -151,6 +169,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 		PublicPaths:       cfg.PublicPaths,
 		TrustedProxies:    parsePrefixes(cfg.TrustedProxies),
 		Routes:            proxy.Routes(cfg.Routes),
+		Browser:           browser,
 		MaxBodyBytes:      cfg.Server.MaxBodyBytes,
 		Tokens:            a.tokens,
 		JWKS:              a.tokens.JWKS,
@@ -215,7 +234,7 @@ func (a *app) openUsers(ctx context.Context, reg prometheus.Registerer) (authn.U
 			Migrate: cfg.Users.Migrate, Query: cfg.Users.Query,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("users.postgres_url: %w", err)
+			return nil, postgresUsersError(err)
 		}
 		a.closers = append(a.closers, func() error { pu.Close(); return nil })
 		a.users = pu
@@ -225,6 +244,15 @@ func (a *app) openUsers(ctx context.Context, reg prometheus.Registerer) (authn.U
 		return pu, nil
 	}
 	return nil, fmt.Errorf("users.backend: unknown backend %q", cfg.Users.Backend)
+}
+
+// postgresUsersError names the key to fix: users.table when the table is
+// missing or unusable, else users.postgres_url (cannot connect, bad URL).
+func postgresUsersError(err error) error {
+	if errors.Is(err, authn.ErrUsersTable) {
+		return fmt.Errorf("users.table: %w", err)
+	}
+	return fmt.Errorf("users.postgres_url: %w", err)
 }
 
 func openRevocationStore(cfg config.Config, log *slog.Logger) (revocation.Store, error) {
@@ -255,9 +283,60 @@ func openRevocationStore(cfg config.Config, log *slog.Logger) (revocation.Store,
 	return nil, fmt.Errorf("revocation.backend: unknown backend %q", rc.Backend)
 }
 
+// noteTokenLifetime records this process's longest token lifetime in the
+// revocation store before any token is issued, so that logout-all cutoffs
+// outlive these tokens even after a restart with a shorter tokens.ttl. A
+// local store that fails is fatal; Redis may be down at startup (the
+// replica starts and waits for it), so the note is retried in the
+// background until it lands (every logout-all notes it too).
+func (a *app) noteTokenLifetime(ctx context.Context) error {
+	try := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return a.checker.NoteLifetime(ctx)
+	}
+	err := try(ctx)
+	if err == nil || a.cfg.Revocation.Backend != "redis" {
+		return err
+	}
+	a.log.Warn("revocation store unreachable: the token lifetime will be noted when it answers", "error", err)
+	bg, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-t.C:
+				if try(bg) == nil {
+					a.log.Info("token lifetime noted in the revocation store")
+					return
+				}
+			}
+		}
+	}()
+	a.closers = append(a.closers, func() error { stop(); <-done; return nil })
+	return nil
+}
+
 // loadKeys loads the signing key (creating it on first start when create is
 // set) and the older verification keys.
 func loadKeys(cfg config.Config, create bool) (*authn.Key, []*authn.Key, error) {
+	// Verification keys first: a bad one must not leave a new signing key behind.
+	var verification []*authn.Key
+	for i, f := range cfg.Tokens.VerificationKeyFiles {
+		k, err := authn.LoadVerificationKey(cfg.Resolve(f))
+		if err == nil {
+			err = authn.CheckVerificationKeys(cfg.Tokens.Algorithm, []*authn.Key{k})
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("tokens.verification_key_files[%d]: %w", i, err)
+		}
+		verification = append(verification, k)
+	}
 	load := authn.LoadSigningKey
 	if create {
 		load = authn.LoadOrCreateSigningKey
@@ -266,15 +345,23 @@ func loadKeys(cfg config.Config, create bool) (*authn.Key, []*authn.Key, error) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("tokens.signing_key_file: %w", err)
 	}
-	var verification []*authn.Key
-	for i, f := range cfg.Tokens.VerificationKeyFiles {
-		k, err := authn.LoadVerificationKey(cfg.Resolve(f))
-		if err != nil {
-			return nil, nil, fmt.Errorf("tokens.verification_key_files[%d]: %w", i, err)
-		}
-		verification = append(verification, k)
-	}
 	return signing, verification, nil
+}
+
+// browserCSRFKey derives the key of the sign-in forms' CSRF tokens from
+// the signing key file, so that every replica sharing that file accepts the
+// forms the others serve. HKDF with its own label: the signing key itself
+// never does a second job, and the CSRF key reveals nothing about it.
+func browserCSRFKey(cfg config.Config) ([]byte, error) {
+	secret, err := os.ReadFile(cfg.Resolve(cfg.Tokens.SigningKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("tokens.signing_key_file: %w", err)
+	}
+	key, err := hkdf.Key(sha256.New, secret, nil, "tokengate browser sign-in csrf v1", 32)
+	if err != nil {
+		return nil, fmt.Errorf("deriving the CSRF key: %w", err)
+	}
+	return key, nil
 }
 
 func parsePrefixes(list []string) []netip.Prefix {

@@ -6,12 +6,14 @@
 //	tokengate check-config --config FILE  validate and exit 0, or print errors and exit 2
 //	tokengate hash-password               read a password on stdin, print its hash
 //	tokengate revoke-user --config FILE --user ID   operator: revoke every token of a user
+//	tokengate add-user --config FILE --user NAME   create a user (password on stdin)
 //	tokengate demo                        run on embedded defaults in front of an echo app
 //	tokengate version                     print version, commit, Go version
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -84,6 +86,8 @@ func dispatch(ctx context.Context, args []string, e env) int {
 		return cmdHashPassword(rest, e)
 	case "revoke-user":
 		return cmdRevokeUser(ctx, rest, e)
+	case "add-user":
+		return cmdAddUser(ctx, rest, e)
 	case "demo":
 		return cmdDemo(ctx, rest, e)
 	case "version", "--version", "-version":
@@ -109,28 +113,48 @@ commands:
                                    read a password on stdin, print its hash on the last line
   revoke-user --config FILE --user ID
                                    operator: revoke every token of a user (needs admin_token_file)
-  demo                             run on embedded defaults in front of a demo echo app
+  add-user --config FILE --user NAME
+                                   create a user in the bolt or PostgreSQL store (password on stdin)
+  demo [--listen ADDR] [--admin-listen ADDR] [--app-listen ADDR] [--dir DIR]
+                                   run on embedded defaults in front of a demo echo app
   version                          print version, commit and Go version
 `)
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting.
+// parseFlags prints its usage: on stdout for --help, on stderr after an error.
 func newFlagSet(name string, e env) *flag.FlagSet {
 	fs := flag.NewFlagSet("tokengate "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
+	fs.Usage = func() {}
 	return fs
 }
 
-// parseFlags parses and rejects stray arguments; ok false means exit 2.
-func parseFlags(fs *flag.FlagSet, args []string) bool {
-	if err := fs.Parse(args); err != nil {
-		return false
+// parseFlags parses and rejects stray arguments. When ok is false the
+// command returns code: 0 after --help (the flags printed on stdout), 2 after
+// a usage error.
+func parseFlags(fs *flag.FlagSet, args []string, e env) (code int, ok bool) {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		printFlags(fs, e.stdout)
+		return exitOK, false
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return false
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
 	}
-	return true
+	if err != nil { // flag has printed the parse error itself
+		printFlags(fs, e.stderr)
+		return exitConfig, false
+	}
+	return exitOK, true
+}
+
+func printFlags(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, "usage: %s [flags]\n\nflags:\n", fs.Name())
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
 }
 
 // loadConfig loads and validates; it prints every problem and reports false.

@@ -16,11 +16,17 @@ import (
 func cmdServe(ctx context.Context, args []string, e env) int {
 	fs := newFlagSet("serve", e)
 	configPath := fs.String("config", "", "config file (YAML); embedded defaults when empty")
-	if !parseFlags(fs, args) {
-		return exitConfig
+	if code, ok := parseFlags(fs, args, e); !ok {
+		return code
 	}
 	cfg, ok := loadConfig(*configPath, e)
 	if !ok {
+		return exitConfig
+	}
+	// Everything that can fail is checked before anything is created: a
+	// missing users file must not leave a new signing key behind.
+	if errs := checkFiles(cfg); len(errs) > 0 {
+		reportProblems(e, *configPath, errs)
 		return exitConfig
 	}
 	e.reloadConfig = func() (*config.Config, error) {

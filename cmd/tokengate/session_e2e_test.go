@@ -1,7 +1,7 @@
 package main
 
 import (
-	"fmt"
+	"context"
 	"net/http"
 	"strings"
 	"syscall"
@@ -148,13 +148,13 @@ func TestRegistrationAuthenticated(t *testing.T) {
 // legacy query mode logs in against the app's own table.
 func TestPostgresUsers(t *testing.T) {
 	url := testsvc.PostgresURL(t)
-	table := fmt.Sprintf("tg_e2e_users_%d", time.Now().UnixNano())
+	table := testsvc.TempTable(t, url, "tg_e2e_users")
+	legacy := testsvc.TempTable(t, url, "tg_e2e_users_legacy")
 	conn, err := pgx.Connect(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(t.Context())
-	t.Cleanup(func() { conn.Exec(t.Context(), `DROP TABLE IF EXISTS `+table) })
+	defer conn.Close(context.Background())
 
 	up := newEchoUpstream(t)
 	env := []string{"TOKENGATE_USERS_BACKEND=postgres", "TOKENGATE_USERS_POSTGRES_URL=" + url,
@@ -173,8 +173,6 @@ func TestPostgresUsers(t *testing.T) {
 	}
 
 	// Legacy mode: the app's own accounts table, read-only.
-	legacy := table + "_legacy"
-	t.Cleanup(func() { conn.Exec(t.Context(), `DROP TABLE IF EXISTS `+legacy) })
 	hash, _ := authn.HashPassword("grace-password-1", authn.HashOptions{Algorithm: "argon2id"})
 	if _, err := conn.Exec(t.Context(), `CREATE TABLE `+legacy+` (account_id bigint, email text, pw text)`); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -19,26 +18,68 @@ import (
 	"tokengate/authn"
 )
 
-// cmdCheckConfig validates the config and loads the files it names.
+// cmdCheckConfig validates the config and loads the files it names (and, for
+// the postgres users backend, checks the table), unless --config-only.
 func cmdCheckConfig(args []string, e env) int {
 	fset := newFlagSet("check-config", e)
 	configPath := fset.String("config", "", "config file (YAML)")
-	if !parseFlags(fset, args) {
-		return exitConfig
+	configOnly := fset.Bool("config-only", false, "check the configuration alone: open none of the files it names and no database (for a config written for another machine, e.g. a pod)")
+	if code, ok := parseFlags(fset, args, e); !ok {
+		return code
 	}
 	cfg, ok := loadConfig(*configPath, e)
 	if !ok {
 		return exitConfig
 	}
-	if errs := checkFiles(cfg); len(errs) > 0 {
-		fmt.Fprintf(e.stderr, "tokengate: invalid configuration%s:\n", inFile(*configPath))
-		for _, err := range errs {
-			fmt.Fprintf(e.stderr, "  %s\n", err)
+	if !*configOnly {
+		errs := checkFiles(cfg)
+		if len(errs) == 0 {
+			errs = checkServices(cfg)
 		}
-		return exitConfig
+		if len(errs) > 0 {
+			reportProblems(e, *configPath, errs)
+			return exitConfig
+		}
 	}
-	fmt.Fprintf(e.stdout, "configuration OK%s\n", inFile(*configPath))
+	what := "configuration OK"
+	if *configOnly {
+		what = "configuration OK (files and databases not checked)"
+	}
+	fmt.Fprintf(e.stdout, "%s%s\n", what, inFile(*configPath))
 	return exitOK
+}
+
+// reportProblems prints what checkFiles or checkServices found, one per line.
+func reportProblems(e env, path string, errs []error) {
+	fmt.Fprintf(e.stderr, "tokengate: invalid configuration%s:\n", inFile(path))
+	for _, err := range errs {
+		fmt.Fprintf(e.stderr, "  %s\n", err)
+	}
+}
+
+// checkServices checks what serve would refuse at start in the PostgreSQL
+// users store: a table that is missing (with migrate off) or a legacy query
+// that does not run. With migrate on the table is not checked: serve
+// creates it, and check-config changes nothing.
+func checkServices(cfg config.Config) []error {
+	u := cfg.Users
+	if u.Backend != "postgres" || (u.Migrate && u.Query == "") {
+		return nil
+	}
+	password, err := optionalSecret(cfg.Resolve(u.PostgresPasswordFile), u.PostgresPasswordFile)
+	if err != nil {
+		return []error{fmt.Errorf("users.postgres_password_file: %w", err)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pu, err := authn.OpenPostgresUsers(ctx, authn.PostgresUsersOptions{
+		URL: u.PostgresURL, Password: password, Table: u.Table, Query: u.Query,
+	})
+	if err != nil {
+		return []error{postgresUsersError(err)}
+	}
+	pu.Close()
+	return nil
 }
 
 // checkFiles loads what the config names without side effects: a signing key
@@ -53,7 +94,11 @@ func checkFiles(cfg config.Config) []error {
 		errs = append(errs, fmt.Errorf("tokens.signing_key_file: %w", err))
 	}
 	for i, f := range cfg.Tokens.VerificationKeyFiles {
-		if _, err := authn.LoadVerificationKey(cfg.Resolve(f)); err != nil {
+		k, err := authn.LoadVerificationKey(cfg.Resolve(f))
+		if err == nil {
+			err = authn.CheckVerificationKeys(cfg.Tokens.Algorithm, []*authn.Key{k})
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("tokens.verification_key_files[%d]: %w", i, err))
 		}
 	}
@@ -84,21 +129,16 @@ func cmdHashPassword(args []string, e env) int {
 	fset := newFlagSet("hash-password", e)
 	algorithm := fset.String("algorithm", "bcrypt", "bcrypt | argon2id")
 	cost := fset.Int("cost", 10, "bcrypt cost (4-31)")
-	if !parseFlags(fset, args) {
-		return exitConfig
+	if code, ok := parseFlags(fset, args, e); !ok {
+		return code
 	}
 	if *algorithm != "bcrypt" && *algorithm != "argon2id" {
 		fmt.Fprintf(e.stderr, "hash-password: --algorithm must be bcrypt or argon2id\n")
 		return exitConfig
 	}
-	line, err := bufio.NewReader(io.LimitReader(e.stdin, 4096)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		fmt.Fprintf(e.stderr, "hash-password: reading stdin: %v\n", err)
-		return exitError
-	}
-	password := strings.TrimRight(line, "\r\n")
-	if password == "" {
-		fmt.Fprintln(e.stderr, "hash-password: no password on stdin (usage: echo -n 'secret' | tokengate hash-password)")
+	password, err := readPasswordLine(e.stdin)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "hash-password: %v (usage: echo -n 'secret' | tokengate hash-password)\n", err)
 		return exitConfig
 	}
 	hash, err := authn.HashPassword(password, authn.HashOptions{Algorithm: *algorithm, BcryptCost: *cost})
@@ -111,15 +151,18 @@ func cmdHashPassword(args []string, e env) int {
 }
 
 // cmdRevokeUser asks a running instance (its admin listener) to revoke every
-// token of a user. The instance writes to its revocation store, so with the
-// redis backend every replica learns of it.
+// token of a user. The instance resolves --user through its user store (an
+// id, else a login name) and says which id it revoked; --force-id revokes
+// the argument as an id without asking the store. The instance writes to
+// its revocation store, so with the redis backend every replica learns of it.
 func cmdRevokeUser(ctx context.Context, args []string, e env) int {
 	fset := newFlagSet("revoke-user", e)
 	configPath := fset.String("config", "", "config file of the running instance")
-	user := fset.String("user", "", "user id whose tokens to revoke")
+	user := fset.String("user", "", "user id or login name whose tokens to revoke")
+	forceID := fset.Bool("force-id", false, "revoke --user as an id even if the user store holds no such user (a deleted user)")
 	adminURL := fset.String("admin-url", "", "admin listener base URL (default: from admin_listen)")
-	if !parseFlags(fset, args) {
-		return exitConfig
+	if code, ok := parseFlags(fset, args, e); !ok {
+		return code
 	}
 	if strings.TrimSpace(*user) == "" {
 		fmt.Fprintln(e.stderr, "revoke-user: --user is required")
@@ -142,7 +185,7 @@ func cmdRevokeUser(ctx context.Context, args []string, e env) int {
 	if base == "" {
 		base = "http://" + dialable(cfg.AdminListen)
 	}
-	body, _ := json.Marshal(map[string]string{"user": *user})
+	body, _ := json.Marshal(map[string]any{"user": *user, "force": *forceID})
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/admin/revoke_user", bytes.NewReader(body))
@@ -158,12 +201,26 @@ func cmdRevokeUser(ctx context.Context, args []string, e env) int {
 		return exitError
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		fmt.Fprintf(e.stderr, "revoke-user: %s: %s\n", resp.Status, strings.TrimSpace(string(msg)))
+	var answer struct {
+		RevokedUserID string `json:"revoked_user_id"`
+		Matched       string `json:"matched"`
+		Message       string `json:"message"`
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if json.Unmarshal(raw, &answer) != nil || resp.StatusCode != http.StatusOK || answer.RevokedUserID == "" {
+		msg := answer.Message
+		if msg == "" {
+			msg = strings.TrimSpace(string(raw))
+		}
+		fmt.Fprintf(e.stderr, "revoke-user: %s: %s\n", resp.Status, msg)
 		return exitError
 	}
-	fmt.Fprintf(e.stdout, "revoked every token of user %q issued until now\n", *user)
+	how := map[string]string{
+		"id":       "the id",
+		"username": fmt.Sprintf("the login name %q", *user),
+		"forced":   "--force-id, not looked up",
+	}[answer.Matched]
+	fmt.Fprintf(e.stdout, "revoked every token of user id %q issued until now (matched %s)\n", answer.RevokedUserID, how)
 	return exitOK
 }
 

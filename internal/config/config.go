@@ -39,6 +39,7 @@ type Config struct {
 	LoginThrottle   ThrottleConfig   `yaml:"login_throttle"`
 	Revocation      RevocationConfig `yaml:"revocation"`
 	Routes          RoutesConfig     `yaml:"routes"`
+	Browser         BrowserConfig    `yaml:"browser"`
 
 	// dir is the config file's directory (absolute when it can be), the base
 	// of relative paths; "" means the working directory.
@@ -121,6 +122,18 @@ type RoutesConfig struct {
 	Session   string `yaml:"session"`    // /session
 	Users     string `yaml:"users"`      // /users
 	JWKS      string `yaml:"jwks"`       // /.well-known/jwks.json
+	SignIn    string `yaml:"sign_in"`    // /tokengate/sign_in; "" disables browser sign-in
+	SignOut   string `yaml:"sign_out"`   // /tokengate/sign_out
+}
+
+// BrowserConfig tunes browser sign-in (routes.sign_in): the session cookie
+// that carries the token, the pages, and tokens in the query string.
+type BrowserConfig struct {
+	CookieName      string   `yaml:"cookie_name"`       // the session cookie; tokengate
+	CookieSecure    bool     `yaml:"cookie_secure"`     // true; false only for plain-HTTP development
+	CookieDomain    string   `yaml:"cookie_domain"`     // "" = host-only cookie
+	Title           string   `yaml:"title"`             // shown on the pages; Sign in
+	QueryTokenPaths []string `yaml:"query_token_paths"` // path prefixes where ?access_token= is accepted (WebSocket); none
 }
 
 // Default returns the embedded defaults (config.example.yaml spells
@@ -179,6 +192,13 @@ func Default() Config {
 			Session:   "/session",
 			Users:     "/users",
 			JWKS:      "/.well-known/jwks.json",
+			SignIn:    "/tokengate/sign_in",
+			SignOut:   "/tokengate/sign_out",
+		},
+		Browser: BrowserConfig{
+			CookieName:   "tokengate",
+			CookieSecure: true,
+			Title:        "Sign in",
 		},
 	}
 }

@@ -264,8 +264,13 @@ func TestConfigValidateRules(t *testing.T) {
 			[]string{`public_paths[0]: "healthz" must start with /`}},
 		{"public path dot-segment", func(c *Config) { c.PublicPaths = []string{"/ok", "/a/./b"} },
 			[]string{`public_paths[1]: "/a/./b" must be a clean path (no . or .. segments, no //, no trailing /); did you mean "/a/b"?`}},
-		{"public path trailing slash", func(c *Config) { c.PublicPaths = []string{"/static/"} },
-			[]string{`public_paths[0]: "/static/" must be a clean path (no . or .. segments, no //, no trailing /); did you mean "/static"?`}},
+		{"public path trailing slash", func(c *Config) { c.PublicPaths = []string{"/static/", "/assets/img/"} }, nil},
+		{"public path trailing slash twice", func(c *Config) { c.PublicPaths = []string{"/static//"} },
+			[]string{`public_paths[0]: "/static//" must be a clean path (no . or .. segments, no //, no trailing /); did you mean "/static"?`}},
+		{"public path with and without slash", func(c *Config) { c.PublicPaths = []string{"/static", "/static/"} },
+			[]string{`public_paths[1]: /static is listed twice`}},
+		{"route under a public path with a slash", func(c *Config) { c.PublicPaths = []string{"/user/"} },
+			[]string{`routes.login: /user/login is under public path /user`, `routes.logout: /user/logout is under public path /user`, `routes.logout_all: /user/logout_all is under public path /user`}},
 		{"public path query", func(c *Config) { c.PublicPaths = []string{"/a?b"} },
 			[]string{`public_paths[0]: "/a?b" must be a path without query or fragment`}},
 		{"public path encoded", func(c *Config) { c.PublicPaths = []string{"/a%2e"} },
@@ -442,6 +447,34 @@ func TestConfigValidateRules(t *testing.T) {
 		{"public root covers every route", func(c *Config) { c.PublicPaths = []string{"/"}; c.Routes = RoutesConfig{JWKS: "/jwks"} },
 			[]string{`routes.jwks: /jwks is under public path /`}},
 		{"route beside a public path", func(c *Config) { c.PublicPaths = []string{"/user/log"} }, nil},
+		// browser sign-in
+		{"browser sign-in off", func(c *Config) { c.Routes.SignIn, c.Routes.SignOut = "", "" }, nil},
+		{"sign_out without sign_in", func(c *Config) { c.Routes.SignIn = "" },
+			[]string{`routes.sign_out: needs routes.sign_in (browser sign-in is off); set both or neither`}},
+		{"sign_in under a public path", func(c *Config) { c.PublicPaths = []string{"/tokengate"} }, []string{
+			`routes.sign_in: /tokengate/sign_in is under public path /tokengate`,
+			`routes.sign_out: /tokengate/sign_out is under public path /tokengate`,
+		}},
+		{"sign_in unclean", func(c *Config) { c.Routes.SignIn = "/login/" },
+			[]string{`routes.sign_in: "/login/" must be a clean path (no . or .. segments, no //, no trailing /); did you mean "/login"?`}},
+		{"sign_in collides", func(c *Config) { c.Routes.SignIn = "/user/login" },
+			[]string{`routes.sign_in: /user/login is also routes.login; routes must differ`}},
+		{"browser options", func(c *Config) {
+			c.Browser = BrowserConfig{CookieName: "sso", CookieDomain: "example.com", Title: "Acme", QueryTokenPaths: []string{"/ws", "/events"}}
+		}, nil},
+		{"browser bad options", func(c *Config) {
+			c.Browser = BrowserConfig{CookieName: "my cookie", CookieDomain: "https://example.com", QueryTokenPaths: []string{"ws", "/a/../b"}}
+		}, []string{
+			"browser.cookie_name: \"my cookie\" must be a cookie name (letters, digits, !#$%&'*+-.^_`|~)",
+			`browser.cookie_domain: "https://example.com" is not a cookie domain (a host name such as example.com, no scheme or port)`,
+			`browser.title: must not be empty`,
+			`browser.query_token_paths[0]: "ws" must start with /`,
+			`browser.query_token_paths[1]: "/a/../b" must be a clean path (no . or .. segments, no //, no trailing /); did you mean "/b"?`,
+		}},
+		{"browser cookie prefix", func(c *Config) { c.Browser.CookieName = "__Host-tg" },
+			[]string{`browser.cookie_name: "__Host-tg" must not carry a __Host- or __Secure- prefix (tokengate sets the attributes itself)`}},
+		{"browser empty cookie name", func(c *Config) { c.Browser.CookieName = "" },
+			[]string{`browser.cookie_name: must not be empty`}},
 	}
 	known := map[string]bool{}
 	for _, k := range configKeys() {

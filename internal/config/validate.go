@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"path"
@@ -47,13 +48,21 @@ func (c Config) Validate() error {
 	v.positive("upstream_timeout", c.UpstreamTimeout)
 	v.identityHeader(c.IdentityHeader)
 	seen := map[string]bool{}
+	public := make([]string, 0, len(c.PublicPaths))
 	for i, p := range c.PublicPaths {
 		key := fmt.Sprintf("public_paths[%d]", i)
-		if v.urlPath(key, p) {
-			if seen[p] {
-				v.fail(key, "%s is listed twice", p)
+		// A trailing slash names the same segment prefix ("/static/" is
+		// "/static"), as the proxy matches it.
+		seg := p
+		if len(seg) > 1 && strings.HasSuffix(seg, "/") && !strings.HasSuffix(seg, "//") {
+			seg = strings.TrimSuffix(seg, "/")
+		}
+		if v.urlPath(key, seg) {
+			if seen[seg] {
+				v.fail(key, "%s is listed twice", seg)
 			}
-			seen[p] = true
+			seen[seg] = true
+			public = append(public, seg)
 		}
 	}
 	for i, p := range c.TrustedProxies {
@@ -103,7 +112,8 @@ func (c Config) Validate() error {
 	}
 
 	v.revocation(c.Revocation)
-	v.routes(c.Routes, c.PublicPaths)
+	v.routes(c.Routes, public)
+	v.browser(c.Browser, c.Routes)
 	return errors.Join(v.errs...)
 }
 
@@ -340,6 +350,8 @@ func (v *validator) routes(r RoutesConfig, public []string) {
 		{"routes.session", r.Session},
 		{"routes.users", r.Users},
 		{"routes.jwks", r.JWKS},
+		{"routes.sign_in", r.SignIn},
+		{"routes.sign_out", r.SignOut},
 	} {
 		if route.path == "" {
 			continue // disabled
@@ -474,5 +486,30 @@ func (v *validator) redis(r RevocationConfig) {
 	u, err := url.Parse(r.RedisURL)
 	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
 		v.fail("revocation.redis_url", "must be a redis://, rediss:// or unix:// URL")
+	}
+}
+
+func (v *validator) browser(b BrowserConfig, r RoutesConfig) {
+	if r.SignOut != "" && r.SignIn == "" {
+		v.fail("routes.sign_out", "needs routes.sign_in (browser sign-in is off); set both or neither")
+	}
+	name := strings.ToLower(b.CookieName)
+	switch {
+	case b.CookieName == "":
+		v.fail("browser.cookie_name", "must not be empty")
+	case strings.IndexFunc(b.CookieName, func(r rune) bool { return !isTokenChar(r) }) >= 0:
+		v.fail("browser.cookie_name", "%q must be a cookie name (letters, digits, !#$%%&'*+-.^_`|~)", b.CookieName)
+	case strings.HasPrefix(name, "__host-") || strings.HasPrefix(name, "__secure-"):
+		v.fail("browser.cookie_name", "%q must not carry a __Host- or __Secure- prefix (tokengate sets the attributes itself)", b.CookieName)
+	}
+	if d := b.CookieDomain; d != "" {
+		c := http.Cookie{Name: "x", Value: "x", Domain: d}
+		if c.Valid() != nil || strings.ContainsAny(d, ":/") {
+			v.fail("browser.cookie_domain", "%q is not a cookie domain (a host name such as example.com, no scheme or port)", d)
+		}
+	}
+	v.nonEmpty("browser.title", b.Title)
+	for i, p := range b.QueryTokenPaths {
+		v.urlPath(fmt.Sprintf("browser.query_token_paths[%d]", i), p)
 	}
 }

@@ -6,6 +6,8 @@ package testsvc
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -165,4 +167,37 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TempTable returns a PostgreSQL table name no other test uses
+// (prefix_<random>) and drops that table when the test ends, on a connection
+// of its own (the test's context and connections are gone by then). A DROP
+// that fails, or a table still there afterwards, fails the test: a cleanup
+// must neither be skipped nor fail silently.
+func TempTable(t testing.TB, url, prefix string) string {
+	t.Helper()
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	name := prefix + "_" + hex.EncodeToString(b)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Errorf("dropping table %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{name}.Sanitize()); err != nil {
+			t.Errorf("dropping table %s: %v", name, err)
+			return
+		}
+		var left bool
+		if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", name).Scan(&left); err != nil || left {
+			t.Errorf("table %s is still in the database after the test (err %v)", name, err)
+		}
+	})
+	return name
 }

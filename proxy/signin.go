@@ -1,0 +1,329 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"math"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"tokengate/authn"
+)
+
+//go:embed templates/*.html templates/*.css
+var pageFiles embed.FS
+
+// The pages are parsed once; the CSS is inlined in a <style> element that
+// the Content-Security-Policy allows by its hash, so the pages need no
+// second request, no inline script and no 'unsafe-inline'.
+var (
+	pageTemplates = template.Must(template.ParseFS(pageFiles, "templates/*.html"))
+	pageCSS       = mustRead(pageFiles, "templates/page.css")
+	pageCSP       = pageContentSecurityPolicy(pageCSS)
+)
+
+func mustRead(fsys embed.FS, name string) string {
+	b, err := fsys.ReadFile(name)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// pageContentSecurityPolicy allows nothing but the one inline stylesheet
+// and form posts to this origin: no script at all, no framing, no <base>.
+func pageContentSecurityPolicy(css string) string {
+	sum := sha256.Sum256([]byte(css))
+	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; " +
+		"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+}
+
+// pageData is what the templates show. Every field is escaped by
+// html/template for its context; CSS is the embedded file, trusted.
+type pageData struct {
+	Title    string
+	CSS      template.CSS
+	Action   string
+	CSRF     string
+	RD       string
+	Username string
+	Message  string
+}
+
+// Messages on the pages. The sign-in failure never says which of the two
+// fields was wrong.
+const (
+	msgBadCredentials = "The username or password is not correct."
+	msgMissingFields  = "Enter your username and password."
+	msgFormExpired    = "This form has expired or did not come from this site. Please try again."
+	msgCrossSite      = "This form did not come from this site."
+	msgUnavailable    = "Signing in is unavailable right now. Please try again in a moment."
+	msgSignOutFailed  = "Signing out could not be recorded right now. Please try again in a moment."
+)
+
+// renderPage writes a page with the headers every page carries.
+func (h *handler) renderPage(w http.ResponseWriter, name string, status int, d pageData) {
+	d.Title = h.browser.title
+	d.CSS = template.CSS(pageCSS)
+	var buf bytes.Buffer
+	if err := pageTemplates.ExecuteTemplate(&buf, name, d); err != nil {
+		// Only a broken template gets here; the tests render each one.
+		h.logger.Error("rendering a page failed", "page", name, "error", err)
+		writeError(w, errInternal)
+		return
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
+	hdr.Set("Content-Security-Policy", pageCSP)
+	hdr.Set("X-Frame-Options", "DENY")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Referrer-Policy", "no-referrer")
+	noStore(w)
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+const pageMethods = "GET, HEAD, POST"
+
+// serveSignIn: GET shows the form, POST signs in.
+func (h *handler) serveSignIn(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		rd := h.redirectTarget(r.URL.Query().Get("rd"))
+		h.signInPage(w, r, http.StatusOK, rd, "", "")
+	case http.MethodPost:
+		h.signIn(w, r)
+	default:
+		writeMethodNotAllowed(w, pageMethods)
+	}
+}
+
+// signInPage renders the form; rd is already checked.
+func (h *handler) signInPage(w http.ResponseWriter, r *http.Request, status int, rd, username, msg string) {
+	if rd == "/" {
+		rd = "" // the default: keep the form (and the URL) short
+	}
+	h.renderPage(w, "sign_in.html", status, pageData{
+		Action:   h.browser.signIn,
+		CSRF:     h.browser.ensureCSRF(w, r, csrfSignIn),
+		RD:       rd,
+		Username: username,
+		Message:  msg,
+	})
+}
+
+func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
+	if h.browser.crossOrigin.Check(r) != nil {
+		h.metrics.logins[loginMalformed].Inc()
+		h.signInPage(w, r, http.StatusForbidden, "", "", msgCrossSite)
+		return
+	}
+	form, fail := h.readForm(w, r)
+	if fail != nil {
+		h.metrics.logins[loginMalformed].Inc()
+		if fail.Status == http.StatusRequestEntityTooLarge {
+			writeError(w, *fail)
+			return
+		}
+		h.signInPage(w, r, http.StatusBadRequest, "", "", msgMissingFields)
+		return
+	}
+	rd := h.redirectTarget(form["rd"])
+	// Before the password: a forged form must not even count as an attempt.
+	if !h.browser.checkCSRF(r, csrfSignIn, form[csrfField]) {
+		h.metrics.logins[loginMalformed].Inc()
+		h.signInPage(w, r, http.StatusForbidden, rd, "", msgFormExpired)
+		return
+	}
+	username, password := form["username"], form["password"]
+	if username == "" || password == "" {
+		h.metrics.logins[loginMalformed].Inc()
+		h.signInPage(w, r, http.StatusBadRequest, rd, username, msgMissingFields)
+		return
+	}
+	user, err := h.auth.Authenticate(r.Context(), username, password, h.clientAddr(r))
+	if err != nil {
+		h.signInFailed(w, r, err, rd, username)
+		return
+	}
+	subject := user.ID
+	if subject == "" {
+		subject = user.Username
+	}
+	token, claims, err := h.tokens.Issue(subject, user.Username)
+	if err != nil {
+		h.metrics.logins[loginError].Inc()
+		h.logError(r.Context(), "sign-in: issuing a token failed", err)
+		h.signInPage(w, r, http.StatusInternalServerError, rd, username, msgUnavailable)
+		return
+	}
+	h.metrics.logins[loginSuccess].Inc()
+	stateFrom(r.Context()).setClaims(claims) // the access log names the user
+	http.SetCookie(w, h.browser.sessionCookieFor(token, h.now(), claims.ExpiresAt))
+	noStore(w)
+	w.Header().Set("Location", rd)
+	w.WriteHeader(http.StatusSeeOther)
+}
+
+// signInFailed answers a refused sign-in like loginFailed answers a
+// refused login (same metrics, same Retry-After), as a page.
+func (h *handler) signInFailed(w http.ResponseWriter, r *http.Request, err error, rd, username string) {
+	switch {
+	case errors.Is(err, authn.ErrInvalidCredentials):
+		h.metrics.logins[loginInvalidCredentials].Inc()
+		h.signInPage(w, r, http.StatusUnauthorized, rd, username, msgBadCredentials)
+	case errors.Is(err, authn.ErrThrottled):
+		h.metrics.logins[loginThrottled].Inc()
+		secs := retryAfterSeconds(err)
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		h.signInPage(w, r, http.StatusTooManyRequests, rd, username,
+			"Too many failed attempts. Please wait "+strconv.FormatInt(secs, 10)+" seconds and try again.")
+	default:
+		h.metrics.logins[loginError].Inc()
+		h.logError(r.Context(), "sign-in: user store failed", err)
+		h.signInPage(w, r, http.StatusServiceUnavailable, rd, username, msgUnavailable)
+	}
+}
+
+// retryAfterSeconds is a throttled attempt's Retry-After: at least 1 s.
+func retryAfterSeconds(err error) int64 {
+	retry := time.Second
+	if te, ok := errors.AsType[*authn.ThrottledError](err); ok && te.RetryAfter > retry {
+		retry = te.RetryAfter
+	}
+	return int64(math.Ceil(retry.Seconds()))
+}
+
+// redirectTarget is where a signed-in browser goes: rd when it is a safe
+// relative path (safeRedirect) other than the sign-in and sign-out pages
+// themselves, else "/".
+func (h *handler) redirectTarget(rd string) string {
+	target, ok := safeRedirect(rd)
+	if !ok {
+		return "/"
+	}
+	if u, err := url.Parse(target); err == nil && (u.Path == h.browser.signIn || u.Path == h.browser.signOut) {
+		return "/"
+	}
+	return target
+}
+
+// readForm reads an application/x-www-form-urlencoded body of at most
+// maxBody bytes. A repeated field is malformed: which one would count?
+func (h *handler) readForm(w http.ResponseWriter, r *http.Request) (map[string]string, *apiError) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, &errMalformedRequest
+	}
+	body, fail := h.readBody(w, r)
+	if fail != nil {
+		return nil, fail
+	}
+	vals, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, &errMalformedRequest
+	}
+	form := make(map[string]string, len(vals))
+	for k, v := range vals {
+		if len(v) != 1 {
+			return nil, &errMalformedRequest
+		}
+		form[k] = v[0]
+	}
+	return form, nil
+}
+
+// serveSignOut: GET shows the two buttons, POST signs out.
+func (h *handler) serveSignOut(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		h.signOutPage(w, r, http.StatusOK, "")
+	case http.MethodPost:
+		h.signOut(w, r)
+	default:
+		writeMethodNotAllowed(w, pageMethods)
+	}
+}
+
+func (h *handler) signOutPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	var username string
+	if c, ok := h.cookieClaims(r); ok {
+		username = c.Username
+		if username == "" {
+			username = c.Subject
+		}
+	}
+	h.renderPage(w, "sign_out.html", status, pageData{
+		Action:   h.browser.signOut,
+		CSRF:     h.browser.ensureCSRF(w, r, csrfSignOut),
+		Username: username,
+		Message:  msg,
+	})
+}
+
+// cookieClaims verifies the session cookie (counted like any token).
+func (h *handler) cookieClaims(r *http.Request) (authn.Claims, bool) {
+	token, ok := h.browser.sessionCookie(r)
+	if !ok {
+		return authn.Claims{}, false
+	}
+	out := h.checkToken(r.Context(), token, false)
+	h.metrics.decisions[out.decision].Inc()
+	if !out.allowed() {
+		return authn.Claims{}, false
+	}
+	stateFrom(r.Context()).setClaims(out.claims)
+	return out.claims, true
+}
+
+// signOut revokes the cookie's token ("this") or every token of its user
+// ("everywhere") with the code logout and logout_all use, clears the
+// cookie and sends the browser to the sign-in page. With no valid cookie
+// there is nothing to revoke: the cookie is cleared all the same.
+func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
+	if h.browser.crossOrigin.Check(r) != nil {
+		h.signOutPage(w, r, http.StatusForbidden, msgCrossSite)
+		return
+	}
+	form, fail := h.readForm(w, r)
+	if fail != nil {
+		writeError(w, *fail)
+		return
+	}
+	if !h.browser.checkCSRF(r, csrfSignOut, form[csrfField]) {
+		h.signOutPage(w, r, http.StatusForbidden, msgFormExpired)
+		return
+	}
+	var revoke func(context.Context, authn.Claims) error
+	switch form["scope"] {
+	case "", "this":
+		revoke = h.revokeToken
+	case "everywhere":
+		revoke = h.revokeUser
+	default:
+		writeError(w, errMalformedRequest)
+		return
+	}
+	if c, ok := h.cookieClaims(r); ok {
+		if err := revoke(r.Context(), c); err != nil {
+			// The cookie stays: the user can retry, and is not told they
+			// are signed out while the token still works.
+			h.logError(r.Context(), "sign-out: revoking failed", err)
+			h.signOutPage(w, r, http.StatusServiceUnavailable, msgSignOutFailed)
+			return
+		}
+	}
+	h.browser.clearSessionCookie(w)
+	noStore(w)
+	w.Header().Set("Location", h.browser.signIn)
+	w.WriteHeader(http.StatusSeeOther)
+}
