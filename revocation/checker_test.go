@@ -255,6 +255,12 @@ func (s *swapStore) RevokeUser(ctx context.Context, id string, cutoff, until tim
 func (s *swapStore) Status(ctx context.Context, jti, id string) (Status, error) {
 	return s.Load().Status(ctx, jti, id)
 }
+func (s *swapStore) RevokeTokenOnce(ctx context.Context, jti string, exp time.Time) (bool, error) {
+	return s.Load().RevokeTokenOnce(ctx, jti, exp)
+}
+func (s *swapStore) NoteLifetime(ctx context.Context, d time.Duration) (time.Duration, error) {
+	return s.Load().NoteLifetime(ctx, d)
+}
 func (s *swapStore) Close() error { return nil }
 
 // An event (a pub/sub message) makes the Checker ask the store again; it is

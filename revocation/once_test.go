@@ -147,7 +147,7 @@ func TestStoreNoteLifetime(t *testing.T) {
 		if _, err := newRedisStore(t, opts).NoteLifetime(ctx, time.Hour); err != nil {
 			t.Fatal(err)
 		}
-		ttl, err := rawRedis(t, opts).PTTL(ctx, opts.KeyPrefix+"longest_lifetime").Result()
+		ttl, err := rawRedis(t, opts).PTTL(ctx, opts.Prefix+"longest_lifetime").Result()
 		if err != nil || ttl != -1 {
 			t.Fatalf("PTTL of the longest lifetime key: %s, %v; want -1ms (no expiry)", ttl, err)
 		}
@@ -272,7 +272,7 @@ func TestCutoffOutlivesLoweredLifetimeRedis(t *testing.T) {
 	if err := short.RevokeUser(ctx, "u", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	ttl, err := rawRedis(t, opts).PTTL(ctx, opts.KeyPrefix+"user:u").Result()
+	ttl, err := rawRedis(t, opts).PTTL(ctx, opts.Prefix+"user:u").Result()
 	if err != nil {
 		t.Fatal(err)
 	}

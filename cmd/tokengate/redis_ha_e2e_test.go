@@ -56,7 +56,7 @@ func TestFailoverUnderLoad(t *testing.T) {
 		mu        sync.Mutex
 		confirmed []revoked
 		stats     = map[string]int{}
-		lateOK    atomic.Int64 // a confirmed-revoked token accepted past max_staleness
+		lateOK    atomic.Int64             // a confirmed-revoked token accepted past max_staleness
 		lastErr   = map[string]time.Time{} // per kind: the last 5xx
 	)
 	count := func(what string, code int) {
