@@ -8,7 +8,7 @@ BIN      := bin/tokengate
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build demo test test-go test-deploy bench bench-go bench-load soak fmt vet lint check-config clean
+.PHONY: help build demo test test-go test-deploy bench bench-go bench-load bench-short soak fmt vet lint check-config clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,8 +32,11 @@ bench: bench-go bench-load ## Go benchmarks plus the load run against a bare Rev
 bench-go: ## Go benchmarks of the hot path (allocs reported)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./authn ./revocation ./proxy
 
-bench-load: build ## load run: tokengate vs bare httputil.ReverseProxy, in turns, ratios
-	$(GO) run ./cmd/tokengate-loadbench -tokengate $(BIN) -out bench-load.md
+bench-load: build ## load run: every scenario vs bare httputil.ReverseProxy, in turns; report in bench-load.md, chart in docs/bench.svg
+	$(GO) run ./cmd/tokengate-loadbench -tokengate $(BIN) -out bench-load.md -svg docs/bench.svg
+
+bench-short: build ## smoke run of the load run: every scenario, 1 round of 1 s (numbers not meaningful)
+	$(GO) run ./cmd/tokengate-loadbench -tokengate $(BIN) -short
 
 SOAK_DURATION ?= 5m
 soak: ## steady load on the real binary for SOAK_DURATION (5m); fails if goroutines, heap or RSS grow in the second half

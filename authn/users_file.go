@@ -20,7 +20,7 @@ import (
 // FileUsersOptions configure a users file store.
 type FileUsersOptions struct {
 	Logger     *slog.Logger          // default: discard
-	Registerer prometheus.Registerer // optional: tokengate_users_reloads_total
+	Registerer prometheus.Registerer // optional: tokengate_users_reloads_total, tokengate_users_last_reload_success
 }
 
 // DefaultWatchInterval is how often Watch looks at the users file.
@@ -47,6 +47,7 @@ type FileUsers struct {
 	unreadable int               // consecutive polls that could not read the file
 
 	reloadOK, reloadErr prometheus.Counter // nil without a Registerer
+	lastOK              prometheus.Gauge   // nil without a Registerer
 }
 
 var (
@@ -87,6 +88,9 @@ func LoadFileUsers(path string, opts FileUsersOptions) (*FileUsers, error) {
 			return nil, err
 		}
 		f.reloadOK, f.reloadErr = vec.WithLabelValues("success"), vec.WithLabelValues("error")
+		if f.lastOK, err = registerLastReloadGauge(opts.Registerer); err != nil {
+			return nil, err
+		}
 	}
 	return f, nil
 }
@@ -226,14 +230,38 @@ func (f *FileUsers) record(err error) error {
 		f.log.Error("users file reload failed; keeping the previous users", "path", f.path, "error", err)
 		if f.reloadErr != nil {
 			f.reloadErr.Inc()
+			f.lastOK.Set(0)
 		}
 		return err
 	}
 	f.log.Info("users file reloaded", "path", f.path, "users", f.Len())
 	if f.reloadOK != nil {
 		f.reloadOK.Inc()
+		f.lastOK.Set(1)
 	}
 	return nil
+}
+
+// registerLastReloadGauge registers tokengate_users_last_reload_success, at
+// 1: the first load succeeded, or there would be no store. A gauge, unlike
+// the counter, stays at 0 while a broken file is in place, which an alert
+// can hold on to.
+func registerLastReloadGauge(reg prometheus.Registerer) (prometheus.Gauge, error) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tokengate_users_last_reload_success",
+		Help: "1 when the last users file reload (watched or SIGHUP) succeeded or none failed since start, else 0.",
+	})
+	if err := reg.Register(g); err != nil {
+		are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err)
+		if !ok {
+			return nil, fmt.Errorf("authn: register tokengate_users_last_reload_success: %w", err)
+		}
+		if g, ok = are.ExistingCollector.(prometheus.Gauge); !ok {
+			return nil, fmt.Errorf("authn: register tokengate_users_last_reload_success: %w", err)
+		}
+	}
+	g.Set(1)
+	return g, nil
 }
 
 func readUsersFile(path string) ([]byte, error) {

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
+	"tokengate/authn"
 )
 
 // apiError is what a client sees: a stable snake_case code and a short fixed
@@ -43,6 +45,16 @@ var (
 	errUpstreamDown           = apiError{http.StatusBadGateway, "upstream_unavailable", "the upstream is unavailable"}
 	errMethodNotAllowed       = apiError{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed"}
 )
+
+// withPolicyReason tells the client which name or password rule failed
+// (authn.PolicyError's Reason never contains the password).
+func withPolicyReason(e apiError, err error) apiError {
+	var pe *authn.PolicyError
+	if errors.As(err, &pe) && pe.Reason != "" {
+		e.Message = pe.Reason
+	}
+	return e
+}
 
 // writeError sends e as JSON. Content-Length is set so HEAD answers carry
 // the same headers as GET.

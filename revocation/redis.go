@@ -94,7 +94,7 @@ type RedisOptions struct {
 //
 //	<prefix>jti:<jti>   exp (unix ns), PX = time left until exp
 //	<prefix>user:<id>   cutoff (unix ns, 20 digits), PX = time left until `until`
-//	<prefix>longest_lifetime  longest token lifetime noted (ms), no TTL
+//	<prefix>longest_lifetime  longest token lifetime noted (ms); no TTL, unlike every other key
 //
 // Every key but longest_lifetime has a TTL. Each successful revocation is
 // published on <prefix>revocations ("t:<exp ns>:<jti>" or "u:<cutoff
@@ -302,8 +302,11 @@ func (s *RedisStore) RevokeTokenOnce(ctx context.Context, jti string, exp time.T
 		set = p.SetNX(ctx, key, e, roundUpMillis(ttl))
 		return nil
 	})
-	if err != nil || !set.Val() {
+	if err != nil {
 		return false, err
+	}
+	if !set.Val() {
+		return false, nil
 	}
 	if err := s.publish(ctx, redisEventToken+":"+e+":"+jti); err != nil {
 		return false, err

@@ -19,22 +19,15 @@ import (
 )
 
 // pgTable creates a uniquely named table with columns cols and drops it when
-// the test ends; a failed DROP fails the test.
+// the test ends (testsvc.TempTable); a failed DROP fails the test.
 func pgTable(t *testing.T, pgURL, prefix, cols string) (string, *pgx.Conn) {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), pgURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	table := fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+table); err != nil {
-			t.Errorf("drop %s: %v", table, err)
-		}
-		conn.Close(ctx)
-	})
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	table := testsvc.TempTable(t, pgURL, prefix) // registered after: dropped first, on its own connection
 	if _, err := conn.Exec(context.Background(), "CREATE TABLE "+table+" ("+cols+")"); err != nil {
 		t.Fatal(err)
 	}

@@ -510,6 +510,10 @@ func (v *validator) browser(b BrowserConfig, r RoutesConfig) {
 	}
 	v.nonEmpty("browser.title", b.Title)
 	for i, p := range b.QueryTokenPaths {
+		// Segment prefixes like public_paths: "/ws/" is "/ws".
+		if len(p) > 1 && strings.HasSuffix(p, "/") && !strings.HasSuffix(p, "//") {
+			p = strings.TrimSuffix(p, "/")
+		}
 		v.urlPath(fmt.Sprintf("browser.query_token_paths[%d]", i), p)
 	}
 }
