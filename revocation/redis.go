@@ -96,11 +96,11 @@ type RedisOptions struct {
 //	<prefix>user:<id>   cutoff (unix ns, 20 digits), PX = time left until `until`
 //	<prefix>longest_lifetime  longest token lifetime noted (ms); no TTL, unlike every other key
 //
-// Every key has a TTL. Each successful revocation is published on
-// <prefix>revocations ("t:<exp ns>:<jti>" or "u:<cutoff ns>:<user id>") so
-// that other replicas re-check it (see Notifications): a message is a hint,
-// the keys are the truth. Durability is Redis's own (appendonly/appendfsync,
-// replication).
+// Every key but longest_lifetime has a TTL. Each successful revocation is
+// published on <prefix>revocations ("t:<exp ns>:<jti>" or "u:<cutoff
+// ns>:<user id>") so that other replicas re-check it (see Notifications): a
+// message is a hint, the keys are the truth. Durability is Redis's own
+// (appendonly/appendfsync, replication, and MinReplicas).
 type RedisStore struct {
 	client      redis.UniversalClient
 	cluster     *redis.ClusterClient // nil unless Cluster mode

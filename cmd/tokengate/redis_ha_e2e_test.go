@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -198,4 +199,57 @@ func tryLogin(base, user string) (int, string) {
 		return resp.StatusCode, ""
 	}
 	return resp.StatusCode, out.Token
+}
+
+// TestMinReplicasNotConfirmed: with revocation.redis_min_replicas 1 and the
+// replica paused (SIGSTOP), logout and logout_all answer 503
+// revocation_unavailable saying "not confirmed", never 204; once the replica
+// runs again, a logout is 204 and the replica already holds it.
+func TestMinReplicasNotConfirmed(t *testing.T) {
+	primary := testsvc.StartRedis(t)
+	replica := testsvc.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.Port))
+	rc := replica.Client(t)
+	eventually(t, 20*time.Second, "replica in sync", func() bool {
+		info, _ := rc.Info(t.Context(), "replication").Result()
+		return strings.Contains(info, "master_link_status:up")
+	})
+	up := newEchoUpstream(t)
+	prefix := "tgmin:" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+	in := start(t, newDir(t, up.URL),
+		"TOKENGATE_REVOCATION_BACKEND=redis",
+		"TOKENGATE_REVOCATION_REDIS_URL=redis://"+primary.Addr+"/0",
+		"TOKENGATE_REVOCATION_REDIS_PREFIX="+prefix,
+		"TOKENGATE_REVOCATION_REDIS_MIN_REPLICAS=1")
+
+	tok := login(t, in.Public, "alice", testUsers["alice"])
+	replica.Pause(t)
+	for _, path := range []string{"/user/logout", "/user/logout_all"} {
+		r := call(t, "POST", in.Public+path, tok, "")
+		if r.Code != http.StatusServiceUnavailable {
+			t.Fatalf("%s with the replica paused: %d %s, want 503", path, r.Code, r.Body)
+		}
+		body := r.json(t)
+		if body["error"] != "revocation_unavailable" || !strings.Contains(fmt.Sprint(body["message"]), "not confirmed") {
+			t.Errorf("%s: body %s, want revocation_unavailable saying \"not confirmed\"", path, r.Body)
+		}
+	}
+	replica.Resume()
+
+	tok = login(t, in.Public, "bob", testUsers["bob"])
+	eventually(t, 20*time.Second, "a confirmed logout", func() bool {
+		return call(t, "POST", in.Public+"/user/logout", tok, "").Code == http.StatusNoContent
+	})
+	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct {
+		JTI string `json:"jti"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil || claims.JTI == "" {
+		t.Fatalf("no jti in %s: %v", payload, err)
+	}
+	if err := rc.Get(t.Context(), prefix+"jti:"+claims.JTI).Err(); err != nil {
+		t.Fatalf("the replica does not hold the logout right after the 204: %v", err)
+	}
 }
