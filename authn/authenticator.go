@@ -2,10 +2,10 @@ package authn
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,46 +14,97 @@ type UserStore interface {
 	LookupUser(ctx context.Context, username string) (User, error) // ErrUserNotFound
 }
 
+// hashInventory is a user store that knows the parameters of every hash it
+// holds (the users file): its most expensive one is the dummy for unknown
+// names, exactly, whatever the configuration says.
+type hashInventory interface {
+	// dummyHash is a hash with the parameters of the most expensive stored
+	// hash; false when the store holds none.
+	dummyHash() (string, bool)
+}
+
 // AuthenticatorOptions configure login checks.
 type AuthenticatorOptions struct {
 	Throttle ThrottleOptions
 	Now      func() time.Time // default time.Now
-	// Hash is the kind and cost of most stored hashes: an unknown login
-	// name is checked against a dummy hash made with it, so it takes as
-	// long as a wrong password. Default bcrypt, cost 10.
+	// Hash is the kind and cost new passwords get. Unknown login names are
+	// checked against a dummy hash as costly as the most expensive of this
+	// and every stored hash seen so far (for the users file: of every
+	// stored hash), so they take as long as a wrong password. Default
+	// bcrypt, cost 10.
 	Hash HashOptions
+	// Logger gets an Info line when a login name matches an account that
+	// cannot log in (no usable password hash). Default: discard.
+	Logger *slog.Logger
 }
 
 // Authenticator checks a login name and password against a UserStore,
 // spending the same time on unknown names as on wrong passwords.
 type Authenticator struct {
-	users     UserStore
-	now       func() time.Time
-	throttle  *throttle
-	dummyHash string
+	users    UserStore
+	now      func() time.Time
+	throttle *throttle
+	log      *slog.Logger
+	// check is CheckPassword; tests count the hash checks through it.
+	check func(hash, password string) (bool, error)
+	// dummy is the most expensive of the configured parameters and those
+	// of hashes seen on lookups, for stores without a hashInventory.
+	dummy atomic.Pointer[dummy]
 }
 
-// NewAuthenticator returns an Authenticator over users. It computes the
-// dummy hash once, which takes one hash's time.
+type dummy struct {
+	params hashParams
+	hash   string
+}
+
+// NewAuthenticator returns an Authenticator over users.
 func NewAuthenticator(users UserStore, opts AuthenticatorOptions) *Authenticator {
-	a := &Authenticator{users: users, now: opts.Now, throttle: newThrottle(opts.Throttle)}
+	a := &Authenticator{users: users, now: opts.Now, throttle: newThrottle(opts.Throttle), log: opts.Logger, check: CheckPassword}
 	if a.now == nil {
 		a.now = time.Now
 	}
-	var pw [18]byte
-	rand.Read(pw[:])
-	h, err := HashPassword(base64.RawURLEncoding.EncodeToString(pw[:]), opts.Hash)
-	if err != nil {
-		// Bad options: fall back to the default so unknown names still cost a hash.
-		h, _ = HashPassword(base64.RawURLEncoding.EncodeToString(pw[:]), HashOptions{})
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
 	}
-	a.dummyHash = h
+	p, ok := paramsFor(opts.Hash)
+	if !ok {
+		// Bad options: fall back to the default so unknown names still cost a hash.
+		p, _ = paramsFor(HashOptions{})
+	}
+	a.dummy.Store(&dummy{params: p, hash: p.dummyHash()})
 	return a
 }
 
+// dummyHash is the hash an unknown name is checked against.
+func (a *Authenticator) dummyHash() string {
+	if inv, ok := a.users.(hashInventory); ok {
+		if h, ok := inv.dummyHash(); ok {
+			return h
+		}
+	}
+	return a.dummy.Load().hash
+}
+
+// noteHash raises the dummy to p when checking p costs more.
+func (a *Authenticator) noteHash(p hashParams) {
+	for {
+		cur := a.dummy.Load()
+		if p == cur.params || !p.moreExpensive(cur.params) {
+			return
+		}
+		if a.dummy.CompareAndSwap(cur, &dummy{params: p, hash: p.dummyHash()}) {
+			return
+		}
+	}
+}
+
 // Authenticate returns the user, or an error wrapping ErrInvalidCredentials,
-// ErrThrottled (as *ThrottledError) or a store failure.
+// ErrMalformedLoginName, ErrThrottled (as *ThrottledError) or a store
+// failure (the store could not answer).
 func (a *Authenticator) Authenticate(ctx context.Context, username, password, clientAddr string) (User, error) {
+	if !usableLoginName(username) {
+		return User{}, ErrMalformedLoginName
+	}
 	// The attempt counts before the slow hash; a success gives it back.
 	at, wait := a.throttle.reserve(username, clientAddr, a.now())
 	if wait > 0 {
@@ -62,14 +113,26 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 	u, err := a.users.LookupUser(ctx, username)
 	switch {
 	case errors.Is(err, ErrUserNotFound):
-		// Same work as a wrong password, so timing does not tell names apart.
-		CheckPassword(a.dummyHash, password)
-		return User{}, ErrInvalidCredentials
+		if err != ErrUserNotFound {
+			// The store found rows nobody can log in as (two rows for one
+			// name, no id): the client cannot tell, the operator should.
+			a.log.Warn("login refused: the user store holds no usable account for this name", "username", username, "error", err)
+		}
+		return User{}, a.refuse(password)
 	case err != nil:
 		a.throttle.release(at)
 		return User{}, fmt.Errorf("authn: look up user: %w", err)
 	}
-	ok, err := CheckPassword(u.PasswordHash, password)
+	p, usable := paramsOf(u.PasswordHash)
+	if !usable {
+		// Empty, "!", "*", md5...: a disabled account, or one no hash we
+		// know can open. Answered exactly like an unknown name, so neither
+		// the status nor the time says the account exists.
+		a.log.Info("login refused: the account has no usable password hash", "username", username)
+		return User{}, a.refuse(password)
+	}
+	a.noteHash(p)
+	ok, err := a.check(u.PasswordHash, password)
 	if err != nil {
 		a.throttle.release(at)
 		return User{}, fmt.Errorf("authn: check password of %q: %w", username, err)
@@ -82,4 +145,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 		u.ID = u.Username
 	}
 	return u, nil
+}
+
+// refuse does what a wrong password costs, so timing does not tell names
+// apart; the attempt reserved before the lookup stays counted as a failure.
+func (a *Authenticator) refuse(password string) error {
+	a.check(a.dummyHash(), password)
+	return ErrInvalidCredentials // the attempt reserved before stays counted
 }

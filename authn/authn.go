@@ -21,8 +21,13 @@ var (
 
 	// ErrInvalidCredentials: unknown user or wrong password (never says which).
 	ErrInvalidCredentials = errors.New("authn: invalid credentials")
+	// ErrMalformedLoginName: a login name that is not valid UTF-8 or holds
+	// control characters; refused before any lookup (a client error).
+	ErrMalformedLoginName = errors.New("authn: login name is not valid UTF-8 or contains control characters")
 	// ErrUserNotFound is returned by UserStore.LookupUser.
 	ErrUserNotFound = errors.New("authn: user not found")
+	// ErrNoIDLookup: the store cannot find users by id (legacy query mode).
+	ErrNoIDLookup = errors.New("authn: this user store cannot look users up by id")
 	// ErrUserExists is returned by UserCreator.CreateUser.
 	ErrUserExists = errors.New("authn: user already exists")
 	// ErrWeakPassword: a new password fails the password policy.

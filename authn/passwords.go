@@ -130,19 +130,6 @@ func checkHashFormat(hash string) error {
 	return errors.New("unknown password hash format (want bcrypt or argon2id PHC)")
 }
 
-// hashOptionsOf is the HashOptions that would produce a hash like hash, so
-// a dummy hash can cost the same.
-func hashOptionsOf(hash string) (HashOptions, bool) {
-	if isBcrypt(hash) {
-		cost, err := bcrypt.Cost([]byte(hash))
-		return HashOptions{Algorithm: HashBcrypt, BcryptCost: cost}, err == nil
-	}
-	if strings.HasPrefix(hash, "$argon2id$") {
-		return HashOptions{Algorithm: HashArgon2id}, true
-	}
-	return HashOptions{}, false
-}
-
 func isBcrypt(hash string) bool {
 	return strings.HasPrefix(hash, "$2a$") || strings.HasPrefix(hash, "$2b$") || strings.HasPrefix(hash, "$2y$")
 }

@@ -11,8 +11,8 @@ import (
 
 // ThrottleOptions bound failed logins. Zero values get the defaults.
 type ThrottleOptions struct {
-	PerUser    int           // failures per login name per Window; default 10; <0 disables
-	PerAddress int           // failures per client address per Window; default 50; <0 disables
+	PerUser    int           // failed (or still being checked) logins per login name per Window; default 10; <0 disables
+	PerAddress int           // failed (or still being checked) logins per client address per Window; default 50; <0 disables
 	Window     time.Duration // default 15m
 	MaxEntries int           // names and addresses remembered (each); default 100000
 }

@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,8 +15,9 @@ import (
 )
 
 var (
-	boltUsersBucket = []byte("users")    // username -> JSON boltUser
-	boltIDsBucket   = []byte("user_ids") // id -> username, keeps ids unique
+	boltUsersBucket  = []byte("users")        // username -> JSON boltUser
+	boltIDsBucket    = []byte("user_ids")     // id -> username, keeps ids unique
+	boltFoldedBucket = []byte("users_folded") // foldName(username) -> username; empty: several (older files)
 )
 
 // BoltUsersOptions configure a bolt user store.
@@ -66,7 +68,7 @@ func OpenBoltUsers(path string, opts BoltUsersOptions) (*BoltUsers, error) {
 				return err
 			}
 		}
-		return nil
+		return indexFolded(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -75,11 +77,37 @@ func OpenBoltUsers(path string, opts BoltUsersOptions) (*BoltUsers, error) {
 	return &BoltUsers{db: db}, nil
 }
 
-// LookupUser implements UserStore.
+// indexFolded builds the case-folded name index of a file made before it
+// existed. Names that already collide there stay reachable by their exact
+// spelling only.
+func indexFolded(tx *bolt.Tx) error {
+	if tx.Bucket(boltFoldedBucket) != nil {
+		return nil
+	}
+	folded, err := tx.CreateBucket(boltFoldedBucket)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(boltUsersBucket).ForEach(func(name, _ []byte) error {
+		key := []byte(foldName(string(name)))
+		if folded.Get(key) != nil {
+			return folded.Put(key, []byte{})
+		}
+		return folded.Put(key, name)
+	})
+}
+
+// LookupUser implements UserStore; the name's case does not matter.
 func (b *BoltUsers) LookupUser(ctx context.Context, username string) (User, error) {
 	var u User
 	err := b.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(boltUsersBucket).Get([]byte(username))
+		users := tx.Bucket(boltUsersBucket)
+		v := users.Get([]byte(username))
+		if v == nil {
+			if name := tx.Bucket(boltFoldedBucket).Get([]byte(foldName(username))); len(name) > 0 {
+				v = users.Get(name)
+			}
+		}
 		if v == nil {
 			return ErrUserNotFound
 		}
@@ -96,7 +124,24 @@ func (b *BoltUsers) LookupUser(ctx context.Context, username string) (User, erro
 	return u, nil
 }
 
-// CreateUser implements UserCreator. Both uniqueness checks and the writes
+// LookupUserByID finds the user whose id (the token's sub) is id.
+func (b *BoltUsers) LookupUserByID(ctx context.Context, id string) (User, error) {
+	var name []byte
+	err := b.db.View(func(tx *bolt.Tx) error {
+		name = bytes.Clone(tx.Bucket(boltIDsBucket).Get([]byte(id)))
+		return nil
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("authn: users db: lookup by id: %w", err)
+	}
+	if name == nil {
+		return User{}, ErrUserNotFound
+	}
+	return b.LookupUser(ctx, string(name))
+}
+
+// CreateUser implements UserCreator. A name equal to an existing one
+// ignoring case is taken (ErrUserExists). The uniqueness checks and the writes
 // happen in one bbolt transaction (bbolt serialises writers), and the
 // commit fsyncs before CreateUser returns.
 func (b *BoltUsers) CreateUser(ctx context.Context, u User) (User, error) {
@@ -112,11 +157,15 @@ func (b *BoltUsers) CreateUser(ctx context.Context, u User) (User, error) {
 		return User{}, err
 	}
 	err = b.db.Update(func(tx *bolt.Tx) error {
-		users, ids := tx.Bucket(boltUsersBucket), tx.Bucket(boltIDsBucket)
-		if users.Get([]byte(u.Username)) != nil || ids.Get([]byte(u.ID)) != nil {
+		users, ids, folded := tx.Bucket(boltUsersBucket), tx.Bucket(boltIDsBucket), tx.Bucket(boltFoldedBucket)
+		key := []byte(foldName(u.Username))
+		if users.Get([]byte(u.Username)) != nil || folded.Get(key) != nil || ids.Get([]byte(u.ID)) != nil {
 			return ErrUserExists
 		}
 		if err := users.Put([]byte(u.Username), v); err != nil {
+			return err
+		}
+		if err := folded.Put(key, []byte(u.Username)); err != nil {
 			return err
 		}
 		return ids.Put([]byte(u.ID), []byte(u.Username))

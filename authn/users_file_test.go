@@ -67,7 +67,9 @@ func TestLoadFileUsers(t *testing.T) {
 		{"marco", User{ID: "marco", Username: "marco", PasswordHash: marcoHash}, nil}, // id defaults to username
 		{"ada", User{ID: "user-0001", Username: "ada", PasswordHash: adaHash}, nil},
 		{"nobody", User{}, ErrUserNotFound},
-		{"Marco", User{}, ErrUserNotFound}, // names are exact
+		{"Marco", User{ID: "marco", Username: "marco", PasswordHash: marcoHash}, nil}, // names ignore ASCII case
+		{"ADA", User{ID: "user-0001", Username: "ada", PasswordHash: adaHash}, nil},
+		{"marco ", User{}, ErrUserNotFound},
 	}
 	for _, tt := range tests {
 		u, err := f.LookupUser(context.Background(), tt.name)
@@ -103,6 +105,15 @@ func TestLoadFileUsersErrors(t *testing.T) {
 		{"all problems at once", usersYAML(userEntry("a", "", ""), userEntry("b", "nope", "")),
 			[]string{`users[0] ("a")`, `users[1] ("b")`}},
 		{"not YAML", "users: [", []string{"yaml"}},
+		{"names equal ignoring case", usersYAML(userEntry("dave", marcoHash, "d1"), userEntry("Dave", marcoHash, "d2")),
+			[]string{`users[1] ("Dave")`, "duplicate username", "ignoring case"}},
+		{"ids equal ignoring case", usersYAML(userEntry("a", marcoHash, "Admin"), userEntry("b", marcoHash, "admin")),
+			[]string{`users[1] ("b")`, `id "admin" already used by users[0]`}},
+		{"empty id", usersYAML(userEntry("a", marcoHash, `""`)), []string{`users[0] ("a")`, "id is empty"}},
+		{"id key without a value", usersYAML(userEntry("a", marcoHash, "")) + "    id:\n", []string{`users[0] ("a")`, "id is empty"}},
+		{"null id", usersYAML(userEntry("a", marcoHash, "~")), []string{`users[0] ("a")`, "id is empty"}},
+		{"list id", usersYAML(userEntry("a", marcoHash, "[x]")), []string{`users[0] ("a")`, "not a string"}},
+		{"cut mid-line", strings.TrimSuffix(usersYAML(userEntry("bob", marcoHash, "admin-bob")), "-bob\n"), []string{"half-written", "rename"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -304,5 +315,88 @@ func TestFileUsersWatchSecretSwap(t *testing.T) {
 	waitFor(t, "user b from the new Secret version", func() bool { return hasUser(f, "b") })
 	if hasUser(f, "a") {
 		t.Error("user a survived the Secret update")
+	}
+}
+
+// The issue 15 scenario: bob has id admin-bob; a writer that is not atomic
+// leaves the file cut 5 bytes early, which parses, with bob's id "admin".
+func TestUsersFileHalfWrittenNeverServed(t *testing.T) {
+	full := usersYAML(userEntry("alice", marcoHash, ""), userEntry("bob", marcoHash, "admin-bob"))
+	path := writeFile(t, usersYAML(userEntry("alice", marcoHash, "")))
+	reg := prometheus.NewRegistry()
+	f, err := LoadFileUsers(path, FileUsersOptions{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobID := func() string {
+		u, err := f.LookupUser(context.Background(), "bob")
+		if err != nil {
+			return ""
+		}
+		return u.ID
+	}
+	const interval = time.Second
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+	// The writer stops 5 bytes short (crashed, disk full, a slow network
+	// copy): however long it stays, bob is never served as "admin".
+	cut := full[:len(full)-5]
+	if !strings.HasSuffix(cut, "id: admin") {
+		t.Fatalf("test setup: cut file ends %q", cut[len(cut)-20:])
+	}
+	os.WriteFile(path, []byte(cut), 0o600)
+	for i := range 10 {
+		f.poll(t0.Add(time.Duration(i)*interval), interval)
+		if id := bobID(); id == "admin" {
+			t.Fatalf("poll %d: bob served as %q from a half-written file", i, id)
+		}
+	}
+	if n := reloadCount(t, reg, "error"); n != 1 {
+		t.Errorf("half-written file counted %v times as a failed reload, want 1", n)
+	}
+
+	// The writer finishes: loaded once it has held still a full interval.
+	os.WriteFile(path, []byte(full), 0o600)
+	t1 := t0.Add(time.Hour)
+	f.poll(t1, interval)
+	f.poll(t1.Add(interval-time.Nanosecond), interval)
+	if id := bobID(); id != "" {
+		t.Fatalf("a changed file was loaded after %s, before it held still for %s (bob = %q)", interval-time.Nanosecond, interval, id)
+	}
+	f.poll(t1.Add(interval), interval)
+	if id := bobID(); id != "admin-bob" {
+		t.Fatalf("complete file not loaded after a stable interval: bob = %q", id)
+	}
+}
+
+// A writer cut at a line boundary leaves valid YAML with the last line
+// missing: bob without his id line would be "bob". While the writer keeps
+// writing the version keeps changing, and no intermediate one is loaded.
+func TestUsersFileChangingIsNotLoaded(t *testing.T) {
+	full := usersYAML(userEntry("alice", marcoHash, ""), userEntry("bob", marcoHash, "admin-bob"))
+	path := writeFile(t, usersYAML(userEntry("alice", marcoHash, "")))
+	f, err := LoadFileUsers(path, FileUsersOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const interval = time.Second
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	lines := strings.SplitAfter(full, "\n")
+	// The writer appends one line per half interval; tokengate polls every interval.
+	var written string
+	for i, line := range lines {
+		written += line
+		os.WriteFile(path, []byte(written), 0o600)
+		now := t0.Add(time.Duration(i) * interval / 2)
+		f.poll(now, interval)
+		if u, err := f.LookupUser(context.Background(), "bob"); err == nil && written != full {
+			t.Fatalf("after %d of %d lines: bob loaded as %q from a file still being written", i+1, len(lines), u.ID)
+		}
+	}
+	end := t0.Add(time.Duration(len(lines)) * interval / 2)
+	f.poll(end, interval)
+	f.poll(end.Add(interval), interval)
+	if u, err := f.LookupUser(context.Background(), "bob"); err != nil || u.ID != "admin-bob" {
+		t.Fatalf("finished file: bob = %+v, %v", u, err)
 	}
 }

@@ -43,11 +43,20 @@ type PostgresUsersOptions struct {
 // PostgresUsers is a UserStore in PostgreSQL, shared by replicas. In
 // legacy mode (Query set) it reads an existing schema and is read-only.
 type PostgresUsers struct {
-	pool    *pgxpool.Pool
-	timeout time.Duration
-	legacy  string // the operator's query; "" in table mode
-	lookup  string
-	insert  string
+	pool      *pgxpool.Pool
+	timeout   time.Duration
+	legacy    string // the operator's query; "" in table mode
+	lookup    string
+	byID      string
+	insert    string
+	foldLock  string // serialises creations of one folded name
+	nameTaken string
+	index     string // the folded-name index the migration creates
+}
+
+// foldSQL is foldName in SQL.
+func foldSQL(expr string) string {
+	return "translate(" + expr + ", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
 }
 
 var (
@@ -114,7 +123,17 @@ func OpenPostgresUsers(ctx context.Context, opts PostgresUsersOptions) (*Postgre
 			return nil, err
 		}
 		table = ident.Sanitize()
-		s.lookup = "SELECT id, username, password_hash FROM " + table + " WHERE username = $1"
+		// ASCII case folding, as foldName: translate() is immutable, so the
+		// migration can index it, and unlike lower() it ignores the locale.
+		// The exact spelling sorts first; two other spellings and no exact
+		// one is ambiguous (a table filled before folding).
+		s.lookup = "SELECT id, username, password_hash FROM " + table + " WHERE " + foldSQL("username") + " = " + foldSQL("$1") +
+			" ORDER BY username = $1 DESC LIMIT 2"
+		s.foldLock = "SELECT pg_advisory_xact_lock(hashtext('tokengate_users_name:' || " + foldSQL("$1") + "))"
+		s.nameTaken = "SELECT EXISTS (SELECT 1 FROM " + table + " WHERE " + foldSQL("username") + " = " + foldSQL("$1") + ")"
+		s.index = "CREATE INDEX IF NOT EXISTS " + pgx.Identifier{ident[len(ident)-1] + "_username_folded"}.Sanitize() +
+			" ON " + table + " (" + foldSQL("username") + ")"
+		s.byID = "SELECT id, username, password_hash FROM " + table + " WHERE id = $1"
 		s.insert = "INSERT INTO " + table + " (id, username, password_hash) VALUES ($1, $2, $3)"
 	}
 
@@ -164,6 +183,11 @@ func (s *PostgresUsers) migrate(ctx context.Context, table string) error {
 	password_hash text NOT NULL,
 	created_at    timestamptz NOT NULL DEFAULT now()
 )`)
+		if err != nil {
+			return err
+		}
+		// Logins look names up ignoring case: index what they compare.
+		_, err = tx.Exec(ctx, s.index)
 		return err
 	})
 	if err != nil {
@@ -211,18 +235,38 @@ func (s *PostgresUsers) LookupUser(ctx context.Context, username string) (User, 
 	if s.legacy != "" {
 		return s.lookupLegacy(ctx, username)
 	}
-	var u User
-	err := s.pool.QueryRow(ctx, s.lookup, username).Scan(&u.ID, &u.Username, &u.PasswordHash)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return User{}, ErrUserNotFound
-	}
+	rows, err := s.pool.Query(ctx, s.lookup, username)
 	if err != nil {
 		return User{}, fmt.Errorf("authn: users postgres: lookup: %w", err)
+	}
+	found, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (User, error) {
+		var u User
+		return u, row.Scan(&u.ID, &u.Username, &u.PasswordHash)
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("authn: users postgres: lookup: %w", err)
+	}
+	if len(found) == 0 {
+		return User{}, ErrUserNotFound
+	}
+	u := found[0]
+	if len(found) > 1 && u.Username != username {
+		return User{}, errAmbiguousCase
+	}
+	if u.ID == "" {
+		return User{}, errNoID
 	}
 	return u, nil
 }
 
-var errLegacyManyRows = errors.New("authn: users postgres: legacy query returned more than one row for a login name")
+// Rows nobody can log in as are answered like a missing user (the caller
+// then spends a dummy hash check), never as a store failure: a 503 would
+// say the account exists. Both wrap ErrUserNotFound.
+var (
+	errLegacyManyRows = fmt.Errorf("%w: users postgres: more than one row for this login name", ErrUserNotFound)
+	errNoID           = fmt.Errorf("%w: users postgres: the row has an empty or NULL id", ErrUserNotFound)
+	errAmbiguousCase  = fmt.Errorf("%w: users postgres: several usernames equal this one ignoring case, none exactly", ErrUserNotFound)
+)
 
 func (s *PostgresUsers) lookupLegacy(ctx context.Context, login string) (User, error) {
 	// Text results turn any id type (bigint, uuid, numeric) into its
@@ -232,7 +276,7 @@ func (s *PostgresUsers) lookupLegacy(ctx context.Context, login string) (User, e
 		return User{}, fmt.Errorf("authn: users postgres: legacy lookup: %w", err)
 	}
 	u, found, err := scanLegacyRow(rows, login)
-	if errors.Is(err, errLegacyManyRows) {
+	if errors.Is(err, ErrUserNotFound) {
 		return User{}, err
 	}
 	if err != nil {
@@ -258,10 +302,32 @@ func scanLegacyRow(rows pgx.Rows, login string) (u User, found bool, err error) 
 		if len(vals) != 2 {
 			return User{}, false, fmt.Errorf("legacy query returned %d columns, want 2", len(vals))
 		}
-		found = vals[0] != nil && vals[1] != nil // NULL id or hash: nobody can log in as this
+		found = vals[1] != nil // NULL hash: nobody can log in as this
 		u = User{ID: string(vals[0]), Username: login, PasswordHash: string(vals[1])}
+		if len(vals[0]) == 0 {
+			return User{}, false, errNoID // an empty id would become the login name
+		}
 	}
 	return u, found, rows.Err()
+}
+
+// LookupUserByID finds the user whose id (the token's sub) is id. Legacy
+// mode cannot (the operator's query takes a login name): ErrNoIDLookup.
+func (s *PostgresUsers) LookupUserByID(ctx context.Context, id string) (User, error) {
+	if s.legacy != "" {
+		return User{}, ErrNoIDLookup
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	var u User
+	err := s.pool.QueryRow(ctx, s.byID, id).Scan(&u.ID, &u.Username, &u.PasswordHash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return User{}, ErrUserNotFound
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("authn: users postgres: lookup by id: %w", err)
+	}
+	return u, nil
 }
 
 // CreateUser implements UserCreator: the table's primary key and unique
@@ -277,7 +343,26 @@ func (s *PostgresUsers) CreateUser(ctx context.Context, u User) (User, error) {
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	_, err = s.pool.Exec(ctx, s.insert, u.ID, u.Username, u.PasswordHash)
+	// The unique constraints hold exact names and ids; a name equal to
+	// another ignoring case is refused under a lock on the folded name, so
+	// two replicas registering "Dave" and "dave" at once cannot both win.
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, s.foldLock, u.Username); err != nil {
+			return err
+		}
+		var taken bool
+		if err := tx.QueryRow(ctx, s.nameTaken, u.Username).Scan(&taken); err != nil {
+			return err
+		}
+		if taken {
+			return ErrUserExists
+		}
+		_, err := tx.Exec(ctx, s.insert, u.ID, u.Username, u.PasswordHash)
+		return err
+	})
+	if errors.Is(err, ErrUserExists) {
+		return User{}, err
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == pgUniqueViolation {
 		return User{}, ErrUserExists

@@ -393,8 +393,8 @@ func TestPostgresUsersLegacyQuery(t *testing.T) {
 			t.Errorf("LookupUser(%q) = %v, want ErrUserNotFound", login, err)
 		}
 	}
-	if _, err := s.LookupUser(ctx, "twin@example.com"); err == nil || errors.Is(err, ErrUserNotFound) || !strings.Contains(err.Error(), "more than one row") {
-		t.Errorf("LookupUser of a login matching two rows = %v, want a 'more than one row' error", err)
+	if _, err := s.LookupUser(ctx, "twin@example.com"); !errors.Is(err, ErrUserNotFound) || !strings.Contains(err.Error(), "more than one row") {
+		t.Errorf("LookupUser of a login matching two rows = %v, want ErrUserNotFound saying 'more than one row'", err)
 	}
 	if _, err := s.CreateUser(ctx, User{Username: "new", PasswordHash: "h"}); !errors.Is(err, ErrReadOnly) {
 		t.Fatalf("CreateUser in legacy mode = %v, want ErrReadOnly", err)
@@ -443,5 +443,84 @@ func TestPostgresUsersLegacyQueryShape(t *testing.T) {
 				t.Fatalf("error = %q, want it to explain the expected shape", err)
 			}
 		})
+	}
+}
+
+// Issue 15 point 3: rows nobody can log in as (no usable hash, two rows
+// for one login, no id) answer like a missing user, after a dummy check;
+// names PostgreSQL would refuse never reach it; only a store that cannot
+// answer is an error.
+func TestPostgresAuthenticateUnusableRows(t *testing.T) {
+	url := testsvc.PostgresURL(t)
+	ctx := context.Background()
+	good, err := HashPassword("good password", HashOptions{BcryptCost: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unusable := map[string]string{
+		"empty": "", "bang": "!", "star": "*", "locked": "!" + good, "md5": "md5" + strings.Repeat("0a", 16),
+		"crypt": "$1$salt$hash", "short": "$2a$04$short", "argon-bad": "$argon2id$v=19$m=1,t=1,p=1$x$y",
+	}
+
+	table := pgTestTable(t, url, "tg_unusable")
+	tableStore := openTestPostgres(t, PostgresUsersOptions{URL: url, Table: table, Migrate: true})
+	ident := pgx.Identifier{table}.Sanitize()
+	for name, h := range unusable {
+		pgExec(t, url, "INSERT INTO "+ident+" (id, username, password_hash) VALUES ($1, $1, $2)", name, h)
+	}
+	pgExec(t, url, "INSERT INTO "+ident+" (id, username, password_hash) VALUES ('', 'noid', $1), ('good', 'good', $1)", good)
+
+	legacyTable := pgTestTable(t, url, "tg_unusable_legacy")
+	lident := pgx.Identifier{legacyTable}.Sanitize()
+	pgExec(t, url, "CREATE TABLE "+lident+" (id text, login text, pw text)")
+	for name, h := range unusable {
+		pgExec(t, url, "INSERT INTO "+lident+" VALUES ($1, $1, $2)", name, h)
+	}
+	pgExec(t, url, "INSERT INTO "+lident+" VALUES ('t1', 'twin', $1), ('t2', 'twin', $1), ('', 'noid', $1), (NULL, 'nullid', $1), ('good', 'good', $1)", good)
+	legacyStore := openTestPostgres(t, PostgresUsersOptions{URL: url, Query: "SELECT id, pw FROM " + lident + " WHERE login = $1"})
+
+	for mode, store := range map[string]*PostgresUsers{"table": tableStore, "legacy": legacyStore} {
+		t.Run(mode, func(t *testing.T) {
+			a := NewAuthenticator(store, AuthenticatorOptions{Hash: HashOptions{BcryptCost: 4}, Throttle: ThrottleOptions{PerUser: -1, PerAddress: -1}})
+			checks := countChecks(a)
+			names := []string{"noid", "nobody"}
+			for name := range unusable {
+				names = append(names, name)
+			}
+			if mode == "legacy" {
+				names = append(names, "twin", "nullid")
+			}
+			for _, name := range names {
+				*checks = nil
+				_, err := a.Authenticate(ctx, name, "good password", "192.0.2.1")
+				if err != ErrInvalidCredentials {
+					t.Errorf("%s: %v, want ErrInvalidCredentials (like a missing user)", name, err)
+				}
+				if len(*checks) != 1 {
+					t.Errorf("%s: %d hash checks, want 1 (the dummy)", name, len(*checks))
+				}
+			}
+			if u, err := a.Authenticate(ctx, "good", "good password", ""); err != nil || u.ID != "good" {
+				t.Errorf("good user: %+v, %v", u, err)
+			}
+			for _, name := range []string{"bob\x00", "b\xffob"} {
+				if _, err := a.Authenticate(ctx, name, "good password", ""); !errors.Is(err, ErrMalformedLoginName) {
+					t.Errorf("name %q: %v, want ErrMalformedLoginName", name, err)
+				}
+				// What PostgreSQL itself says about such names: the reason
+				// they must never reach it.
+				if _, err := store.LookupUser(ctx, name); err == nil || errors.Is(err, ErrUserNotFound) {
+					t.Errorf("LookupUser(%q) straight to PostgreSQL = %v, want an error", name, err)
+				}
+			}
+		})
+	}
+
+	// A store that cannot answer stays an error (503), not a 401.
+	down := openTestPostgres(t, PostgresUsersOptions{URL: url, Table: table})
+	down.Close()
+	a := NewAuthenticator(down, AuthenticatorOptions{Hash: HashOptions{BcryptCost: 4}})
+	if _, err := a.Authenticate(ctx, "good", "good password", ""); err == nil || errors.Is(err, ErrInvalidCredentials) {
+		t.Errorf("closed store: %v, want a store error", err)
 	}
 }

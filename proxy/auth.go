@@ -64,8 +64,14 @@ func (h *handler) authenticate(r *http.Request, refreshable bool) authOutcome {
 	if out.decision == "" {
 		out = h.checkToken(r.Context(), token, refreshable)
 	}
-	h.metrics.decisions[out.decision].Inc()
+	h.countDecision(r, out.decision)
 	return out
+}
+
+// countDecision counts an auth decision and records it for the access line.
+func (h *handler) countDecision(r *http.Request, decision string) {
+	h.metrics.decisions[decision].Inc()
+	stateFrom(r.Context()).auth = decision
 }
 
 // authenticateRequest checks a proxied request's credential, wherever it
@@ -76,7 +82,7 @@ func (h *handler) authenticateRequest(r *http.Request) (authOutcome, credSource)
 	if out.decision == "" {
 		out = h.checkToken(r.Context(), token, false)
 	}
-	h.metrics.decisions[out.decision].Inc()
+	h.countDecision(r, out.decision)
 	return out, src
 }
 

@@ -178,3 +178,34 @@ func TestUpgradeOnlyWebSocket(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTP2PrefaceNotForwarded: tokengate's listener speaks HTTP/1.1 only.
+// Go's server hands a bare HTTP/2 prior-knowledge preface to the handler as
+// "PRI *" without headers: it is answered like any request without a token,
+// and nothing reaches the app.
+func TestHTTP2PrefaceNotForwarded(t *testing.T) {
+	app := newH2CApp(t)
+	e := newEnv(t, envConfig{options: func(o *Options) {
+		o.Upstream, _ = url.Parse(app.srv.URL)
+	}})
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("HTTP/2 preface: status %d, want 401", res.StatusCode)
+	}
+	app.mu.Lock()
+	defer app.mu.Unlock()
+	if len(app.seen) != 0 {
+		t.Errorf("the app received %d requests", len(app.seen))
+	}
+}

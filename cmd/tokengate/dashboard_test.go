@@ -30,6 +30,7 @@ import (
 // dashboard's $namespace/$pod selectors match as they do in a cluster.
 const (
 	dashNamespace = "tokengate-test"
+	dashService   = "echo-tokengate-metrics"
 	dashPod       = "tokengate-0"
 )
 
@@ -212,13 +213,16 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 // alertFiring says whether each alert's condition holds during the test's
 // traffic (the `for:` duration aside). Alerts not listed are only evaluated.
 var alertFiring = map[string]bool{
+	"TokengateAbsent":                false,
 	"TokengateDown":                  false,
 	"TokengateNotReady":              false,
-	"TokengateHigh5xxRate":           true, // 1 request in ~12 is a 504
+	"TokengateDependencyDown":        false,
+	"TokengateHigh5xxRateFastBurn":   true, // 1 request in ~12 is a 504
+	"TokengateHigh5xxRate":           true,
 	"TokengateRevocationStoreErrors": false,
 	"TokengateRevocationPubSubDown":  false,
 	"TokengateUpstreamErrors":        true, // 1 proxied request in ~7 times out
-	"TokengateConfigReloadFailed":    false,
+	"TokengateUsersReloadFailed":     false,
 	"TokengateLoginErrors":           false,
 }
 
@@ -458,8 +462,8 @@ scrape_configs:
     metrics_path: /metrics
     static_configs:
       - targets: [%q]
-        labels: {namespace: %q, pod: %q}
-`, target, dashNamespace, dashPod)
+        labels: {namespace: %q, service: %q, pod: %q}
+`, target, dashNamespace, dashService, dashPod)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}

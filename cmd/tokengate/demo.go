@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 	"tokengate/internal/config"
 
@@ -63,9 +66,7 @@ func cmdDemo(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "demo: the echo app cannot listen on %s: %v (use --app-listen)\n", *appListen, err)
 		return exitError
 	}
-	app := &http.Server{Handler: echoHandler(), ReadHeaderTimeout: 5 * time.Second}
-	go app.Serve(appLn)
-	defer app.Close()
+	defer appLn.Close()
 
 	cfg, ok := loadConfig("", e) // embedded defaults, TOKENGATE_* overrides
 	if !ok {
@@ -77,6 +78,9 @@ func cmdDemo(ctx context.Context, args []string, e env) int {
 	cfg.Tokens.SigningKeyFile = filepath.Join(*dir, "signing.key")
 	cfg.Revocation.Backend, cfg.Revocation.Path = "bolt", filepath.Join(*dir, "revocations.db")
 	cfg.Server.ShutdownDelay = 0 // no endpoints to update outside Kubernetes
+	// Browser sign-in over plain HTTP: a Secure cookie would never be sent
+	// back to http://127.0.0.1. Development only, as here.
+	cfg.Browser.CookieSecure = false
 	if cfg.LogFormat == config.Default().LogFormat {
 		cfg.LogFormat = "text"
 	}
@@ -84,18 +88,35 @@ func cmdDemo(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "demo: %v\n", err)
 		return exitError
 	}
-	e.started = func(a addrs) { printDemoHelp(e, a, appLn.Addr().String(), *dir) }
+	signOut := "" // no link when browser sign-in is turned off
+	if cfg.Routes.SignIn != "" {
+		signOut = cfg.Routes.SignOut
+	}
+	app := &http.Server{Handler: echoHandler(signOut), ReadHeaderTimeout: 5 * time.Second}
+	go app.Serve(appLn)
+	defer app.Close()
+	e.started = func(a addrs) { printDemoHelp(e, a, appLn.Addr().String(), *dir, cfg.Routes.SignIn != "") }
 	return serve(ctx, cfg, e)
 }
 
-func printDemoHelp(e env, a addrs, app, dir string) {
+func printDemoHelp(e env, a addrs, app, dir string, browser bool) {
 	_, port, _ := net.SplitHostPort(a.Public)
 	fmt.Fprintf(e.stdout, `
 tokengate demo is running.
   tokengate (public): http://%[1]s   in front of the echo app on http://%[2]s
   admin:              http://%[3]s/metrics  /healthz  /readyz
   demo user:          %[4]s / %[5]s      (files in %[6]s)
-
+`, a.Public, app, a.Admin, demoUser, demoPassword, dir)
+	if browser {
+		fmt.Fprintf(e.stdout, `
+In a browser:
+  open http://%[1]s/ and sign in as %[2]s / %[3]s.
+  The app greets you by the name tokengate told it (X-Auth-UserId).
+  Reload: you stay signed in. Sign out with the link on the page:
+  you are asked to sign in again.
+`, a.Public, demoUser, demoPassword)
+	}
+	fmt.Fprintf(e.stdout, `
 With httpie (as in the seed document):
   http POST :%[7]s/user/login username=%[4]s password=%[5]s
   http :%[7]s/hello 'Authorization: Bearer <token>'        # the app sees X-Auth-UserId: %[4]s
@@ -115,8 +136,10 @@ Press Ctrl-C to stop.
 }
 
 // echoHandler is the demo app: it answers with the request it received,
-// so you can see the X-Auth-UserId header tokengate set.
-func echoHandler() http.Handler {
+// so you can see the X-Auth-UserId header tokengate set. A browser (Accept:
+// text/html) gets a small page greeting the user, with a link to signOut
+// ("" hides it); API clients get JSON.
+func echoHandler(signOut string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		headers := map[string]string{}
 		names := make([]string, 0, len(r.Header))
@@ -137,6 +160,16 @@ func echoHandler() http.Handler {
 				headers[name] = string(b)
 			}
 		}
+		if strings.Contains(r.Header.Get("Accept"), "text/html") {
+			page := demoPage{User: r.Header.Get("X-Auth-UserId"), Method: r.Method, Path: r.URL.RequestURI(), SignOut: signOut}
+			for _, name := range names {
+				page.Headers = append(page.Headers, [2]string{name, headers[name]})
+			}
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			_ = demoPageTemplate.Execute(w, page)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -148,4 +181,15 @@ func echoHandler() http.Handler {
 			"headers": headers,
 		})
 	})
+}
+
+//go:embed demo_page.html
+var demoPageHTML string
+
+var demoPageTemplate = template.Must(template.New("demo").Parse(demoPageHTML))
+
+// demoPage is what the demo app shows a browser.
+type demoPage struct {
+	User, Method, Path, SignOut string
+	Headers                     [][2]string // name, value; sorted by name
 }

@@ -220,8 +220,17 @@ func TestVersionCommand(t *testing.T) {
 	}
 }
 
-// TestDemo runs the demo as a new user would and follows its instructions.
-func TestDemo(t *testing.T) {
+// demo is a running `tokengate demo`.
+type demo struct {
+	base   string   // tokengate's public URL
+	output []string // what it printed up to the address line
+	cmd    *exec.Cmd
+	done   chan error
+}
+
+// startDemo runs the demo on free ports as a new user would.
+func startDemo(t *testing.T) *demo {
+	t.Helper()
 	cmd := exec.Command(binPath, "demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--app-listen", "127.0.0.1:0", "--dir", filepath.Join(t.TempDir(), "not-yet"))
 	stdout, _ := cmd.StdoutPipe()
@@ -229,26 +238,70 @@ func TestDemo(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	d := &demo{cmd: cmd, done: make(chan error, 1)}
+	go func() { d.done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-d.done })
 	addr := regexp.MustCompile(`tokengate \(public\): http://(\S+)`)
 	sc := bufio.NewScanner(stdout)
-	var base string
 	for sc.Scan() {
+		d.output = append(d.output, sc.Text())
 		if m := addr.FindStringSubmatch(sc.Text()); m != nil {
-			base = "http://" + m[1]
+			d.base = "http://" + m[1]
 			break
 		}
 	}
-	if base == "" {
+	if d.base == "" {
 		t.Fatal("demo printed no address")
 	}
-	go io.Copy(io.Discard, stdout)
+	// The rest of the instructions follow the address line.
+	rest := make(chan []string, 1)
+	go func() {
+		var lines []string
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+			if strings.HasPrefix(sc.Text(), "Press Ctrl-C") {
+				break
+			}
+		}
+		rest <- lines
+		io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case lines := <-rest:
+		d.output = append(d.output, lines...)
+	case <-time.After(10 * time.Second):
+		t.Fatal("demo did not finish printing its instructions")
+	}
+	return d
+}
+
+// TestDemo runs the demo as a new user would and follows its instructions.
+func TestDemo(t *testing.T) {
+	d := startDemo(t)
+	base := d.base
+	printed := strings.Join(d.output, "\n")
+	for _, want := range []string{"In a browser", "open " + base + "/ and sign in as marco", demoUser + " / " + demoPassword} {
+		if !strings.Contains(printed, want) {
+			t.Errorf("the instructions do not mention %q:\n%s", want, printed)
+		}
+	}
 	tok := login(t, base, demoUser, demoPassword)
 	r := call(t, "GET", base+"/hello", tok, "")
 	if r.Code != 200 || r.json(t)["user_id"] != demoUser {
 		t.Fatalf("demo app call: %d %s", r.Code, r.Body)
+	}
+	// A browser gets a page: the greeting, the headers, a sign-out link.
+	r = call(t, "GET", base+"/hello", tok, "", "Accept", "text/html,application/xhtml+xml")
+	if r.Code != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("demo app page: %d %s", r.Code, r.Header.Get("Content-Type"))
+	}
+	for _, want := range []string{`Hello, <span id="user">marco</span>`, "X-Auth-Userid", `href="/tokengate/sign_out"`, "[redacted by the demo app]"} {
+		if !strings.Contains(r.Body, want) {
+			t.Errorf("the demo page lacks %q:\n%s", want, r.Body)
+		}
+	}
+	if strings.Contains(r.Body, tok) {
+		t.Error("the demo page shows the token")
 	}
 	if r = call(t, "POST", base+"/user/logout", tok, ""); r.Code != 204 {
 		t.Fatalf("demo logout: %d", r.Code)
@@ -256,13 +309,13 @@ func TestDemo(t *testing.T) {
 	if r = call(t, "GET", base+"/hello", tok, ""); r.Code != 401 {
 		t.Fatalf("after logout: %d", r.Code)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-done:
+	case err := <-d.done:
 		if err != nil {
 			t.Fatalf("demo exit: %v", err)
 		}
-		done <- nil
+		d.done <- nil
 	case <-time.After(15 * time.Second):
 		t.Fatal("demo did not stop on SIGTERM")
 	}

@@ -36,6 +36,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	closeBrowser()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -212,14 +213,23 @@ func start(t *testing.T, dir string, env ...string) *instance {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("tokengate did not start within 20s:\n%s", in.logs)
 	}
-	// Like a kubelet, send traffic only once the instance says it is ready
-	// (with Redis, the pub/sub subscription comes up just after listening).
+	// Send traffic only once the instance is ready and its dependencies
+	// answer (with Redis, the pub/sub subscription comes up just after
+	// listening; readiness itself is local and does not wait for it).
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := client.Get(in.Admin + "/readyz")
+		resp, err := client.Get(in.Admin + "/readyz?verbose")
 		if err == nil {
+			var body struct {
+				Dependencies map[string]string `json:"dependencies"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			allUp := err == nil
+			for _, state := range body.Dependencies {
+				allUp = allUp && state == "ok"
+			}
+			if resp.StatusCode == http.StatusOK && allUp {
 				break
 			}
 		}

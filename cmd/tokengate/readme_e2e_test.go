@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -32,32 +29,6 @@ func readmeBlock(t *testing.T, marker string) string {
 	return block[:strings.Index(block, "```")]
 }
 
-// startDemo runs the demo on free ports and returns its public address
-// (host:port).
-func startDemo(t *testing.T) string {
-	t.Helper()
-	cmd := exec.Command(binPath, "demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-		"--app-listen", "127.0.0.1:0", "--dir", t.TempDir())
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-done })
-	addr := regexp.MustCompile(`tokengate \(public\): http://(\S+)`)
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if m := addr.FindStringSubmatch(sc.Text()); m != nil {
-			go io.Copy(io.Discard, stdout)
-			return m[1]
-		}
-	}
-	t.Fatal("demo printed no address")
-	return ""
-}
-
 // The README's curl examples run as written against `make demo` (only the
 // address is changed, to the test's free port). httpie lines run when
 // httpie is installed.
@@ -74,7 +45,7 @@ func TestREADMEExamples(t *testing.T) {
 		{"curl needs\nthe full URL", []string{`"username":"marco"`, "204\n", "204\n", `"keys":[`}},
 	} {
 		t.Run(strings.Fields(tc.marker)[0], func(t *testing.T) {
-			addr := startDemo(t)
+			addr := strings.TrimPrefix(startDemo(t).base, "http://")
 			block := readmeBlock(t, tc.marker)
 			if tc.marker[0] == '#' {
 				// The "Try it" section shows httpie with its output first;

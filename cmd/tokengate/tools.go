@@ -151,12 +151,15 @@ func cmdHashPassword(args []string, e env) int {
 }
 
 // cmdRevokeUser asks a running instance (its admin listener) to revoke every
-// token of a user. The instance writes to its revocation store, so with the
-// redis backend every replica learns of it.
+// token of a user. The instance resolves --user through its user store (an
+// id, else a login name) and says which id it revoked; --force-id revokes
+// the argument as an id without asking the store. The instance writes to
+// its revocation store, so with the redis backend every replica learns of it.
 func cmdRevokeUser(ctx context.Context, args []string, e env) int {
 	fset := newFlagSet("revoke-user", e)
 	configPath := fset.String("config", "", "config file of the running instance")
-	user := fset.String("user", "", "user id whose tokens to revoke")
+	user := fset.String("user", "", "user id or login name whose tokens to revoke")
+	forceID := fset.Bool("force-id", false, "revoke --user as an id even if the user store holds no such user (a deleted user)")
 	adminURL := fset.String("admin-url", "", "admin listener base URL (default: from admin_listen)")
 	if code, ok := parseFlags(fset, args, e); !ok {
 		return code
@@ -182,7 +185,7 @@ func cmdRevokeUser(ctx context.Context, args []string, e env) int {
 	if base == "" {
 		base = "http://" + dialable(cfg.AdminListen)
 	}
-	body, _ := json.Marshal(map[string]string{"user": *user})
+	body, _ := json.Marshal(map[string]any{"user": *user, "force": *forceID})
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/admin/revoke_user", bytes.NewReader(body))
@@ -198,12 +201,26 @@ func cmdRevokeUser(ctx context.Context, args []string, e env) int {
 		return exitError
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		fmt.Fprintf(e.stderr, "revoke-user: %s: %s\n", resp.Status, strings.TrimSpace(string(msg)))
+	var answer struct {
+		RevokedUserID string `json:"revoked_user_id"`
+		Matched       string `json:"matched"`
+		Message       string `json:"message"`
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if json.Unmarshal(raw, &answer) != nil || resp.StatusCode != http.StatusOK || answer.RevokedUserID == "" {
+		msg := answer.Message
+		if msg == "" {
+			msg = strings.TrimSpace(string(raw))
+		}
+		fmt.Fprintf(e.stderr, "revoke-user: %s: %s\n", resp.Status, msg)
 		return exitError
 	}
-	fmt.Fprintf(e.stdout, "revoked every token of user %q issued until now\n", *user)
+	how := map[string]string{
+		"id":       "the id",
+		"username": fmt.Sprintf("the login name %q", *user),
+		"forced":   "--force-id, not looked up",
+	}[answer.Matched]
+	fmt.Fprintf(e.stdout, "revoked every token of user id %q issued until now (matched %s)\n", answer.RevokedUserID, how)
 	return exitOK
 }
 

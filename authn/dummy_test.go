@@ -1,0 +1,208 @@
+package authn
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// countChecks replaces a's password check with one that records the hash of
+// every check, and returns the record.
+func countChecks(a *Authenticator) *[]string {
+	var hashes []string
+	a.check = func(hash, password string) (bool, error) {
+		hashes = append(hashes, hash)
+		return CheckPassword(hash, password)
+	}
+	return &hashes
+}
+
+func mustParams(t *testing.T, hash string) hashParams {
+	t.Helper()
+	p, ok := paramsOf(hash)
+	if !ok {
+		t.Fatalf("hash %.12s... has no usable parameters", hash)
+	}
+	return p
+}
+
+var (
+	bcrypt4  = hashParams{alg: HashBcrypt, bcryptCost: 4}
+	bcrypt6  = hashParams{alg: HashBcrypt, bcryptCost: 6}
+	bcrypt12 = hashParams{alg: HashBcrypt, bcryptCost: 12}
+	argonBig = hashParams{alg: HashArgon2id, memory: 64 * 1024, time: 3, threads: 2, saltLen: 16, keyLen: 32}
+	argonLow = hashParams{alg: HashArgon2id, memory: 1024, time: 1, threads: 1, saltLen: 16, keyLen: 32}
+)
+
+func TestDummyHashHasItsParameters(t *testing.T) {
+	for _, p := range []hashParams{bcrypt4, bcrypt12, argonBig, argonLow, {alg: HashArgon2id, memory: 4096, time: 2, threads: 4, saltLen: 8, keyLen: 64}} {
+		h := p.dummyHash()
+		if got := mustParams(t, h); got != p {
+			t.Errorf("dummy for %+v has parameters %+v", p, got)
+		}
+		if p == bcrypt12 {
+			continue // a real cost-12 check is slow and adds nothing
+		}
+		if ok, err := CheckPassword(h, "any-password"); ok || err != nil {
+			t.Errorf("CheckPassword(dummy %v) = %v, %v; want false, nil", p, ok, err)
+		}
+	}
+	if bcrypt6.dummyHash() == bcrypt6.dummyHash() {
+		t.Error("two dummies are equal: the salt is not random")
+	}
+}
+
+func TestCostOrder(t *testing.T) {
+	// Within an algorithm the order is exact; across, the estimate puts
+	// argon2id's defaults a little above bcrypt 10, as measured.
+	order := []hashParams{argonLow, bcrypt4, bcrypt6, {alg: HashBcrypt, bcryptCost: 10}, argonBig, bcrypt12}
+	for i := 1; i < len(order); i++ {
+		if !order[i].moreExpensive(order[i-1]) || order[i-1].moreExpensive(order[i]) {
+			t.Errorf("%v should cost more than %v", order[i], order[i-1])
+		}
+	}
+}
+
+// Issue 17 point 4 and issue 13 point 5: an unknown name costs one hash
+// check, against a hash as expensive as the most expensive stored one.
+func TestUnknownNameCostsTheMostExpensiveStoredHash(t *testing.T) {
+	tests := []struct {
+		name       string
+		stored     []hashParams
+		configured HashOptions
+		want       hashParams
+	}{
+		{"one bcrypt cost, configured higher", []hashParams{bcrypt4}, HashOptions{BcryptCost: 12}, bcrypt4},
+		{"two bcrypt costs", []hashParams{bcrypt4, bcrypt6, bcrypt4}, HashOptions{BcryptCost: 4}, bcrypt6},
+		{"bcrypt and argon2id", []hashParams{bcrypt6, argonBig}, HashOptions{BcryptCost: 4}, argonBig},
+		{"cheap argon2id only, configured argon2id", []hashParams{argonLow}, HashOptions{Algorithm: HashArgon2id}, argonLow},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var entries []string
+			for i, p := range tt.stored {
+				entries = append(entries, userEntry(string(rune('a'+i)), p.dummyHash(), ""))
+			}
+			users, err := LoadFileUsers(writeFile(t, usersYAML(entries...)), FileUsersOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := NewAuthenticator(users, AuthenticatorOptions{Hash: tt.configured})
+			checks := countChecks(a)
+			if tt.want == bcrypt12 || tt.want == argonBig {
+				a.check = func(hash, password string) (bool, error) { *checks = append(*checks, hash); return false, nil }
+			}
+			if _, err := a.Authenticate(context.Background(), "nobody", "some-password", "192.0.2.1"); err != ErrInvalidCredentials {
+				t.Fatalf("unknown name: %v", err)
+			}
+			if len(*checks) != 1 {
+				t.Fatalf("unknown name cost %d hash checks, want 1", len(*checks))
+			}
+			if got := mustParams(t, (*checks)[0]); got != tt.want {
+				t.Errorf("dummy checked has %v, want %v (the most expensive stored)", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDummyFollowsTheUsersFile(t *testing.T) {
+	path := writeFile(t, usersYAML(userEntry("a", bcrypt4.dummyHash(), ""), userEntry("b", bcrypt6.dummyHash(), "")))
+	users, err := LoadFileUsers(path, FileUsersOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewAuthenticator(users, AuthenticatorOptions{Hash: HashOptions{BcryptCost: 4}})
+	checks := countChecks(a)
+	replaceFile(t, path, usersYAML(userEntry("a", bcrypt4.dummyHash(), "")), time.Now())
+	if err := users.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	a.Authenticate(context.Background(), "nobody", "some-password", "")
+	if len(*checks) != 1 || mustParams(t, (*checks)[0]) != bcrypt4 {
+		t.Errorf("after the cost-6 user left the file the dummy should be cost 4; checks %v", *checks)
+	}
+}
+
+// Stores that cannot list their hashes (bolt, PostgreSQL) raise the dummy
+// to every more expensive hash a lookup shows; it never goes down.
+func TestDummyFollowsHashesSeenOnLookups(t *testing.T) {
+	store := mapStore{
+		"cheap": {Username: "cheap", PasswordHash: bcrypt4.dummyHash()},
+		"dear":  {Username: "dear", PasswordHash: bcrypt6.dummyHash()},
+	}
+	a := NewAuthenticator(store, AuthenticatorOptions{Hash: HashOptions{BcryptCost: 5}})
+	checks := countChecks(a)
+	unknown := func() hashParams {
+		t.Helper()
+		*checks = nil
+		if _, err := a.Authenticate(context.Background(), "nobody", "some-password", ""); err != ErrInvalidCredentials {
+			t.Fatal(err)
+		}
+		if len(*checks) != 1 {
+			t.Fatalf("unknown name cost %d hash checks, want 1", len(*checks))
+		}
+		return mustParams(t, (*checks)[0])
+	}
+	if got := unknown(); got != (hashParams{alg: HashBcrypt, bcryptCost: 5}) {
+		t.Errorf("before any lookup the dummy is the configured cost: got %v", got)
+	}
+	a.Authenticate(context.Background(), "cheap", "wrong-password", "")
+	if got := unknown(); got.bcryptCost != 5 {
+		t.Errorf("a cheaper hash lowered the dummy to %v", got)
+	}
+	a.Authenticate(context.Background(), "dear", "wrong-password", "")
+	if got := unknown(); got != bcrypt6 {
+		t.Errorf("after seeing a cost-6 hash the dummy is %v, want cost 6", got)
+	}
+}
+
+// Issue 15 point 3: an account without a usable hash answers like an
+// unknown name: 401 (ErrInvalidCredentials) after a dummy check, counted by
+// the throttle; never a store error.
+func TestUnusableHashIsAnUnknownName(t *testing.T) {
+	store := mapStore{}
+	for _, h := range []string{"", "!", "*", "!$2a$04$gcb3g3TxkIn49WlKv.WfUuOX0uYBX88pV6zJe43LMHyBO7P3jXFZa", "md5" + "0123456789abcdef0123456789abcdef", "$1$salt$hash", "garbage", "$2a$04$short"} {
+		store["u"+h] = User{Username: "u" + h, PasswordHash: h}
+	}
+	a := NewAuthenticator(store, AuthenticatorOptions{Hash: HashOptions{BcryptCost: 4}, Throttle: ThrottleOptions{PerUser: 100, PerAddress: 100}})
+	checks := countChecks(a)
+	for name := range store {
+		*checks = nil
+		_, err := a.Authenticate(context.Background(), name, "some-password", "")
+		if err != ErrInvalidCredentials {
+			t.Errorf("hash %q: %v, want ErrInvalidCredentials", name[1:], err)
+		}
+		if len(*checks) != 1 || mustParams(t, (*checks)[0]) != bcrypt4 {
+			t.Errorf("hash %q: checks %d, want one dummy check", name[1:], len(*checks))
+		}
+	}
+}
+
+// Issue 15 point 3: names no store can hold are refused before any lookup
+// or hash check, as a client error.
+func TestMalformedLoginNames(t *testing.T) {
+	looked := 0
+	a := NewAuthenticator(lookupCounter{&looked}, AuthenticatorOptions{Hash: HashOptions{BcryptCost: 4}})
+	checks := countChecks(a)
+	for _, name := range []string{"bob\x00", "\x00", "b\xffob", "bob\n", "bob\r\nX-Admin: 1", "tab\there", "del\x7f", "c1\u0085", string([]byte{0xc3})} {
+		if _, err := a.Authenticate(context.Background(), name, "some-password", ""); !errors.Is(err, ErrMalformedLoginName) {
+			t.Errorf("name %q: %v, want ErrMalformedLoginName", name, err)
+		}
+	}
+	if looked != 0 || len(*checks) != 0 {
+		t.Errorf("malformed names caused %d lookups and %d hash checks, want none", looked, len(*checks))
+	}
+	for _, name := range []string{"marco", "José", "名前", "a b"} {
+		if _, err := a.Authenticate(context.Background(), name, "some-password", ""); err != ErrInvalidCredentials {
+			t.Errorf("name %q: %v, want ErrInvalidCredentials", name, err)
+		}
+	}
+}
+
+type lookupCounter struct{ n *int }
+
+func (c lookupCounter) LookupUser(context.Context, string) (User, error) {
+	*c.n++
+	return User{}, ErrUserNotFound
+}
