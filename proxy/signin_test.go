@@ -182,6 +182,9 @@ func TestSignInPost(t *testing.T) {
 		{"missing password", func(p page) (url.Values, []*http.Cookie) {
 			return url.Values{"username": {"marco"}, "csrf": {p.csrf}}, []*http.Cookie{p.csrfCookie}
 		}, nil, result{status: 400, message: msgMissingFields}, loginMalformed},
+		{"control character in the name", func(p page) (url.Values, []*http.Cookie) {
+			return url.Values{"username": {"mar\x01co"}, "password": {marcoPassword}, "csrf": {p.csrf}}, []*http.Cookie{p.csrfCookie}
+		}, nil, result{status: 400, message: msgMalformedName}, loginMalformed},
 		{"repeated field", func(p page) (url.Values, []*http.Cookie) {
 			return url.Values{"username": {"marco", "alice"}, "password": {marcoPassword}, "csrf": {p.csrf}}, []*http.Cookie{p.csrfCookie}
 		}, nil, result{status: 400, message: msgMissingFields}, loginMalformed},
