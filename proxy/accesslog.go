@@ -67,6 +67,12 @@ func (h *handler) logClient(r *http.Request) string {
 	return host
 }
 
+// countDecision counts an auth decision and records it for the access line.
+func (h *handler) countDecision(r *http.Request, decision string) {
+	h.metrics.decisions[decision].Inc()
+	stateFrom(r.Context()).auth = decision
+}
+
 // countLogin counts a login attempt's result and records it, and the login
 // name, for the access line.
 func (h *handler) countLogin(r *http.Request, result, name string) {

@@ -6,10 +6,12 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
 	"time"
+	"tokengate/internal/testkit"
 
 	"tokengate/internal/accesslog"
 )
@@ -36,7 +38,7 @@ func accessLines(t *testing.T, logs string) []map[string]any {
 func TestAccessLogIncidentFields(t *testing.T) {
 	for _, sink := range []string{"slog", "accesslog"} {
 		t.Run(sink, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testkit.LogBuffer{}
 			var opt func(*Options)
 			if sink == "accesslog" {
 				opt = func(o *Options) { o.AccessLog = accesslog.NewLogger(logs, "json") }
@@ -215,4 +217,47 @@ func mustRequest(method, url string, hdr http.Header) *http.Request {
 	}
 	req.Header = hdr
 	return req
+}
+
+// Browser sign-in lines carry the login name, the result and the user id;
+// cookie-authenticated requests the auth decision, like Bearer ones. The
+// cookie's token and the password never appear.
+func TestAccessLogBrowserSignIn(t *testing.T) {
+	e := newBrowserEnv(t)
+	p := e.getPage(signInPath)
+	e.postForm(signInPath, url.Values{"username": {"alice"}, "password": {"not-her-password-9"}, "csrf": {p.csrf}}, nil, p.csrfCookie)
+	c := e.signIn("alice", alicePassword)
+	e.send("GET", "/app/page", session(c, "Accept", "application/json"), "")
+
+	var signIns []map[string]any
+	var page map[string]any
+	for _, l := range accessLines(t, e.logs.String()) {
+		switch {
+		case l["path"] == signInPath && l["method"] == "POST":
+			signIns = append(signIns, l)
+		case l["path"] == "/app/page":
+			page = l
+		}
+	}
+	if len(signIns) != 2 {
+		t.Fatalf("%d sign-in lines, want 2", len(signIns))
+	}
+	for i, want := range []map[string]any{
+		{"login": "alice", "auth": "invalid_credentials", "user_id": nil},
+		{"login": "alice", "auth": "success", "user_id": "u-alice"},
+	} {
+		for k, v := range want {
+			if signIns[i][k] != v {
+				t.Errorf("sign-in line %d: %s = %v, want %v", i, k, signIns[i][k], v)
+			}
+		}
+	}
+	if page == nil || page["auth"] != "allowed" || page["user_id"] != "u-alice" {
+		t.Errorf("cookie-authenticated line: %v", page)
+	}
+	for _, secret := range []string{c.Value, alicePassword, "not-her-password-9"} {
+		if strings.Contains(e.logs.String(), secret) {
+			t.Errorf("the log contains %q", secret)
+		}
+	}
 }

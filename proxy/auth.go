@@ -68,12 +68,6 @@ func (h *handler) authenticate(r *http.Request, refreshable bool) authOutcome {
 	return out
 }
 
-// countDecision counts an auth decision and records it for the access line.
-func (h *handler) countDecision(r *http.Request, decision string) {
-	h.metrics.decisions[decision].Inc()
-	stateFrom(r.Context()).auth = decision
-}
-
 // authenticateRequest checks a proxied request's credential, wherever it
 // came from (credential: Bearer header, session cookie, query token), with
 // the same checkToken. It counts the decision.

@@ -53,7 +53,7 @@ func (h *handler) loginFailed(w http.ResponseWriter, r *http.Request, err error)
 	case errors.Is(err, authn.ErrMalformedLoginName):
 		// A client error, refused before any lookup: never a store error
 		// (which would feed the "cannot check logins" alert).
-		h.metrics.logins[loginMalformed].Inc()
+		h.countLogin(r, loginMalformed, "")
 		writeError(w, errMalformedLoginName)
 	case errors.Is(err, authn.ErrInvalidCredentials):
 		h.countLogin(r, loginInvalidCredentials, "")

@@ -146,12 +146,12 @@ func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username, password := form["username"], form["password"]
+	stateFrom(r.Context()).login = username // for the access line
 	if username == "" || password == "" {
-		h.countLogin(r, loginMalformed, username)
+		h.countLogin(r, loginMalformed, "")
 		h.signInPage(w, r, http.StatusBadRequest, rd, username, msgMissingFields)
 		return
 	}
-	stateFrom(r.Context()).login = username
 	user, err := h.auth.Authenticate(r.Context(), username, password, h.clientAddr(r))
 	if err != nil {
 		h.signInFailed(w, r, err, rd, username)

@@ -92,8 +92,28 @@ func TestLogLinesDroppedMetric(t *testing.T) {
 	if got == 0 {
 		t.Fatal("tokengate_log_lines_dropped_total is 0 after the reader stalled")
 	}
-	go io.Copy(io.Discard, pr)
+	// The reader comes back: the queued lines and a warning saying how many
+	// were dropped come out.
+	out := make(chan string)
+	go func() { b, _ := io.ReadAll(pr); out <- string(b) }()
 	lg.close()
 	pw.Close()
+	logs := <-out
 	pr.Close()
+	// Every drop is reported: the warnings' counts add up to the total.
+	var sum, total uint64
+	for _, l := range strings.Split(logs, "\n") {
+		var m struct {
+			Msg          string
+			Dropped      uint64
+			DroppedTotal uint64 `json:"dropped_total"`
+		}
+		if json.Unmarshal([]byte(l), &m) == nil && strings.HasPrefix(m.Msg, "log lines dropped") {
+			sum += m.Dropped
+			total = m.DroppedTotal
+		}
+	}
+	if total < uint64(got) || sum != total {
+		t.Errorf("warnings report %d dropped lines (total %d), want the %v counted", sum, total, got)
+	}
 }

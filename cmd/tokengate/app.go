@@ -429,9 +429,14 @@ func (a *app) reload(next *config.Config) error {
 			a.log.Warn("configuration changes that need a restart were not applied", "keys", changed)
 		}
 	}
+	// Users and keys reload independently; the log says what each did, so
+	// a failure never claims to have kept what was in fact replaced.
+	users, keys := "unchanged", "reloaded"
 	if a.fileUser != nil {
+		users = "reloaded"
 		if err := a.fileUser.Reload(); err != nil {
 			errs = append(errs, fmt.Errorf("users.file: %w", err))
+			users = "kept the previous users"
 		}
 	}
 	signing, verification, err := loadKeys(keysCfg, false)
@@ -440,13 +445,14 @@ func (a *app) reload(next *config.Config) error {
 	}
 	if err != nil {
 		errs = append(errs, err)
+		keys = "kept the previous keys"
 	} else {
 		a.cfg = keysCfg
 	}
 	err = errors.Join(errs...)
 	if err != nil {
 		a.reloadGauge.Set(0)
-		a.log.Error("reload failed; keeping the previous users and keys", "error", err)
+		a.log.Error("reload failed", "users", users, "keys", keys, "error", err)
 	} else {
 		a.reloadGauge.Set(1)
 		a.log.Info("reloaded users and keys")

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -297,4 +298,31 @@ func TestAddUser(t *testing.T) {
 			t.Fatalf("add-user on a users file: exit %d\n%s", code, out)
 		}
 	})
+}
+
+// A SIGHUP whose users file is good but whose keys are broken says so: the
+// users were reloaded and the keys kept; no line claims the users were kept.
+func TestSIGHUPReloadReportsEachPart(t *testing.T) {
+	up := newEchoUpstream(t)
+	dir := newDir(t, up.URL)
+	in := start(t, dir, "TOKENGATE_USERS_RELOAD_INTERVAL=1h")
+	writeUsersFile(t, filepath.Join(dir, "users.yaml"), map[string]string{"carol": "carol-password-1"})
+	os.Remove(filepath.Join(dir, "signing.key"))
+	os.WriteFile(filepath.Join(dir, "signing.key"), []byte("not a key"), 0o600)
+	in.signal(syscall.SIGHUP)
+	eventually(t, 5*time.Second, "the reload failure is logged", func() bool {
+		return strings.Contains(in.logs.String(), `"msg":"reload failed"`)
+	})
+	logs := in.logs.String()
+	if !strings.Contains(logs, `"users":"reloaded"`) || !strings.Contains(logs, `"keys":"kept the previous keys"`) {
+		t.Fatalf("the reload failure does not say what each part did:\n%s", logs)
+	}
+	if strings.Contains(logs, "keeping the previous users") {
+		t.Fatalf("a line claims the users were kept although they were reloaded:\n%s", logs)
+	}
+	// And it is true: carol logs in, tokens are still signed with the old key.
+	tok := login(t, in.Public, "carol", "carol-password-1")
+	if r := call(t, "GET", in.Public+"/app", tok, ""); r.Code != 200 {
+		t.Fatalf("a token after the partial reload: %d", r.Code)
+	}
 }

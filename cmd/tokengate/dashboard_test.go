@@ -19,6 +19,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"tokengate/internal/testkit"
 
 	"go.yaml.in/yaml/v3"
 
@@ -443,7 +444,7 @@ type promRule struct {
 // promServer is a running Prometheus server.
 type promServer struct {
 	base string
-	logs *lockedBuffer
+	logs *testkit.LogBuffer
 }
 
 func startPrometheus(t *testing.T, ctx context.Context, bin, target string, rules []byte) *promServer {
@@ -473,7 +474,7 @@ scrape_configs:
 	}
 	addr := l.Addr().String()
 	l.Close()
-	p := &promServer{base: "http://" + addr, logs: &lockedBuffer{}}
+	p := &promServer{base: "http://" + addr, logs: &testkit.LogBuffer{}}
 	cmd := exec.Command(bin,
 		"--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"tokengate/internal/testkit"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -162,7 +163,7 @@ func TestLifetimeNotedWhenRedisComesBack(t *testing.T) {
 	rds.Stop()
 	up := newEchoUpstream(t)
 	dir := newDir(t, up.URL)
-	in := &instance{t: t, dir: dir, logs: &lockedBuffer{}, done: make(chan struct{})}
+	in := &instance{t: t, dir: dir, logs: &testkit.LogBuffer{}, done: make(chan struct{})}
 	in.cmd = exec.Command(binPath, "serve", "--config", filepath.Join(dir, "config.yaml"))
 	in.cmd.Env = append(os.Environ(), redisEnv(rds.Addr)...)
 	in.cmd.Stdout, in.cmd.Stderr = in.logs, in.logs

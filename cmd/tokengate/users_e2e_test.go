@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"tokengate/internal/testkit"
 
 	"github.com/jackc/pgx/v5"
 
@@ -165,9 +166,10 @@ func TestHalfWrittenUsersFileNeverServed(t *testing.T) {
 	if got := bobSeenAs(); got != "admin-bob" {
 		t.Fatalf("after a half-written users file bob reaches the app as %q", got)
 	}
-	if !strings.Contains(in.logs.String(), "half-written") {
-		t.Errorf("the log does not say the file may be half-written:\n%s", in.logs)
-	}
+	// Log lines reach stderr in batches (at least every 100 ms).
+	eventually(t, 5*time.Second, "the log says the file may be half-written", func() bool {
+		return strings.Contains(in.logs.String(), "half-written")
+	})
 
 	// The same content written completely, by rename: loaded.
 	tmp := path + ".tmp"
@@ -190,18 +192,11 @@ func TestHalfWrittenUsersFileNeverServed(t *testing.T) {
 // with password pw.
 func writeUsers(t *testing.T, path, pw string, entries ...[2]string) {
 	t.Helper()
-	hash, err := authn.HashPassword(pw, authn.HashOptions{BcryptCost: 4})
-	if err != nil {
-		t.Fatal(err)
+	list := make([]testkit.User, len(entries))
+	for i, e := range entries {
+		list[i] = testkit.User{Name: e[0], ID: e[1], Password: pw}
 	}
-	var b strings.Builder
-	b.WriteString("users:\n")
-	for _, e := range entries {
-		fmt.Fprintf(&b, "  - username: %s\n    password_hash: %q\n    id: %s\n", e[0], hash, e[1])
-	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testkit.WriteUsersFile(t, path, list...)
 }
 
 // withAdminToken adds admin_token_file to dir's config and returns the

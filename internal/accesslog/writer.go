@@ -162,6 +162,10 @@ func (w *Writer) run() {
 		spare = w.flush(spare)
 		if d := w.dropped.Load(); d > reported && w.opts.OnDrop != nil &&
 			(stopping || time.Since(lastWarn) >= w.opts.WarnInterval) {
+			// What queued up while the last write was blocked goes first, so
+			// the warning finds room instead of being dropped itself.
+			spare = w.flush(spare)
+			d = w.dropped.Load()
 			w.opts.OnDrop(d-reported, d)
 			reported, lastWarn = d, time.Now()
 			spare = w.flush(spare) // the warning itself
