@@ -61,6 +61,17 @@ type userSet struct {
 	byID   map[string]User
 	// dummy has the parameters of the most expensive hash in the file.
 	dummy string
+	// paramSets counts the distinct hash parameter sets in the file; past
+	// one, users with cheaper hashes answer faster than unknown names.
+	paramSets int
+}
+
+// warnMixedHashes says, at each load, when the file's hashes differ in cost.
+func (f *FileUsers) warnMixedHashes() {
+	if n := f.users.Load().paramSets; n > 1 {
+		f.log.Warn("users file holds password hashes with different parameters: users with cheaper hashes answer a login faster than an unknown name; re-hash them with one algorithm and cost",
+			"path", f.path, "parameter_sets", n)
+	}
 }
 
 // LoadFileUsers reads the users file; an error here is fatal for the caller.
@@ -78,6 +89,7 @@ func LoadFileUsers(path string, opts FileUsersOptions) (*FileUsers, error) {
 		return nil, fmt.Errorf("authn: users file %s: %w", path, err)
 	}
 	f.users.Store(users)
+	f.warnMixedHashes()
 	f.lastSeen = sha256.Sum256(data)
 	if opts.Registerer != nil {
 		vec, err := registerCounterVec(opts.Registerer, prometheus.CounterOpts{
@@ -235,6 +247,7 @@ func (f *FileUsers) record(err error) error {
 		return err
 	}
 	f.log.Info("users file reloaded", "path", f.path, "users", f.Len())
+	f.warnMixedHashes()
 	if f.reloadOK != nil {
 		f.reloadOK.Inc()
 		f.lastOK.Set(1)
@@ -328,6 +341,7 @@ func parseUsers(data []byte) (*userSet, error) {
 	var (
 		errs      []error
 		costliest hashParams
+		sets      = map[hashParams]bool{}
 	)
 	for i, e := range doc.Users {
 		name := fmt.Sprintf("users[%d]", i)
@@ -338,8 +352,12 @@ func parseUsers(data []byte) (*userSet, error) {
 		name = fmt.Sprintf("users[%d] (%q)", i, e.Username)
 		if err := checkHashFormat(e.PasswordHash); err != nil {
 			errs = append(errs, fmt.Errorf("%s: password_hash: %w", name, err))
-		} else if p, _ := paramsOf(e.PasswordHash); costliest.alg == "" || p.moreExpensive(costliest) {
-			costliest = p
+		} else {
+			p, _ := paramsOf(e.PasswordHash)
+			if costliest.alg == "" || p.moreExpensive(costliest) {
+				costliest = p
+			}
+			sets[p] = true
 		}
 		id := e.Username
 		if e.ID.Kind != 0 {
@@ -368,5 +386,5 @@ func parseUsers(data []byte) (*userSet, error) {
 	for _, u := range users {
 		byID[u.ID] = u
 	}
-	return &userSet{byName: users, byID: byID, dummy: costliest.dummyHash()}, nil
+	return &userSet{byName: users, byID: byID, dummy: costliest.dummyHash(), paramSets: len(sets)}, nil
 }

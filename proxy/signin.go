@@ -63,7 +63,7 @@ type pageData struct {
 const (
 	msgBadCredentials = "The username or password is not correct."
 	msgMissingFields  = "Enter your username and password."
-	msgMalformedName  = "The username must be text without control characters."
+	msgBadUsername    = "The username contains characters no account can have."
 	msgFormExpired    = "This form has expired or did not come from this site. Please try again."
 	msgCrossSite      = "This form did not come from this site."
 	msgUnavailable    = "Signing in is unavailable right now. Please try again in a moment."
@@ -182,9 +182,10 @@ func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
 func (h *handler) signInFailed(w http.ResponseWriter, r *http.Request, err error, rd, username string) {
 	switch {
 	case errors.Is(err, authn.ErrMalformedLoginName):
-		// Refused before any lookup, as on /user/login: a client error.
+		// A client error refused before any lookup, never a store error;
+		// the name is not echoed (it holds control characters).
 		h.countLogin(r, loginMalformed, "")
-		h.signInPage(w, r, http.StatusBadRequest, rd, "", msgMalformedName)
+		h.signInPage(w, r, http.StatusBadRequest, rd, "", msgBadUsername)
 	case errors.Is(err, authn.ErrInvalidCredentials):
 		h.countLogin(r, loginInvalidCredentials, "")
 		h.signInPage(w, r, http.StatusUnauthorized, rd, username, msgBadCredentials)

@@ -182,9 +182,12 @@ func TestSignInPost(t *testing.T) {
 		{"missing password", func(p page) (url.Values, []*http.Cookie) {
 			return url.Values{"username": {"marco"}, "csrf": {p.csrf}}, []*http.Cookie{p.csrfCookie}
 		}, nil, result{status: 400, message: msgMissingFields}, loginMalformed},
-		{"control character in the name", func(p page) (url.Values, []*http.Cookie) {
-			return url.Values{"username": {"mar\x01co"}, "password": {marcoPassword}, "csrf": {p.csrf}}, []*http.Cookie{p.csrfCookie}
-		}, nil, result{status: 400, message: msgMalformedName}, loginMalformed},
+		{"NUL in the username", func(p page) (url.Values, []*http.Cookie) {
+			return url.Values{"username": {"marco\x00"}, "password": {marcoPassword}, "csrf": {p.csrf}}, []*http.Cookie{p.csrfCookie}
+		}, nil, result{status: 400, message: msgBadUsername}, loginMalformed},
+		{"invalid UTF-8 in the username", func(p page) (url.Values, []*http.Cookie) {
+			return url.Values{"username": {"mar\xffco"}, "password": {marcoPassword}, "csrf": {p.csrf}}, []*http.Cookie{p.csrfCookie}
+		}, nil, result{status: 400, message: msgBadUsername}, loginMalformed},
 		{"repeated field", func(p page) (url.Values, []*http.Cookie) {
 			return url.Values{"username": {"marco", "alice"}, "password": {marcoPassword}, "csrf": {p.csrf}}, []*http.Cookie{p.csrfCookie}
 		}, nil, result{status: 400, message: msgMissingFields}, loginMalformed},

@@ -141,7 +141,7 @@ func TestSubcommandHelp(t *testing.T) {
 		{"serve", []string{"-config"}},
 		{"check-config", []string{"-config", "-config-only"}},
 		{"hash-password", []string{"-algorithm", "-cost"}},
-		{"revoke-user", []string{"-config", "-user", "-admin-url"}},
+		{"revoke-user", []string{"-config", "-user", "-admin-url", "-force-id"}},
 		{"demo", []string{"-listen", "-admin-listen", "-app-listen", "-dir"}},
 		{"add-user", []string{"-config", "-user"}},
 	} {

@@ -5,7 +5,7 @@
 //	tokengate serve --config FILE         run the sidecar
 //	tokengate check-config --config FILE  validate and exit 0, or print errors and exit 2
 //	tokengate hash-password               read a password on stdin, print its hash
-//	tokengate revoke-user --config FILE --user ID   operator: revoke every token of a user
+//	tokengate revoke-user --config FILE --user ID|NAME   operator: revoke every token of a user
 //	tokengate add-user --config FILE --user NAME   create a user (password on stdin)
 //	tokengate demo                        run on embedded defaults in front of an echo app
 //	tokengate version                     print version, commit, Go version

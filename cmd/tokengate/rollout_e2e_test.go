@@ -66,9 +66,9 @@ func (a *podApp) terminate(preStop time.Duration) {
 // accepts, and clients get 502: the second case shows the test sees that.
 func TestPodTerminationWithoutErrors(t *testing.T) {
 	const (
-		delay   = 1500 * time.Millisecond
-		grace   = 5 * time.Second
-		slowReq = 2500 * time.Millisecond // in flight across the end of the delay
+		delay   = 3 * time.Second
+		grace   = 6 * time.Second
+		slowReq = 4 * time.Second // in flight across the end of the delay
 	)
 	for _, tc := range []struct {
 		name    string

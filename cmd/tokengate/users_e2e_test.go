@@ -166,8 +166,8 @@ func TestHalfWrittenUsersFileNeverServed(t *testing.T) {
 	if got := bobSeenAs(); got != "admin-bob" {
 		t.Fatalf("after a half-written users file bob reaches the app as %q", got)
 	}
-	// Log lines reach stderr in batches (at least every 100 ms).
-	eventually(t, 5*time.Second, "the log says the file may be half-written", func() bool {
+	// Log lines are written in batches: wait for the reload error's.
+	eventually(t, 10*time.Second, "the log says the file may be half-written", func() bool {
 		return strings.Contains(in.logs.String(), "half-written")
 	})
 
@@ -332,5 +332,26 @@ func TestOperatorRevokeUserLegacyPostgres(t *testing.T) {
 	}
 	if r := adminRevoke(t, in, `{"user":"42","force":true}`); r.Code != http.StatusOK || r.json(t)["revoked_user_id"] != "42" {
 		t.Fatalf("forced legacy revoke: %d %s", r.Code, r.Body)
+	}
+}
+
+// Issue 12 point 2 through the binary: Dave, dave and DAVE are one user;
+// the app sees the registered spelling whatever the case typed at login.
+func TestLookAlikeNamesEndToEnd(t *testing.T) {
+	up := newEchoUpstream(t)
+	in := start(t, newDir(t, up.URL), "TOKENGATE_USERS_BACKEND=bolt", "TOKENGATE_USERS_PATH=users.db", "TOKENGATE_USERS_REGISTRATION=open")
+	if r := call(t, "POST", in.Public+"/users", "", `{"username":"Dave","password":"dave-password-1"}`); r.Code != http.StatusCreated {
+		t.Fatalf("register Dave: %d %s", r.Code, r.Body)
+	}
+	for _, other := range []string{"dave", "DAVE"} {
+		if r := call(t, "POST", in.Public+"/users", "", fmt.Sprintf(`{"username":%q,"password":"other-password-1"}`, other)); r.Code != http.StatusConflict {
+			t.Errorf("register %s after Dave: %d %s, want 409", other, r.Code, r.Body)
+		}
+	}
+	for _, typed := range []string{"dave", "DAVE"} {
+		r := call(t, "GET", in.Public+"/app", login(t, in.Public, typed, "dave-password-1"), "")
+		if !strings.Contains(r.Body, `"user_id":["Dave"]`) {
+			t.Errorf("logged in as %s, the app saw %s; want the registered spelling Dave", typed, r.Body)
+		}
 	}
 }
