@@ -184,7 +184,7 @@ func (h *handler) signInFailed(w http.ResponseWriter, r *http.Request, err error
 	case errors.Is(err, authn.ErrMalformedLoginName):
 		// A client error refused before any lookup, never a store error;
 		// the name is not echoed (it holds control characters).
-		h.metrics.logins[loginMalformed].Inc()
+		h.countLogin(r, loginMalformed, "")
 		h.signInPage(w, r, http.StatusBadRequest, rd, "", msgBadUsername)
 	case errors.Is(err, authn.ErrInvalidCredentials):
 		h.countLogin(r, loginInvalidCredentials, "")
