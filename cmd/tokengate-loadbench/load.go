@@ -18,12 +18,22 @@ type scenario struct {
 	// auth returns the Authorization value for a worker's i-th request;
 	// nil sends no Authorization header.
 	auth func(worker, i int) string
+	// header carries auth's value instead of Authorization ("Cookie" for
+	// the session cookie); "" is Authorization.
+	header string
 	// serverPID is the process serving the scenario (0: unknown); its CPU
 	// time over the turn is reported per request, and so is the
 	// upstream's (upstreamPID) and the load generator's (this process).
 	serverPID   int
 	upstreamPID int
 	admin       string // tokengate's admin URL, for its cache counters; "" for bare
+}
+
+func (sc scenario) authHeader() string {
+	if sc.header != "" {
+		return sc.header
+	}
+	return "Authorization"
 }
 
 // turnResult is one measured turn of one scenario.
@@ -103,7 +113,7 @@ func (w *worker) run(ctx context.Context, client *http.Client, sc scenario, dead
 			return
 		}
 		if sc.auth != nil {
-			req.Header["Authorization"] = []string{sc.auth(w.id, i)}
+			req.Header[sc.authHeader()] = []string{sc.auth(w.id, i)}
 		}
 		resp, err := client.Do(req)
 		if err != nil {

@@ -237,12 +237,16 @@ func runBench(ctx context.Context, o options, command string, logw io.Writer) ([
 	on := func(name string, tg *tokengateSetup, url string, auth func(int, int) string) scenario {
 		return scenario{name: name, url: url, serverPID: tg.pid, upstreamPID: upPID, admin: tg.admin, auth: auth}
 	}
+	// The browser sign-in's session cookie (default name "tokengate")
+	// instead of the Bearer header; the cookie is removed before forwarding.
+	cookie := func(sc scenario) scenario { sc.header = "Cookie"; return sc }
 	scenarios := []scenario{
 		{name: scenarioBare, url: "http://" + bareAddr + path, serverPID: bareChild.cmd.Process.Pid, upstreamPID: upPID, auth: reused},
 		on(scenarioReused, tg, tg.public+path, reused),
 		on(scenarioQuiet, tgs["tokengate-quiet"], tgs["tokengate-quiet"].public+path, bearer(tgs["tokengate-quiet"].token)),
 		on(scenarioUnique, tg, tg.public+path, cycle(prefixed(hsTokens), o.concurrency)),
 		on(scenarioPublic, tg, tg.public+publicPrefix+path, nil),
+		cookie(on(scenarioCookie, tg, tg.public+path, func(int, int) string { return "tokengate=" + tg.token })),
 		on(scenarioDefault, tgs["tokengate-default"], tgs["tokengate-default"].public+path, bearer(tgs["tokengate-default"].token)),
 		on(scenarioEdDSA, tgs["tokengate-default"], tgs["tokengate-default"].public+path, cycle(prefixed(edTokens), o.concurrency)),
 	}
@@ -379,7 +383,7 @@ func preflight(ctx context.Context, client *http.Client, scenarios []scenario) e
 			return err
 		}
 		if sc.auth != nil {
-			req.Header.Set("Authorization", sc.auth(0, 0))
+			req.Header.Set(sc.authHeader(), sc.auth(0, 0))
 		}
 		resp, err := client.Do(req)
 		if err != nil {

@@ -39,12 +39,13 @@ const (
 	scenarioQuiet   = "tokengate-reused-quiet" // the same with log_level: warn
 	scenarioUnique  = "tokengate-unique"       // a new HS256 token per request
 	scenarioPublic  = "tokengate-public"       // a public path, no token
+	scenarioCookie  = "tokengate-cookie"       // the reused token in the session cookie
 	scenarioDefault = "tokengate-default"      // every default: EdDSA, bolt; one token reused
 	scenarioEdDSA   = "tokengate-unique-eddsa" // the defaults, a new EdDSA token per request
 	scenarioRedis   = "tokengate-redis"        // Redis backend, one token reused: full cache hit
 )
 
-var scenarioNames = []string{scenarioBare, scenarioReused, scenarioQuiet, scenarioUnique, scenarioPublic, scenarioDefault, scenarioEdDSA, scenarioRedis}
+var scenarioNames = []string{scenarioBare, scenarioReused, scenarioQuiet, scenarioUnique, scenarioPublic, scenarioCookie, scenarioDefault, scenarioEdDSA, scenarioRedis}
 
 // comparison is a budget between two tokengate scenarios rather than
 // against bare: the access log's cost.
