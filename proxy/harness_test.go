@@ -257,6 +257,12 @@ func (r response) apiErr() apiError {
 // do sends a request to tokengate. hdr keys are sent exactly as spelled.
 func (e *env) do(method, target string, hdr http.Header, body string) response {
 	e.t.Helper()
+	return e.request(e.srv.Client(), method, target, hdr, body)
+}
+
+// request sends a request with client and reads the whole answer.
+func (e *env) request(client *http.Client, method, target string, hdr http.Header, body string) response {
+	e.t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -268,7 +274,7 @@ func (e *env) do(method, target string, hdr http.Header, body string) response {
 	for k, vv := range hdr {
 		req.Header[k] = vv
 	}
-	res, err := e.srv.Client().Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}
