@@ -88,13 +88,7 @@ func TestConcurrentRefreshBolt(t *testing.T) {
 // The same across two replicas sharing Redis (SET NX decides).
 func TestConcurrentRefreshRedisReplicas(t *testing.T) {
 	addr := testsvc.RedisAddr(t)
-	up := newEchoUpstream(t)
-	dir := newDir(t, up.URL)
-	a := start(t, dir, redisEnv(addr)...)
-	dirB := newDir(t, up.URL)
-	key, _ := os.ReadFile(filepath.Join(dir, "signing.key"))
-	os.WriteFile(filepath.Join(dirB, "signing.key"), key, 0o600)
-	b := start(t, dirB, redisEnv(addr)...)
+	a, b := startReplicas(t, newEchoUpstream(t), redisEnv(addr)...)
 	bases := make([]string, 20)
 	for i := range bases {
 		bases[i] = a.Public

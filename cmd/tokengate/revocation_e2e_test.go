@@ -63,17 +63,27 @@ func redisEnv(addr string) []string {
 	}
 }
 
+// startReplicas starts two instances in front of up with env, signing with
+// one key (A creates it, B gets a copy), as replicas of one deployment do.
+func startReplicas(t *testing.T, up *echoUpstream, env ...string) (a, b *instance) {
+	t.Helper()
+	dir := newDir(t, up.URL)
+	a = start(t, dir, env...)
+	dirB := newDir(t, up.URL)
+	key, err := os.ReadFile(filepath.Join(dir, "signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dirB, "signing.key"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return a, start(t, dirB, env...)
+}
+
 // Two replicas sharing Redis: a logout on A is refused by B within 1 s.
 func TestReplicasShareRevocations(t *testing.T) {
 	addr := testsvc.RedisAddr(t)
-	up := newEchoUpstream(t)
-	dir := newDir(t, up.URL)
-	// Both replicas must sign with the same key: start A, which creates it.
-	a := start(t, dir, redisEnv(addr)...)
-	dirB := newDir(t, up.URL)
-	key, _ := os.ReadFile(filepath.Join(dir, "signing.key"))
-	os.WriteFile(filepath.Join(dirB, "signing.key"), key, 0o600)
-	b := start(t, dirB, redisEnv(addr)...)
+	a, b := startReplicas(t, newEchoUpstream(t), redisEnv(addr)...)
 
 	var took []time.Duration
 	for i := 0; i < 5; i++ {
