@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"tokengate/internal/testsvc"
 )
 
@@ -94,6 +96,27 @@ func TestShippedConfigsPassCheckConfig(t *testing.T) {
 		_, errOut, code = runBin(t, t.TempDir(), "", "check-config", "--config", path)
 		if code != 2 || !strings.Contains(errOut, "/etc/tokengate/") {
 			t.Fatalf("check-config on the kit outside a pod: exit %d, want 2 naming the pod's files\n%s", code, errOut)
+		}
+	})
+	t.Run("kubernetes overlays", func(t *testing.T) {
+		// The overlays change tokengate's config through TOKENGATE_*
+		// variables on the container: the base config with each overlay's
+		// variables must pass too.
+		base, _ := filepath.Abs(filepath.Join(root, "deploy", "kubernetes", "base", "config.yaml"))
+		overlays, _ := filepath.Glob(filepath.Join(root, "deploy", "kubernetes", "overlays", "*"))
+		if len(overlays) == 0 {
+			t.Fatal("no overlays found")
+		}
+		for _, dir := range overlays {
+			env := overlayEnv(t, dir)
+			if filepath.Base(dir) == "replicas" && len(env) == 0 {
+				t.Fatal("found no TOKENGATE_* variables in the replicas overlay (it sets the Redis backend)")
+			}
+			cmd := exec.Command(binPath, "check-config", "--config-only", "--config", base)
+			cmd.Env = append(os.Environ(), env...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("%s (env %q): %v\n%s", filepath.Base(dir), env, err, out)
+			}
 		}
 	})
 	t.Run("config-only skips files", func(t *testing.T) {
@@ -325,4 +348,41 @@ func TestSIGHUPReloadReportsEachPart(t *testing.T) {
 	if r := call(t, "GET", in.Public+"/app", tok, ""); r.Code != 200 {
 		t.Fatalf("a token after the partial reload: %d", r.Code)
 	}
+}
+
+// overlayEnv returns the literal TOKENGATE_* variables an overlay's patches
+// set on the tokengate container, as NAME=value.
+func overlayEnv(t *testing.T, dir string) []string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	var env []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers []struct {
+							Name string
+							Env  []struct{ Name, Value string }
+						}
+					}
+				}
+			}
+		}
+		if yaml.Unmarshal(b, &doc) != nil {
+			continue // not a Deployment patch
+		}
+		for _, c := range doc.Spec.Template.Spec.Containers {
+			for _, e := range c.Env {
+				if c.Name == "tokengate" && strings.HasPrefix(e.Name, "TOKENGATE_") {
+					env = append(env, e.Name+"="+e.Value)
+				}
+			}
+		}
+	}
+	return env
 }
