@@ -8,7 +8,7 @@ BIN      := bin/tokengate
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build demo test test-go test-deploy bench bench-go bench-load fmt vet lint check-config clean
+.PHONY: help build demo test test-go test-deploy bench bench-go bench-load bench-short soak fmt vet lint check-config clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,8 +32,15 @@ bench: bench-go bench-load ## Go benchmarks plus the load run against a bare Rev
 bench-go: ## Go benchmarks of the hot path (allocs reported)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./authn ./revocation ./proxy
 
-bench-load: build ## load run: tokengate vs bare httputil.ReverseProxy, in turns, ratios
-	$(GO) run ./cmd/tokengate-loadbench -tokengate $(BIN) -out bench-load.md
+bench-load: build ## load run: every scenario vs bare httputil.ReverseProxy, in turns; report in bench-load.md, chart in docs/bench.svg
+	$(GO) run ./cmd/tokengate-loadbench -tokengate $(BIN) -out bench-load.md -svg docs/bench.svg
+
+bench-short: build ## smoke run of the load run: every scenario, 1 round of 1 s (numbers not meaningful)
+	$(GO) run ./cmd/tokengate-loadbench -tokengate $(BIN) -short
+
+SOAK_DURATION ?= 5m
+soak: ## steady load on the real binary for SOAK_DURATION (5m); fails if goroutines, heap or RSS grow in the second half
+	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -timeout 60m -run '^TestSoak$$' -v ./cmd/tokengate
 
 fmt: ## gofmt every Go file
 	gofmt -w $$(git ls-files '*.go')
@@ -42,8 +49,9 @@ vet: ## go vet and a gofmt check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-lint: vet ## vet plus staticcheck (installed on demand)
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+lint: vet ## vet plus staticcheck (pinned; fetched by go run on first use)
+	$(GO) run $(STATICCHECK) ./...
 
 check-config: build ## validate config.example.yaml
 	./$(BIN) check-config --config config.example.yaml

@@ -106,7 +106,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 		return User{}, ErrMalformedLoginName
 	}
 	// The attempt counts before the slow hash; a success gives it back.
-	at, wait := a.throttle.reserve(username, clientAddr, a.now())
+	// Stores match names ignoring case, so the throttle counts them that
+	// way too: "Dave" and "dave" share one budget.
+	at, wait := a.throttle.reserve(foldName(username), clientAddr, a.now())
 	if wait > 0 {
 		return User{}, &ThrottledError{RetryAfter: wait}
 	}

@@ -3,8 +3,11 @@ package authn
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
+	"tokengate/internal/testkit"
 )
 
 // countChecks replaces a's password check with one that records the hash of
@@ -48,7 +51,7 @@ func TestDummyHashHasItsParameters(t *testing.T) {
 			t.Errorf("CheckPassword(dummy %v) = %v, %v; want false, nil", p, ok, err)
 		}
 	}
-	if bcrypt6.dummyHash() == bcrypt6.dummyHash() {
+	if first, second := bcrypt6.dummyHash(), bcrypt6.dummyHash(); first == second {
 		t.Error("two dummies are equal: the salt is not random")
 	}
 }
@@ -205,4 +208,26 @@ type lookupCounter struct{ n *int }
 func (c lookupCounter) LookupUser(context.Context, string) (User, error) {
 	*c.n++
 	return User{}, ErrUserNotFound
+}
+
+// Users with a cheaper hash than the most expensive one stay faster than an
+// unknown name: the operator is told at every load.
+func TestUsersFileWarnsOfMixedHashCosts(t *testing.T) {
+	var logs testkit.LogBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	path := writeFile(t, usersYAML(userEntry("a", bcrypt4.dummyHash(), ""), userEntry("b", bcrypt4.dummyHash(), "")))
+	f, err := LoadFileUsers(path, FileUsersOptions{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "different parameters") {
+		t.Errorf("one parameter set warned:\n%s", logs.String())
+	}
+	replaceFile(t, path, usersYAML(userEntry("a", bcrypt4.dummyHash(), ""), userEntry("b", bcrypt6.dummyHash(), "")), time.Now())
+	if err := f.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "different parameters") || !strings.Contains(logs.String(), "parameter_sets=2") {
+		t.Errorf("two parameter sets did not warn:\n%s", logs.String())
+	}
 }

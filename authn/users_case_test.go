@@ -3,9 +3,11 @@ package authn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	bolt "go.etcd.io/bbolt"
@@ -134,4 +136,18 @@ func TestPostgresUsersOlderTableWithLookAlikes(t *testing.T) {
 	if _, err := s.LookupUser(ctx, "DAVE"); !errors.Is(err, ErrUserNotFound) {
 		t.Errorf("LookupUser(DAVE) with two candidates = %v, want ErrUserNotFound", err)
 	}
+}
+
+// Names match ignoring case, so the per-name budget does too: changing the
+// case of a name does not buy more guesses.
+func TestThrottleIgnoresCase(t *testing.T) {
+	a, _ := newTestAuthenticator(t, ThrottleOptions{PerUser: 3, PerAddress: 100, Window: time.Minute})
+	ctx := context.Background()
+	for i, typed := range []string{"marco", "Marco", "MARCO"} {
+		if _, err := a.Authenticate(ctx, typed, "wrong", fmt.Sprintf("192.0.2.%d", i)); !errors.Is(err, ErrInvalidCredentials) {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+	}
+	_, err := a.Authenticate(ctx, "mArCo", "marco-password", "192.0.2.9")
+	wantThrottled(t, err, time.Minute)
 }

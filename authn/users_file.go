@@ -20,7 +20,7 @@ import (
 // FileUsersOptions configure a users file store.
 type FileUsersOptions struct {
 	Logger     *slog.Logger          // default: discard
-	Registerer prometheus.Registerer // optional: tokengate_users_reloads_total
+	Registerer prometheus.Registerer // optional: tokengate_users_reloads_total, tokengate_users_last_reload_success
 }
 
 // DefaultWatchInterval is how often Watch looks at the users file.
@@ -47,6 +47,7 @@ type FileUsers struct {
 	unreadable int               // consecutive polls that could not read the file
 
 	reloadOK, reloadErr prometheus.Counter // nil without a Registerer
+	lastOK              prometheus.Gauge   // nil without a Registerer
 }
 
 var (
@@ -60,6 +61,17 @@ type userSet struct {
 	byID   map[string]User
 	// dummy has the parameters of the most expensive hash in the file.
 	dummy string
+	// paramSets counts the distinct hash parameter sets in the file; past
+	// one, users with cheaper hashes answer faster than unknown names.
+	paramSets int
+}
+
+// warnMixedHashes says, at each load, when the file's hashes differ in cost.
+func (f *FileUsers) warnMixedHashes() {
+	if n := f.users.Load().paramSets; n > 1 {
+		f.log.Warn("users file holds password hashes with different parameters: users with cheaper hashes answer a login faster than an unknown name; re-hash them with one algorithm and cost",
+			"path", f.path, "parameter_sets", n)
+	}
 }
 
 // LoadFileUsers reads the users file; an error here is fatal for the caller.
@@ -77,6 +89,7 @@ func LoadFileUsers(path string, opts FileUsersOptions) (*FileUsers, error) {
 		return nil, fmt.Errorf("authn: users file %s: %w", path, err)
 	}
 	f.users.Store(users)
+	f.warnMixedHashes()
 	f.lastSeen = sha256.Sum256(data)
 	if opts.Registerer != nil {
 		vec, err := registerCounterVec(opts.Registerer, prometheus.CounterOpts{
@@ -87,6 +100,9 @@ func LoadFileUsers(path string, opts FileUsersOptions) (*FileUsers, error) {
 			return nil, err
 		}
 		f.reloadOK, f.reloadErr = vec.WithLabelValues("success"), vec.WithLabelValues("error")
+		if f.lastOK, err = registerLastReloadGauge(opts.Registerer); err != nil {
+			return nil, err
+		}
 	}
 	return f, nil
 }
@@ -226,14 +242,39 @@ func (f *FileUsers) record(err error) error {
 		f.log.Error("users file reload failed; keeping the previous users", "path", f.path, "error", err)
 		if f.reloadErr != nil {
 			f.reloadErr.Inc()
+			f.lastOK.Set(0)
 		}
 		return err
 	}
 	f.log.Info("users file reloaded", "path", f.path, "users", f.Len())
+	f.warnMixedHashes()
 	if f.reloadOK != nil {
 		f.reloadOK.Inc()
+		f.lastOK.Set(1)
 	}
 	return nil
+}
+
+// registerLastReloadGauge registers tokengate_users_last_reload_success, at
+// 1: the first load succeeded, or there would be no store. A gauge, unlike
+// the counter, stays at 0 while a broken file is in place, which an alert
+// can hold on to.
+func registerLastReloadGauge(reg prometheus.Registerer) (prometheus.Gauge, error) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tokengate_users_last_reload_success",
+		Help: "1 when the last users file reload (watched or SIGHUP) succeeded or none failed since start, else 0.",
+	})
+	if err := reg.Register(g); err != nil {
+		are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err)
+		if !ok {
+			return nil, fmt.Errorf("authn: register tokengate_users_last_reload_success: %w", err)
+		}
+		if g, ok = are.ExistingCollector.(prometheus.Gauge); !ok {
+			return nil, fmt.Errorf("authn: register tokengate_users_last_reload_success: %w", err)
+		}
+	}
+	g.Set(1)
+	return g, nil
 }
 
 func readUsersFile(path string) ([]byte, error) {
@@ -300,6 +341,7 @@ func parseUsers(data []byte) (*userSet, error) {
 	var (
 		errs      []error
 		costliest hashParams
+		sets      = map[hashParams]bool{}
 	)
 	for i, e := range doc.Users {
 		name := fmt.Sprintf("users[%d]", i)
@@ -310,8 +352,12 @@ func parseUsers(data []byte) (*userSet, error) {
 		name = fmt.Sprintf("users[%d] (%q)", i, e.Username)
 		if err := checkHashFormat(e.PasswordHash); err != nil {
 			errs = append(errs, fmt.Errorf("%s: password_hash: %w", name, err))
-		} else if p, _ := paramsOf(e.PasswordHash); costliest.alg == "" || p.moreExpensive(costliest) {
-			costliest = p
+		} else {
+			p, _ := paramsOf(e.PasswordHash)
+			if costliest.alg == "" || p.moreExpensive(costliest) {
+				costliest = p
+			}
+			sets[p] = true
 		}
 		id := e.Username
 		if e.ID.Kind != 0 {
@@ -340,5 +386,5 @@ func parseUsers(data []byte) (*userSet, error) {
 	for _, u := range users {
 		byID[u.ID] = u
 	}
-	return &userSet{byName: users, byID: byID, dummy: costliest.dummyHash()}, nil
+	return &userSet{byName: users, byID: byID, dummy: costliest.dummyHash(), paramSets: len(sets)}, nil
 }

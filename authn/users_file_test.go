@@ -1,7 +1,6 @@
 package authn
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,9 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+	"tokengate/internal/testkit"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -31,24 +30,6 @@ func userEntry(name, hash, id string) string {
 		s += "    id: " + id + "\n"
 	}
 	return s
-}
-
-// syncBuffer is a log sink tests read while Watch writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestLoadFileUsers(t *testing.T) {
@@ -153,7 +134,7 @@ func reloadCount(t *testing.T, reg *prometheus.Registry, result string) float64 
 func TestFileUsersReload(t *testing.T) {
 	path := writeFile(t, usersYAML(userEntry("a", marcoHash, "")))
 	reg := prometheus.NewRegistry()
-	var logs syncBuffer
+	var logs testkit.LogBuffer
 	f, err := LoadFileUsers(path, FileUsersOptions{Registerer: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ type bundle struct {
 	services        []*corev1.Service
 	configMaps      map[string]*corev1.ConfigMap
 	secrets         map[string]*corev1.Secret
+	pvcs            map[string]*corev1.PersistentVolumeClaim
 	pdbs            []*policyv1.PodDisruptionBudget
 	netpols         []*networkingv1.NetworkPolicy
 	serviceMonitors []*monitoringv1.ServiceMonitor
@@ -46,7 +47,8 @@ func load(t *testing.T, dir string) bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := bundle{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}
+	b := bundle{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
+		pvcs: map[string]*corev1.PersistentVolumeClaim{}}
 	for _, o := range objs {
 		v, err := Decode(o)
 		if err != nil {
@@ -61,6 +63,8 @@ func load(t *testing.T, dir string) bundle {
 			b.configMaps[v.Name] = v
 		case *corev1.Secret:
 			b.secrets[v.Name] = v
+		case *corev1.PersistentVolumeClaim:
+			b.pvcs[v.Name] = v
 		case *policyv1.PodDisruptionBudget:
 			b.pdbs = append(b.pdbs, v)
 		case *networkingv1.NetworkPolicy:
@@ -84,16 +88,20 @@ type sidecarConfig struct {
 		ShutdownDelay string `json:"shutdown_delay"`
 		ShutdownGrace string `json:"shutdown_grace"`
 	} `json:"server"`
-	Tokens struct {
-		SigningKeyFile string `json:"signing_key_file"`
+	AdminTokenFile string `json:"admin_token_file"`
+	Tokens         struct {
+		SigningKeyFile       string   `json:"signing_key_file"`
+		VerificationKeyFiles []string `json:"verification_key_files"`
 	} `json:"tokens"`
 	Users struct {
 		Backend string `json:"backend"`
 		File    string `json:"file"`
 	} `json:"users"`
 	Revocation struct {
-		Backend string `json:"backend"`
-		Path    string `json:"path"`
+		Backend           string `json:"backend"`
+		Path              string `json:"path"`
+		RedisURL          string `json:"redis_url"`
+		RedisPasswordFile string `json:"redis_password_file"`
 	} `json:"revocation"`
 }
 

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,9 @@ import (
 const (
 	sidecarName = "tokengate"
 	nonRootUID  = 65532
+	// kitAnnotation on a Deployment, with the value "development", marks a
+	// kit that may keep revocations on an emptyDir (they die with the pod).
+	kitAnnotation = "tokengate.example.com/kit"
 )
 
 // fileSource is what backs a path inside a container.
@@ -92,7 +96,8 @@ func resolveFile(pod corev1.PodSpec, c corev1.Container, p string) (fileSource, 
 	case vol.EmptyDir != nil:
 		return fileSource{kind: "emptyDir", readOnly: mount.ReadOnly}, nil
 	case vol.PersistentVolumeClaim != nil:
-		return fileSource{kind: "persistentVolumeClaim", readOnly: mount.ReadOnly || vol.PersistentVolumeClaim.ReadOnly}, nil
+		return fileSource{kind: "persistentVolumeClaim", name: vol.PersistentVolumeClaim.ClaimName,
+			readOnly: mount.ReadOnly || vol.PersistentVolumeClaim.ReadOnly}, nil
 	}
 	return fileSource{}, fmt.Errorf("%s: volume %q does not provide %q", p, vol.Name, rel)
 }
@@ -156,19 +161,53 @@ func checkSecurityContext(where string, sc *corev1.SecurityContext) []error {
 	return errs
 }
 
-func checkResources(where string, r corev1.ResourceRequirements) []error {
+// Resource policy for tokengate: see deploy/README.md, "Resources".
+var (
+	// fullCacheRSS is tokengate's resident memory with both caches full at
+	// the kit's sizes (TestMeasureFullCacheRSS: about 75 MiB), rounded up.
+	fullCacheRSS = resource.MustParse("96Mi")
+	// minSidecarCPULimit: a CPU limit on tokengate, if any, must be at
+	// least this, or bcrypt logins throttle the proxy.
+	minSidecarCPULimit = resource.MustParse("2")
+)
+
+func checkResources(where string, r corev1.ResourceRequirements, sidecar bool) []error {
 	var errs []error
 	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 		req, okReq := r.Requests[name]
 		lim, okLim := r.Limits[name]
+		cpuLimitOptional := sidecar && name == corev1.ResourceCPU
 		switch {
-		case !okReq || !okLim:
+		case !okReq:
+			errs = append(errs, fmt.Errorf("%s: %s request must be set", where, name))
+		case !okLim && !cpuLimitOptional:
 			errs = append(errs, fmt.Errorf("%s: %s request and limit must both be set", where, name))
-		case req.Cmp(lim) > 0 || req.Cmp(resource.Quantity{}) <= 0:
+		case req.Cmp(resource.Quantity{}) <= 0 || okLim && req.Cmp(lim) > 0:
 			errs = append(errs, fmt.Errorf("%s: %s request %s must be > 0 and <= limit %s", where, name, req.String(), lim.String()))
 		}
 	}
+	if !sidecar {
+		return errs
+	}
+	if req := r.Requests[corev1.ResourceMemory]; req.Cmp(fullCacheRSS) < 0 {
+		errs = append(errs, fmt.Errorf("%s: memory request %s is below what full caches take (%s)", where, req.String(), fullCacheRSS.String()))
+	}
+	if lim, ok := r.Limits[corev1.ResourceCPU]; ok && lim.Cmp(minSidecarCPULimit) < 0 {
+		errs = append(errs, fmt.Errorf("%s: CPU limit %s lets bcrypt logins throttle the proxy: set none, or at least %s", where, lim.String(), minSidecarCPULimit.String()))
+	}
 	return errs
+}
+
+// checkMemLimit: GOMEMLIMIT follows the container's memory limit.
+func checkMemLimit(where string, c corev1.Container) []error {
+	e, ok := envValue(c, "GOMEMLIMIT")
+	if !ok || e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil ||
+		e.ValueFrom.ResourceFieldRef.Resource != "limits.memory" ||
+		(e.ValueFrom.ResourceFieldRef.ContainerName != "" && e.ValueFrom.ResourceFieldRef.ContainerName != c.Name) ||
+		(!e.ValueFrom.ResourceFieldRef.Divisor.IsZero() && e.ValueFrom.ResourceFieldRef.Divisor.Cmp(resource.MustParse("1")) != 0) {
+		return []error{fmt.Errorf("%s: GOMEMLIMIT must come from its own limits.memory through resourceFieldRef (divisor 1: bytes)", where)}
+	}
+	return nil
 }
 
 // sidecarProblems checks what makes the sidecar pattern safe: the app is
@@ -205,8 +244,9 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 	for i, c := range pod.Containers {
 		where := "Deployment " + d.Name + " container " + c.Name
 		errs = append(errs, checkSecurityContext(where, c.SecurityContext)...)
-		errs = append(errs, checkResources(where, c.Resources)...)
+		errs = append(errs, checkResources(where, c.Resources, c.Name == sidecarName)...)
 		if c.Name == sidecarName {
+			errs = append(errs, checkMemLimit(where, c)...)
 			tg = &pod.Containers[i]
 		} else {
 			apps = append(apps, c)
@@ -243,8 +283,15 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 		bad("%v", err)
 		return errs
 	}
-	if e, ok := envValue(*tg, "TOKENGATE_REVOCATION_BACKEND"); ok {
-		cfg.Revocation.Backend = e.Value
+	for name, field := range map[string]*string{
+		"TOKENGATE_REVOCATION_BACKEND":             &cfg.Revocation.Backend,
+		"TOKENGATE_REVOCATION_REDIS_URL":           &cfg.Revocation.RedisURL,
+		"TOKENGATE_REVOCATION_REDIS_PASSWORD_FILE": &cfg.Revocation.RedisPasswordFile,
+		"TOKENGATE_ADMIN_TOKEN_FILE":               &cfg.AdminTokenFile,
+	} {
+		if e, ok := envValue(*tg, name); ok && e.ValueFrom == nil {
+			*field = e.Value
+		}
 	}
 
 	listenPort, err1 := portOf(cfg.Listen)
@@ -296,18 +343,51 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 		}
 	}
 
-	// Shutdown: SIGKILL only after tokengate's delay and drain.
+	// Shutdown: the kubelet signals every container at once. The app must
+	// keep serving while tokengate waits shutdown_delay and drains for up to
+	// shutdown_grace (a preStop sleep, the action that needs no shell), and
+	// SIGKILL comes only after both.
 	delay, _ := time.ParseDuration(cfg.Server.ShutdownDelay)
 	grace, _ := time.ParseDuration(cfg.Server.ShutdownGrace)
-	if pod.TerminationGracePeriodSeconds == nil || time.Duration(*pod.TerminationGracePeriodSeconds)*time.Second <= delay+grace {
+	tgps := time.Duration(0)
+	if pod.TerminationGracePeriodSeconds != nil {
+		tgps = time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
+	}
+	if tgps <= delay+grace {
 		bad("terminationGracePeriodSeconds must exceed server.shutdown_delay + server.shutdown_grace (%s)", delay+grace)
 	}
+	for _, a := range apps {
+		var sleep *corev1.SleepAction
+		if a.Lifecycle != nil && a.Lifecycle.PreStop != nil {
+			sleep = a.Lifecycle.PreStop.Sleep
+		}
+		if sleep == nil {
+			bad("app container %s needs a preStop sleep action of at least server.shutdown_delay + server.shutdown_grace (%s): without it the app stops with tokengate and requests during the shutdown get 502", a.Name, delay+grace)
+			continue
+		}
+		s := time.Duration(sleep.Seconds) * time.Second
+		if s < delay+grace {
+			bad("app container %s preStop sleep %s is shorter than server.shutdown_delay + server.shutdown_grace (%s)", a.Name, s, delay+grace)
+		}
+		if tgps <= s {
+			bad("terminationGracePeriodSeconds (%s) must exceed app container %s's preStop sleep (%s)", tgps, a.Name, s)
+		}
+	}
 
-	// Files the config names exist in the pod.
-	for _, f := range []struct{ key, path, kind string }{
+	// Files the config names exist in the pod, from Secret keys that exist
+	// (an optional item whose key is missing is no file: startup fails).
+	files := []struct{ key, path, kind string }{
 		{"tokens.signing_key_file", cfg.Tokens.SigningKeyFile, "Secret"},
 		{"users.file", cfg.Users.File, "Secret"},
-	} {
+		{"admin_token_file", cfg.AdminTokenFile, "Secret"},
+	}
+	for i, f := range cfg.Tokens.VerificationKeyFiles {
+		files = append(files, struct{ key, path, kind string }{fmt.Sprintf("tokens.verification_key_files[%d]", i), f, "Secret"})
+	}
+	if cfg.Revocation.Backend == "redis" {
+		files = append(files, struct{ key, path, kind string }{"revocation.redis_password_file", cfg.Revocation.RedisPasswordFile, "Secret"})
+	}
+	for _, f := range files {
 		if f.path == "" {
 			continue
 		}
@@ -325,16 +405,26 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 			bad("%s: Secret %s is not in the build", f.key, src.name)
 			continue
 		}
-		if _, ok := s.StringData[src.key]; !ok {
-			if _, ok := s.Data[src.key]; !ok {
-				bad("%s: Secret %s has no key %s", f.key, src.name, src.key)
-			}
+		if !secretHas(s, src.key) {
+			bad("%s: Secret %s has no key %s", f.key, src.name, src.key)
 		}
 	}
 	if cfg.Revocation.Backend == "bolt" {
 		src, err := resolveFile(pod, *tg, cfg.Revocation.Path)
-		if err != nil || src.readOnly || (src.kind != "emptyDir" && src.kind != "persistentVolumeClaim") {
-			bad("revocation.path %s must be on a writable emptyDir or PVC (got %+v, %v)", cfg.Revocation.Path, src, err)
+		switch {
+		case err != nil || src.readOnly || (src.kind != "emptyDir" && src.kind != "persistentVolumeClaim"):
+			bad("revocation.path %s must be on a writable PersistentVolumeClaim (got %+v, %v)", cfg.Revocation.Path, src, err)
+		case src.kind == "emptyDir" && d.Annotations[kitAnnotation] != "development":
+			bad("revocation.path %s is on an emptyDir: every pod replacement (rollout, config change, node drain, eviction) loses every revocation and logged-out tokens work again; use a PersistentVolumeClaim (strategy Recreate) or Redis, or mark a development kit with the annotation %s: development",
+				cfg.Revocation.Path, kitAnnotation)
+		case src.kind == "persistentVolumeClaim" && d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType:
+			bad("revocation.path %s is on a PersistentVolumeClaim: the strategy must be Recreate (one pod at a time holds the bolt file), got %q",
+				cfg.Revocation.Path, d.Spec.Strategy.Type)
+		}
+	}
+	for _, v := range pod.Volumes {
+		if v.PersistentVolumeClaim != nil && b.pvcs[v.PersistentVolumeClaim.ClaimName] == nil {
+			bad("volume %s: PersistentVolumeClaim %s is not in the build", v.Name, v.PersistentVolumeClaim.ClaimName)
 		}
 	}
 	replicas := int32(1)
@@ -345,13 +435,38 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 		bad("%d replicas with revocation backend %q: revocations would be per replica; use redis", replicas, cfg.Revocation.Backend)
 	}
 	if cfg.Revocation.Backend == "redis" {
+		// The URL is either a Secret (it may hold the password) or a plain
+		// value without a password (which then comes from
+		// redis_password_file, a Secret file, checked above).
 		e, ok := envValue(*tg, "TOKENGATE_REVOCATION_REDIS_URL")
-		if !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
-			bad("revocation backend redis needs TOKENGATE_REVOCATION_REDIS_URL from a Secret")
-		} else if s := b.secrets[e.ValueFrom.SecretKeyRef.Name]; s == nil {
-			bad("Secret %s for the Redis URL is not in the build", e.ValueFrom.SecretKeyRef.Name)
-		} else if _, ok := s.StringData[e.ValueFrom.SecretKeyRef.Key]; !ok {
-			bad("Secret %s has no key %s", s.Name, e.ValueFrom.SecretKeyRef.Key)
+		switch {
+		case ok && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			if s := b.secrets[e.ValueFrom.SecretKeyRef.Name]; s == nil {
+				bad("Secret %s for the Redis URL is not in the build", e.ValueFrom.SecretKeyRef.Name)
+			} else if !secretHas(s, e.ValueFrom.SecretKeyRef.Key) {
+				bad("Secret %s has no key %s", s.Name, e.ValueFrom.SecretKeyRef.Key)
+			}
+		case cfg.Revocation.RedisURL == "":
+			bad("revocation backend redis needs a redis_url (TOKENGATE_REVOCATION_REDIS_URL)")
+		default:
+			u, err := url.Parse(cfg.Revocation.RedisURL)
+			if err != nil {
+				bad("revocation.redis_url: %v", err)
+			} else if _, hasPassword := u.User.Password(); hasPassword {
+				bad("revocation.redis_url %s holds a password in plain config: use redis_password_file (a Secret) or take the URL from a Secret", u.Redacted())
+			}
+			if cfg.Revocation.RedisPasswordFile == "" {
+				bad("revocation.redis_url is plain config without a password: set redis_password_file (a Secret file)")
+			}
+		}
+	}
+
+	// Secrets and ConfigMaps the pod uses are generated (hash-suffixed
+	// names), so changing one rolls the pods: tokengate reloads the users
+	// file by itself but keys, tokens and the config only on a restart.
+	for _, ref := range podReferences(pod) {
+		if !generatedName.MatchString(ref.name) {
+			bad("%s %s is not generated (no content hash in its name): changing it would not roll the pods; use a secretGenerator/configMapGenerator", ref.kind, ref.name)
 		}
 	}
 
@@ -422,4 +537,49 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 		bad("no ServiceMonitor endpoint scrapes the admin port %d", adminPort)
 	}
 	return errs
+}
+
+func secretHas(s *corev1.Secret, key string) bool {
+	_, inString := s.StringData[key]
+	_, inData := s.Data[key]
+	return inString || inData
+}
+
+// generatedName is a kustomize generated name: base name, "-", 10-character hash.
+var generatedName = regexp.MustCompile(`-[a-z0-9]{10}$`)
+
+type objectRef struct{ kind, name string }
+
+// podReferences lists the Secrets and ConfigMaps a pod spec mounts or
+// reads env from.
+func podReferences(pod corev1.PodSpec) []objectRef {
+	var refs []objectRef
+	for _, v := range pod.Volumes {
+		switch {
+		case v.Secret != nil:
+			refs = append(refs, objectRef{"Secret", v.Secret.SecretName})
+		case v.ConfigMap != nil:
+			refs = append(refs, objectRef{"ConfigMap", v.ConfigMap.Name})
+		case v.Projected != nil:
+			for _, src := range v.Projected.Sources {
+				if src.Secret != nil {
+					refs = append(refs, objectRef{"Secret", src.Secret.Name})
+				}
+				if src.ConfigMap != nil {
+					refs = append(refs, objectRef{"ConfigMap", src.ConfigMap.Name})
+				}
+			}
+		}
+	}
+	for _, c := range pod.Containers {
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				refs = append(refs, objectRef{"Secret", e.ValueFrom.SecretKeyRef.Name})
+			}
+			if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
+				refs = append(refs, objectRef{"ConfigMap", e.ValueFrom.ConfigMapKeyRef.Name})
+			}
+		}
+	}
+	return refs
 }

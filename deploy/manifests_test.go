@@ -7,10 +7,13 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
@@ -34,6 +37,24 @@ func TestBaseIsOneReplicaOnBolt(t *testing.T) {
 	d := b.deployments[0]
 	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
 		t.Errorf("base replicas = %v, want 1 (bolt keeps revocations per pod)", d.Spec.Replicas)
+	}
+	// Revocations survive pod replacement: bolt on a claim, one pod at a time.
+	if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		t.Errorf("base strategy = %q, want Recreate", d.Spec.Strategy.Type)
+	}
+	var tg corev1.Container
+	for _, c := range d.Spec.Template.Spec.Containers {
+		if c.Name == sidecarName {
+			tg = c
+		}
+	}
+	if src, err := resolveFile(d.Spec.Template.Spec, tg, "/var/lib/tokengate/revocations.db"); err != nil || src.kind != "persistentVolumeClaim" {
+		t.Errorf("base bolt file on %+v (%v), want a persistentVolumeClaim", src, err)
+	} else if pvc := b.pvcs[src.name]; pvc == nil || !slices.Contains(pvc.Spec.AccessModes, corev1.ReadWriteOnce) {
+		t.Errorf("PersistentVolumeClaim %s = %+v, want one in the build, ReadWriteOnce", src.name, pvc)
+	}
+	if d.Annotations[kitAnnotation] != "" {
+		t.Errorf("the base carries %s=%q; only overlays/dev may", kitAnnotation, d.Annotations[kitAnnotation])
 	}
 	for name, cm := range b.configMaps {
 		if !strings.HasPrefix(name, "tokengate-config-") {
@@ -67,6 +88,9 @@ func TestReplicasOverlay(t *testing.T) {
 	if e, _ := envValue(tg, "TOKENGATE_REVOCATION_BACKEND"); e.Value != "redis" {
 		t.Errorf("TOKENGATE_REVOCATION_BACKEND = %q, want redis", e.Value)
 	}
+	if len(b.pvcs) != 0 || d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType {
+		t.Errorf("PVCs %v, strategy %q: with Redis, want no claim and rolling updates", b.pvcs, d.Spec.Strategy.Type)
+	}
 	if len(d.Spec.Template.Spec.TopologySpreadConstraints) == 0 {
 		t.Error("no topologySpreadConstraints")
 	}
@@ -76,6 +100,27 @@ func TestReplicasOverlay(t *testing.T) {
 	// The app container survives the strategic merge untouched.
 	if n := len(d.Spec.Template.Spec.Containers); n != 2 {
 		t.Errorf("%d containers after the patch, want 2", n)
+	}
+}
+
+// TestDevOverlay: bolt on an emptyDir, allowed only because the kit says
+// it is for development.
+func TestDevOverlay(t *testing.T) {
+	b := load(t, "kubernetes/overlays/dev")
+	d := b.deployments[0]
+	if d.Annotations[kitAnnotation] != "development" {
+		t.Fatalf("overlays/dev Deployment annotations = %v, want %s: development", d.Annotations, kitAnnotation)
+	}
+	if len(b.pvcs) != 0 {
+		t.Errorf("overlays/dev keeps PersistentVolumeClaims %v", b.pvcs)
+	}
+	delete(d.Annotations, kitAnnotation)
+	found := false
+	for _, err := range sidecarProblems(b) {
+		found = found || strings.Contains(err.Error(), "is on an emptyDir")
+	}
+	if !found {
+		t.Error("without the development mark, bolt on an emptyDir is not refused")
 	}
 }
 
@@ -119,10 +164,40 @@ func TestInvariantsCatchBreakage(t *testing.T) {
 			container(b, sidecarName).SecurityContext.RunAsUser = &root
 		}, "runAsUser"},
 		{"no limits", func(b bundle) { container(b, sidecarName).Resources.Limits = nil }, "limit"},
+		{"app without CPU limit", func(b bundle) { delete(container(b, "app").Resources.Limits, corev1.ResourceCPU) }, "cpu request and limit"},
+		{"sidecar CPU limit that logins saturate", func(b bundle) {
+			container(b, sidecarName).Resources.Limits[corev1.ResourceCPU] = resource.MustParse("500m")
+		}, "lets bcrypt logins throttle the proxy"},
+		{"sidecar memory request below full caches", func(b bundle) {
+			container(b, sidecarName).Resources.Requests[corev1.ResourceMemory] = resource.MustParse("32Mi")
+		}, "below what full caches take"},
+		{"no GOMEMLIMIT", func(b bundle) { container(b, sidecarName).Env = nil }, "GOMEMLIMIT"},
+		{"GOMEMLIMIT in MiB", func(b bundle) {
+			container(b, sidecarName).Env[0].ValueFrom.ResourceFieldRef.Divisor = resource.MustParse("1Mi")
+		}, "GOMEMLIMIT"},
 		{"short grace period", func(b bundle) {
 			g := int64(30)
 			b.deployments[0].Spec.Template.Spec.TerminationGracePeriodSeconds = &g
 		}, "terminationGracePeriodSeconds"},
+		{"app without preStop", func(b bundle) { container(b, "app").Lifecycle = nil }, "preStop sleep action"},
+		{"app preStop too short", func(b bundle) { container(b, "app").Lifecycle.PreStop.Sleep.Seconds = 29 }, "is shorter than"},
+		{"grace period within the preStop", func(b bundle) {
+			g := int64(35)
+			container(b, "app").Lifecycle.PreStop.Sleep.Seconds = 35
+			b.deployments[0].Spec.Template.Spec.TerminationGracePeriodSeconds = &g
+		}, "must exceed app container app's preStop sleep"},
+		{"bolt on an emptyDir", func(b bundle) {
+			vols := b.deployments[0].Spec.Template.Spec.Volumes
+			for i := range vols {
+				if vols[i].Name == "data" {
+					vols[i].VolumeSource = corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}
+				}
+			}
+		}, "is on an emptyDir"},
+		{"bolt on a claim with rolling updates", func(b bundle) {
+			b.deployments[0].Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType}
+		}, "strategy must be Recreate"},
+		{"claim not in the build", func(b bundle) { clear(b.pvcs) }, "is not in the build"},
 		{"replicas on bolt", func(b bundle) {
 			r := int32(3)
 			b.deployments[0].Spec.Replicas = &r
@@ -131,6 +206,11 @@ func TestInvariantsCatchBreakage(t *testing.T) {
 			src := b.deployments[0].Spec.Template.Spec.Volumes[0].Projected.Sources
 			src[1].Secret.Items = src[1].Secret.Items[1:]
 		}, "tokens.signing_key_file"},
+		{"Secret not generated", func(b bundle) {
+			src := b.deployments[0].Spec.Template.Spec.Volumes[0].Projected.Sources
+			src[1].Secret.Name = "tokengate-secrets"
+			b.secrets["tokengate-secrets"] = b.secrets[src[2].Secret.Name]
+		}, "is not generated"},
 		{"no PDB", func(b bundle) { b.pdbs[0].Spec.Selector.MatchLabels = map[string]string{"x": "y"} }, "PodDisruptionBudgets"},
 		{"nothing scrapes", func(b bundle) { b.serviceMonitors[0].Spec.Endpoints[0].Port = "http" }, "ServiceMonitor"},
 	}

@@ -31,9 +31,11 @@ var knownMetrics = map[string]string{
 	"tokengate_build_info":                         "gauge",
 	"tokengate_config_last_reload_success":         "gauge",
 	"tokengate_ready":                              "gauge",
+	"tokengate_dependency_up":                      "gauge",
 	"tokengate_revocation_pubsub_reconnects_total": "counter",
 	"tokengate_revocation_pubsub_up":               "gauge",
 	"tokengate_users_reloads_total":                "counter",
+	"tokengate_users_last_reload_success":          "gauge",
 }
 
 // metricAllowed reports whether name is a series tokengate's /metrics has.

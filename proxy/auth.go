@@ -64,7 +64,7 @@ func (h *handler) authenticate(r *http.Request, refreshable bool) authOutcome {
 	if out.decision == "" {
 		out = h.checkToken(r.Context(), token, refreshable)
 	}
-	h.metrics.decisions[out.decision].Inc()
+	h.countDecision(r, out.decision)
 	return out
 }
 
@@ -76,7 +76,7 @@ func (h *handler) authenticateRequest(r *http.Request) (authOutcome, credSource)
 	if out.decision == "" {
 		out = h.checkToken(r.Context(), token, false)
 	}
-	h.metrics.decisions[out.decision].Inc()
+	h.countDecision(r, out.decision)
 	return out, src
 }
 

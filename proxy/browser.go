@@ -224,11 +224,25 @@ func (b *browser) sessionCookieFor(token string, now, exp time.Time) *http.Cooki
 // clearSessionCookie tells the browser to drop the session cookie (same
 // name, path and domain, or the browser keeps it).
 func (b *browser) clearSessionCookie(w http.ResponseWriter) {
+	b.clearCookie(w, b.domain)
+}
+
+// clearHostOnlyCookie drops a host-only session cookie left from before
+// cookie_domain was set. Beside the domain cookie it would make two cookies
+// of one name, which sessionCookie refuses as ambiguous: the browser could
+// never sign in again. Sign-in and sign-out send it when a domain is set.
+func (b *browser) clearHostOnlyCookie(w http.ResponseWriter) {
+	if b.domain != "" {
+		b.clearCookie(w, "")
+	}
+}
+
+func (b *browser) clearCookie(w http.ResponseWriter, domain string) {
 	http.SetCookie(w, &http.Cookie{
 		Name:     b.cookieName,
 		Value:    "",
 		Path:     "/",
-		Domain:   b.domain,
+		Domain:   domain,
 		MaxAge:   -1, // Max-Age=0
 		Secure:   b.secure,
 		HttpOnly: true,
@@ -237,11 +251,14 @@ func (b *browser) clearSessionCookie(w http.ResponseWriter) {
 }
 
 // stripCookies removes tokengate's cookies (session and CSRF) from the
-// forwarded Cookie headers and leaves the app's own cookies as sent.
+// forwarded Cookie headers and keeps the app's own cookies, in order (the
+// pairs are rejoined with "; ").
 func (b *browser) stripCookies(hdr http.Header) {
 	vals := hdr["Cookie"]
-	if len(vals) == 0 || (!cookieHeaderMentions(hdr, b.cookieName)) {
-		return // the CSRF cookie's name contains the session cookie's
+	// The CSRF cookie's name contains the session cookie's, so one cheap
+	// check covers both; requests without them are left alone untouched.
+	if len(vals) == 0 || !cookieHeaderMentions(hdr, b.cookieName) {
+		return
 	}
 	out := vals[:0:0]
 	for _, v := range vals {
@@ -400,6 +417,10 @@ func (h *handler) renewCookie(w http.ResponseWriter, r *http.Request, c authn.Cl
 		return // the current cookie still works
 	}
 	http.SetCookie(w, h.browser.sessionCookieFor(token, now, fresh.ExpiresAt))
+	// This response now carries a token: no shared cache may keep it, even
+	// if the app marks the page public (its Cache-Control is added beside
+	// this one, and no-store wins).
+	w.Header().Add("Cache-Control", "no-store")
 }
 
 var errCrossOrigin = apiError{http.StatusForbidden, "cross_origin_request", "a cross-site request with the session cookie is refused"}

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"html"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -41,29 +40,9 @@ func newBrowserEnv(t *testing.T, cfgs ...envConfig) *env {
 // send is do without following redirects: the tests look at the 302/303.
 func (e *env) send(method, target string, hdr http.Header, body string) response {
 	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+target, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for k, vv := range hdr {
-		req.Header[k] = vv
-	}
 	client := *e.srv.Client()
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	res, err := client.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return response{res, string(b)}
+	return e.request(&client, method, target, hdr, body)
 }
 
 // page is a rendered form: its CSRF field and the CSRF cookie it came with.

@@ -205,6 +205,9 @@ func TestCookieRenewal(t *testing.T) {
 	if err != nil || claims.Subject != "marco" || !claims.IssuedAt.Equal(e.clock.Now().UTC().Truncate(time.Microsecond)) {
 		t.Fatalf("fresh token %+v %v", claims, err)
 	}
+	if !strings.Contains(strings.Join(res.Header.Values("Cache-Control"), ","), "no-store") {
+		t.Errorf("a response carrying a fresh token may be cached: Cache-Control %q", res.Header.Values("Cache-Control"))
+	}
 	if !fresh.HttpOnly || !fresh.Secure || fresh.Path != "/" || fresh.SameSite != http.SameSiteLaxMode || fresh.MaxAge != 3600 {
 		t.Errorf("fresh cookie %+v", fresh)
 	}

@@ -32,6 +32,9 @@ type requestState struct {
 	claims  authn.Claims
 	authed  bool     // claims hold a verified, non-revoked token
 	claimed []string // identity header values the client sent (stripped)
+	auth    string   // access log: the auth decision, or on login the login result
+	login   string   // access log: the login name a login request gave
+	loginID string   // access log: the user id a successful login issued a token for
 
 	status      int
 	bytes       int64

@@ -26,10 +26,11 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	creds, fail := h.readCredentials(w, r)
 	if fail != nil {
-		h.metrics.logins[loginMalformed].Inc()
+		h.countLogin(r, loginMalformed, creds.username)
 		writeError(w, *fail)
 		return
 	}
+	stateFrom(ctx).login = creds.username
 	user, err := h.auth.Authenticate(ctx, creds.username, creds.password, h.clientAddr(r))
 	if err != nil {
 		h.loginFailed(w, r, err)
@@ -40,10 +41,11 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 		subject = user.Username
 	}
 	if !h.issue(w, r, subject, user.Username, http.StatusOK) {
-		h.metrics.logins[loginError].Inc()
+		h.countLogin(r, loginError, "")
 		return
 	}
-	h.metrics.logins[loginSuccess].Inc()
+	h.countLogin(r, loginSuccess, "")
+	stateFrom(ctx).loginID = subject
 }
 
 func (h *handler) loginFailed(w http.ResponseWriter, r *http.Request, err error) {
@@ -51,13 +53,13 @@ func (h *handler) loginFailed(w http.ResponseWriter, r *http.Request, err error)
 	case errors.Is(err, authn.ErrMalformedLoginName):
 		// A client error, refused before any lookup: never a store error
 		// (which would feed the "cannot check logins" alert).
-		h.metrics.logins[loginMalformed].Inc()
+		h.countLogin(r, loginMalformed, "")
 		writeError(w, errMalformedLoginName)
 	case errors.Is(err, authn.ErrInvalidCredentials):
-		h.metrics.logins[loginInvalidCredentials].Inc()
+		h.countLogin(r, loginInvalidCredentials, "")
 		writeError(w, errInvalidCreds)
 	case errors.Is(err, authn.ErrThrottled):
-		h.metrics.logins[loginThrottled].Inc()
+		h.countLogin(r, loginThrottled, "")
 		retry := time.Second
 		if te, ok := errors.AsType[*authn.ThrottledError](err); ok && te.RetryAfter > retry {
 			retry = te.RetryAfter
@@ -65,7 +67,7 @@ func (h *handler) loginFailed(w http.ResponseWriter, r *http.Request, err error)
 		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(retry.Seconds())), 10))
 		writeError(w, errThrottled)
 	default:
-		h.metrics.logins[loginError].Inc()
+		h.countLogin(r, loginError, "")
 		h.logError(r.Context(), "login: user store failed", err)
 		writeError(w, errServiceDown)
 	}
@@ -105,7 +107,7 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
 	stateFrom(r.Context()).setClaims(out.claims)
 	if err := h.revokeToken(r.Context(), out.claims); err != nil {
 		h.logError(r.Context(), "logout: revoking the token failed", err)
-		writeError(w, errRevocationDown)
+		writeError(w, errRevocationNotConfirmed)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -171,7 +173,7 @@ func (h *handler) serveLogoutAll(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := h.revokeUser(r.Context(), out.claims); err != nil {
 		h.logError(r.Context(), "logout_all: revoking the user failed", err)
-		writeError(w, errRevocationDown)
+		writeError(w, errRevocationNotConfirmed)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -237,7 +239,7 @@ func (h *handler) refresh(w http.ResponseWriter, r *http.Request) {
 	first, err := h.revocation.RevokeTokenOnce(r.Context(), old.ID, h.revokedUntil(old))
 	if err != nil {
 		h.logError(r.Context(), "refresh: revoking the old token failed", err)
-		writeError(w, errRevocationDown)
+		writeError(w, errRevocationNotConfirmed)
 		return
 	}
 	if !first {
@@ -279,10 +281,10 @@ func (h *handler) serveUsers(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 	case errors.Is(err, authn.ErrInvalidUsername):
-		writeError(w, errInvalidUsername)
+		writeError(w, withPolicyReason(errInvalidUsername, err))
 		return
 	case errors.Is(err, authn.ErrWeakPassword):
-		writeError(w, errWeakPassword)
+		writeError(w, withPolicyReason(errWeakPassword, err))
 		return
 	case errors.Is(err, authn.ErrUserExists):
 		writeError(w, errUserExists)

@@ -355,18 +355,21 @@ func TestUsersRoute(t *testing.T) {
 			o.Auth = authn.NewAuthenticator(users, authn.AuthenticatorOptions{Hash: authn.HashOptions{BcryptCost: 4}})
 		}})
 		tests := []struct {
-			name   string
-			hdr    http.Header
-			body   string
-			status int
-			code   string
+			name    string
+			hdr     http.Header
+			body    string
+			status  int
+			code    string
+			message string // what the client is told, when it says which rule failed
 		}{
-			{"created", jsonHeader(), body("newbie", "a long enough password"), 201, ""},
-			{"email alias, form", formHeader(), "email=other%40example.com&password=another+long+password", 201, ""},
-			{"exists", jsonHeader(), body("newbie", "a long enough password"), 409, "user_exists"},
-			{"weak", jsonHeader(), body("shorty", "short"), 400, "weak_password"},
-			{"invalid name", jsonHeader(), body("bad name", "a long enough password"), 400, "invalid_username"},
-			{"malformed", jsonHeader(), `{"username":"x"}`, 400, "malformed_request"},
+			{"created", jsonHeader(), body("newbie", "a long enough password"), 201, "", ""},
+			{"email alias, form", formHeader(), "email=other%40example.com&password=another+long+password", 201, "", ""},
+			{"exists", jsonHeader(), body("newbie", "a long enough password"), 409, "user_exists", ""},
+			{"weak", jsonHeader(), body("shorty", "short"), 400, "weak_password", "password must have at least 10 characters"},
+			{"equal to the name", jsonHeader(), body("longusername", "LongUserName"), 400, "weak_password", "password must differ from the username"},
+			{"over bcrypt's 72 bytes", jsonHeader(), body("longpass", strings.Repeat("p", 73)), 400, "weak_password", "password must be at most 72 bytes (bcrypt ignores the rest)"},
+			{"invalid name", jsonHeader(), body("bad name", "a long enough password"), 400, "invalid_username", ""},
+			{"malformed", jsonHeader(), `{"username":"x"}`, 400, "malformed_request", ""},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -377,6 +380,9 @@ func TestUsersRoute(t *testing.T) {
 				if tt.status != 201 {
 					if res.apiErr().Code != tt.code {
 						t.Errorf("error %q, want %q", res.apiErr().Code, tt.code)
+					}
+					if tt.message != "" && res.apiErr().Message != tt.message {
+						t.Errorf("message %q, want %q", res.apiErr().Message, tt.message)
 					}
 					if strings.Contains(res.body, "short\"") || strings.Contains(res.body, "long enough") {
 						t.Error("the answer echoes the password")

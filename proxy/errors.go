@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
+	"tokengate/authn"
 )
 
 // apiError is what a client sees: a stable snake_case code and a short fixed
@@ -30,16 +32,29 @@ var (
 	errForbidden        = apiError{http.StatusForbidden, "forbidden", "the identity header names another user than the token"}
 	errNotFound         = apiError{http.StatusNotFound, "not_found", "not found"}
 	errRevocationDown   = apiError{http.StatusServiceUnavailable, "revocation_unavailable", "the revocation store is unavailable; retry later"}
-	errServiceDown      = apiError{http.StatusServiceUnavailable, "service_unavailable", "the user store is unavailable; retry later"}
-	errInternal         = apiError{http.StatusInternalServerError, "internal_error", "internal error"}
-	errInvalidUsername  = apiError{http.StatusBadRequest, "invalid_username", "the username is not acceptable"}
-	errWeakPassword     = apiError{http.StatusBadRequest, "weak_password", "the password does not meet the password policy"}
-	errUserExists       = apiError{http.StatusConflict, "user_exists", "a user with that name already exists"}
-	errRegistrationRO   = apiError{http.StatusNotImplemented, "registration_unsupported", "the user store cannot create users"}
-	errUpstreamTimeout  = apiError{http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time"}
-	errUpstreamDown     = apiError{http.StatusBadGateway, "upstream_unavailable", "the upstream is unavailable"}
-	errMethodNotAllowed = apiError{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed"}
+	// A failed logout may have reached the store (a lost reply, too few
+	// replicas acknowledged in time): it is unconfirmed, not undone.
+	errRevocationNotConfirmed = apiError{http.StatusServiceUnavailable, "revocation_unavailable", "the revocation was not confirmed by the store (it may or may not have been stored); retry"}
+	errServiceDown            = apiError{http.StatusServiceUnavailable, "service_unavailable", "the user store is unavailable; retry later"}
+	errInternal               = apiError{http.StatusInternalServerError, "internal_error", "internal error"}
+	errInvalidUsername        = apiError{http.StatusBadRequest, "invalid_username", "the username is not acceptable"}
+	errWeakPassword           = apiError{http.StatusBadRequest, "weak_password", "the password does not meet the password policy"}
+	errUserExists             = apiError{http.StatusConflict, "user_exists", "a user with that name already exists"}
+	errRegistrationRO         = apiError{http.StatusNotImplemented, "registration_unsupported", "the user store cannot create users"}
+	errUpstreamTimeout        = apiError{http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time"}
+	errUpstreamDown           = apiError{http.StatusBadGateway, "upstream_unavailable", "the upstream is unavailable"}
+	errMethodNotAllowed       = apiError{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed"}
 )
+
+// withPolicyReason tells the client which name or password rule failed
+// (authn.PolicyError's Reason never contains the password).
+func withPolicyReason(e apiError, err error) apiError {
+	var pe *authn.PolicyError
+	if errors.As(err, &pe) && pe.Reason != "" {
+		e.Message = pe.Reason
+	}
+	return e
+}
 
 // writeError sends e as JSON. Content-Length is set so HEAD answers carry
 // the same headers as GET.

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"tokengate/internal/accesslog"
 )
 
 // handler is the public handler New returns.
@@ -33,6 +35,7 @@ type handler struct {
 	revocation        Revoker
 	allowOnStoreError bool
 	logger            *slog.Logger
+	accessLog         *accesslog.Logger // nil: access lines go through logger
 	metrics           *metrics
 	now               func() time.Time
 	browser           browser
@@ -80,6 +83,7 @@ func New(opts Options) (http.Handler, error) {
 		revocation:        opts.Revocation,
 		allowOnStoreError: opts.AllowOnStoreError,
 		logger:            opts.Logger,
+		accessLog:         opts.AccessLog,
 		metrics:           m,
 		now:               opts.Now,
 		browser:           newBrowser(opts.Routes, opts.Browser),
@@ -259,25 +263,7 @@ func (h *handler) finish(r *http.Request, st *requestState, start time.Time, pan
 	if !h.logger.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	// A fixed array: the attributes stay on the stack (LogAttrs copies them
-	// into the record).
-	var buf [9]slog.Attr
-	attrs := append(buf[:0],
-		slog.String("request_id", st.id),
-		slog.String("route", route),
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path), // never the query string: it may hold secrets
-		slog.Int("status", status),
-		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
-		slog.Int64("bytes", st.bytes),
-	)
-	if st.authed {
-		attrs = append(attrs, slog.String("user_id", st.claims.Subject))
-	}
-	if st.upstreamDur > 0 {
-		attrs = append(attrs, slog.Float64("upstream_ms", float64(st.upstreamDur.Microseconds())/1000))
-	}
-	h.logger.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+	h.logAccess(r, st, route, status, start, elapsed)
 }
 
 // stripIdentity removes every client-sent spelling of the identity header,
@@ -363,7 +349,7 @@ func (h *handler) servePublic(w http.ResponseWriter, r *http.Request) {
 		if out.decision == "" {
 			out = h.checkToken(r.Context(), token, false)
 		}
-		h.metrics.decisions[out.decision].Inc()
+		h.countDecision(r, out.decision)
 		if out.allowed() && (src != sourceCookie || h.sameOrigin(r)) {
 			stateFrom(r.Context()).setClaims(out.claims)
 		}

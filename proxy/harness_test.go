@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"crypto"
 	"crypto/x509"
 	"encoding/base64"
@@ -21,6 +20,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"tokengate/internal/testkit"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -115,24 +115,6 @@ func (u *upstream) last(t *testing.T) seenRequest {
 	return s[len(s)-1]
 }
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 const (
 	marcoPassword = "correct horse battery staple"
 	alicePassword = "alice's own passphrase"
@@ -150,7 +132,7 @@ type env struct {
 	up      *upstream
 	srv     *httptest.Server
 	reg     *prometheus.Registry
-	logs    *syncBuffer
+	logs    *testkit.LogBuffer
 	opts    Options
 }
 
@@ -193,7 +175,7 @@ func newEnv(t testing.TB, cfgs ...envConfig) *env {
 		clock:   testclock.New(time.Date(2025, 3, 1, 12, 0, 0, 250_000_000, time.UTC)),
 		keyPath: filepath.Join(dir, "signing.key"),
 		reg:     prometheus.NewRegistry(),
-		logs:    &syncBuffer{},
+		logs:    &testkit.LogBuffer{},
 		up:      newUpstream(t),
 	}
 	key, err := authn.LoadOrCreateSigningKey(e.keyPath, cfg.algorithm)
@@ -252,18 +234,11 @@ func newEnv(t testing.TB, cfgs ...envConfig) *env {
 
 func writeUsersFile(t testing.TB, path string, users map[string][2]string) {
 	t.Helper()
-	var b strings.Builder
-	b.WriteString("users:\n")
+	var list []testkit.User
 	for name, u := range users {
-		hash, err := authn.HashPassword(u[1], authn.HashOptions{BcryptCost: 4})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "  - username: %s\n    id: %s\n    password_hash: %q\n", name, u[0], hash)
+		list = append(list, testkit.User{Name: name, ID: u[0], Password: u[1]})
 	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testkit.WriteUsersFile(t, path, list...)
 }
 
 // response is a fully read answer.
@@ -282,6 +257,12 @@ func (r response) apiErr() apiError {
 // do sends a request to tokengate. hdr keys are sent exactly as spelled.
 func (e *env) do(method, target string, hdr http.Header, body string) response {
 	e.t.Helper()
+	return e.request(e.srv.Client(), method, target, hdr, body)
+}
+
+// request sends a request with client and reads the whole answer.
+func (e *env) request(client *http.Client, method, target string, hdr http.Header, body string) response {
+	e.t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -293,7 +274,7 @@ func (e *env) do(method, target string, hdr http.Header, body string) response {
 	for k, vv := range hdr {
 		req.Header[k] = vv
 	}
-	res, err := e.srv.Client().Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}

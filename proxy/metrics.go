@@ -50,8 +50,10 @@ const (
 	upstreamUnavailable = "unavailable"
 )
 
-// durationBuckets suit a proxy: sub-millisecond overhead up to slow upstreams.
-var durationBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+// durationBuckets suit a proxy: sub-millisecond overhead up to slow
+// upstreams, as far as the default upstream_timeout (60s) so a request that
+// times out still lands in a finite bucket.
+var durationBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
 
 // metrics holds pre-resolved children so the hot path never formats a label
 // or looks up a label map. Without a Registerer the collectors still count

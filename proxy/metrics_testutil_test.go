@@ -199,7 +199,7 @@ func TestTestutilDurationBuckets(t *testing.T) {
 	e := newEnv(t)
 	// Before any request every route's histogram is there, empty, so the
 	// buckets themselves can be compared.
-	bounds := []string{"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"}
+	bounds := []string{"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "+Inf"}
 	var b strings.Builder
 	b.WriteString(helpDuration)
 	for _, r := range contractRoutes {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"tokengate/authn"
+	"tokengate/internal/accesslog"
 )
 
 // Verifier checks tokens (authn.Tokens).
@@ -112,7 +113,12 @@ type Options struct {
 	// (dangerous). Default false: deny with 503.
 	AllowOnStoreError bool
 
-	Logger     *slog.Logger          // default slog.Default()
+	Logger *slog.Logger // default slog.Default()
+	// AccessLog formats and writes the access lines (one per request, when
+	// Logger is enabled at INFO) without slog's per-line cost; give it an
+	// accesslog.Writer so no request waits on the output. Default nil: the
+	// lines go through Logger, same fields.
+	AccessLog  *accesslog.Logger
 	Registerer prometheus.Registerer // optional
 	Now        func() time.Time      // default time.Now
 }

@@ -63,6 +63,7 @@ type pageData struct {
 const (
 	msgBadCredentials = "The username or password is not correct."
 	msgMissingFields  = "Enter your username and password."
+	msgBadUsername    = "The username contains characters no account can have."
 	msgFormExpired    = "This form has expired or did not come from this site. Please try again."
 	msgCrossSite      = "This form did not come from this site."
 	msgUnavailable    = "Signing in is unavailable right now. Please try again in a moment."
@@ -123,13 +124,13 @@ func (h *handler) signInPage(w http.ResponseWriter, r *http.Request, status int,
 
 func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
 	if h.browser.crossOrigin.Check(r) != nil {
-		h.metrics.logins[loginMalformed].Inc()
+		h.countLogin(r, loginMalformed, "")
 		h.signInPage(w, r, http.StatusForbidden, "", "", msgCrossSite)
 		return
 	}
 	form, fail := h.readForm(w, r)
 	if fail != nil {
-		h.metrics.logins[loginMalformed].Inc()
+		h.countLogin(r, loginMalformed, "")
 		if fail.Status == http.StatusRequestEntityTooLarge {
 			writeError(w, *fail)
 			return
@@ -140,13 +141,14 @@ func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
 	rd := h.redirectTarget(form["rd"])
 	// Before the password: a forged form must not even count as an attempt.
 	if !h.browser.checkCSRF(r, csrfSignIn, form[csrfField]) {
-		h.metrics.logins[loginMalformed].Inc()
+		h.countLogin(r, loginMalformed, "")
 		h.signInPage(w, r, http.StatusForbidden, rd, "", msgFormExpired)
 		return
 	}
 	username, password := form["username"], form["password"]
+	stateFrom(r.Context()).login = username // for the access line
 	if username == "" || password == "" {
-		h.metrics.logins[loginMalformed].Inc()
+		h.countLogin(r, loginMalformed, "")
 		h.signInPage(w, r, http.StatusBadRequest, rd, username, msgMissingFields)
 		return
 	}
@@ -161,13 +163,14 @@ func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	token, claims, err := h.tokens.Issue(subject, user.Username)
 	if err != nil {
-		h.metrics.logins[loginError].Inc()
+		h.countLogin(r, loginError, "")
 		h.logError(r.Context(), "sign-in: issuing a token failed", err)
 		h.signInPage(w, r, http.StatusInternalServerError, rd, username, msgUnavailable)
 		return
 	}
-	h.metrics.logins[loginSuccess].Inc()
+	h.countLogin(r, loginSuccess, "")
 	stateFrom(r.Context()).setClaims(claims) // the access log names the user
+	h.browser.clearHostOnlyCookie(w)
 	http.SetCookie(w, h.browser.sessionCookieFor(token, h.now(), claims.ExpiresAt))
 	noStore(w)
 	w.Header().Set("Location", rd)
@@ -178,17 +181,22 @@ func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
 // refused login (same metrics, same Retry-After), as a page.
 func (h *handler) signInFailed(w http.ResponseWriter, r *http.Request, err error, rd, username string) {
 	switch {
+	case errors.Is(err, authn.ErrMalformedLoginName):
+		// A client error refused before any lookup, never a store error;
+		// the name is not echoed (it holds control characters).
+		h.countLogin(r, loginMalformed, "")
+		h.signInPage(w, r, http.StatusBadRequest, rd, "", msgBadUsername)
 	case errors.Is(err, authn.ErrInvalidCredentials):
-		h.metrics.logins[loginInvalidCredentials].Inc()
+		h.countLogin(r, loginInvalidCredentials, "")
 		h.signInPage(w, r, http.StatusUnauthorized, rd, username, msgBadCredentials)
 	case errors.Is(err, authn.ErrThrottled):
-		h.metrics.logins[loginThrottled].Inc()
+		h.countLogin(r, loginThrottled, "")
 		secs := retryAfterSeconds(err)
 		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 		h.signInPage(w, r, http.StatusTooManyRequests, rd, username,
 			"Too many failed attempts. Please wait "+strconv.FormatInt(secs, 10)+" seconds and try again.")
 	default:
-		h.metrics.logins[loginError].Inc()
+		h.countLogin(r, loginError, "")
 		h.logError(r.Context(), "sign-in: user store failed", err)
 		h.signInPage(w, r, http.StatusServiceUnavailable, rd, username, msgUnavailable)
 	}
@@ -277,7 +285,7 @@ func (h *handler) cookieClaims(r *http.Request) (authn.Claims, bool) {
 		return authn.Claims{}, false
 	}
 	out := h.checkToken(r.Context(), token, false)
-	h.metrics.decisions[out.decision].Inc()
+	h.countDecision(r, out.decision)
 	if !out.allowed() {
 		return authn.Claims{}, false
 	}
@@ -322,6 +330,7 @@ func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	h.browser.clearHostOnlyCookie(w)
 	h.browser.clearSessionCookie(w)
 	noStore(w)
 	w.Header().Set("Location", h.browser.signIn)

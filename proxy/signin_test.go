@@ -182,6 +182,12 @@ func TestSignInPost(t *testing.T) {
 		{"missing password", func(p page) (url.Values, []*http.Cookie) {
 			return url.Values{"username": {"marco"}, "csrf": {p.csrf}}, []*http.Cookie{p.csrfCookie}
 		}, nil, result{status: 400, message: msgMissingFields}, loginMalformed},
+		{"NUL in the username", func(p page) (url.Values, []*http.Cookie) {
+			return url.Values{"username": {"marco\x00"}, "password": {marcoPassword}, "csrf": {p.csrf}}, []*http.Cookie{p.csrfCookie}
+		}, nil, result{status: 400, message: msgBadUsername}, loginMalformed},
+		{"invalid UTF-8 in the username", func(p page) (url.Values, []*http.Cookie) {
+			return url.Values{"username": {"mar\xffco"}, "password": {marcoPassword}, "csrf": {p.csrf}}, []*http.Cookie{p.csrfCookie}
+		}, nil, result{status: 400, message: msgBadUsername}, loginMalformed},
 		{"repeated field", func(p page) (url.Values, []*http.Cookie) {
 			return url.Values{"username": {"marco", "alice"}, "password": {marcoPassword}, "csrf": {p.csrf}}, []*http.Cookie{p.csrfCookie}
 		}, nil, result{status: 400, message: msgMissingFields}, loginMalformed},
@@ -249,12 +255,26 @@ func TestSessionCookieAttributes(t *testing.T) {
 		t.Errorf("CSRF cookie %+v: want sso_csrf, not Secure (no __Host- without Secure)", p.csrfCookie)
 	}
 	res := e.postForm(signInPath, url.Values{"username": {"marco"}, "password": {marcoPassword}, "csrf": {p.csrf}}, nil, p.csrfCookie)
-	c := cookieNamed(res.Cookies(), "sso")
+	var c *http.Cookie
+	for _, sc := range res.Cookies() {
+		if sc.Name == "sso" && sc.Value != "" {
+			c = sc
+		}
+	}
 	if res.StatusCode != http.StatusSeeOther || c == nil {
 		t.Fatalf("%d %v", res.StatusCode, res.Header["Set-Cookie"])
 	}
 	if c.Secure || c.Domain != "example.test" || !c.HttpOnly || c.MaxAge != 3600 {
 		t.Errorf("cookie %+v: want not Secure, Domain=example.test, HttpOnly, Max-Age=3600", c)
+	}
+	// A host-only cookie from before cookie_domain was set is dropped, or
+	// the browser would send two and never be signed in again.
+	var hostOnlyCleared bool
+	for _, c := range res.Cookies() {
+		hostOnlyCleared = hostOnlyCleared || (c.Name == "sso" && c.Domain == "" && c.MaxAge < 0)
+	}
+	if !hostOnlyCleared {
+		t.Errorf("no host-only cookie cleared: %v", res.Header["Set-Cookie"])
 	}
 	raw := strings.Join(res.Header["Set-Cookie"], "\n")
 	if strings.Contains(raw, "Secure") {

@@ -130,7 +130,7 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 	if out.decision == "" {
 		out = h.checkToken(r.Context(), token, false)
 	}
-	h.metrics.decisions[out.decision].Inc()
+	h.countDecision(r, out.decision)
 
 	switch {
 	case out.allowed() && (src != sourceCookie || h.sameOrigin(orig)):

@@ -39,7 +39,10 @@ type Event struct {
 // Notifier is a store that announces revocations (RedisStore). Notifications
 // runs until ctx is done: it calls onEvent for every announced revocation and
 // onReset each time the subscription is (re)established, since events may
-// have been lost while it was down.
+// have been lost while it was down. An event only makes the Checker ask the
+// store again about that token or user; it is never taken as a verdict the
+// store has not confirmed (a message on a shared channel, or a forged one,
+// cannot refuse a valid token).
 type Notifier interface {
 	Notifications(ctx context.Context, onEvent func(Event), onReset func())
 }
@@ -84,6 +87,9 @@ type cacheEntry struct {
 	hasCutoff bool  // user entries
 	cutoff    int64 // user entries: unix ns
 	checked   int64 // unix ns when this was last true; trusted for MaxStaleness
+	// invalidated: unix ns of the last event about this id; a store answer
+	// fetched before it may predate the revocation and is not trusted.
+	invalidated int64
 }
 
 // Checker answers revocation questions through an LRU cache.
@@ -360,10 +366,14 @@ func (c *Checker) mergeToken(jti string, checked int64, revoked bool) {
 	key := cacheKey{kindToken, jti}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.cache.Peek(key); ok && old.revoked {
+	old, ok := c.cache.Peek(key)
+	if ok && old.revoked {
 		return
 	}
-	c.cache.Add(key, cacheEntry{revoked: revoked, checked: checked})
+	if ok && !revoked && old.invalidated >= checked {
+		return // fetched before an event about it: stays stale, re-asked next time
+	}
+	c.cache.Add(key, cacheEntry{revoked: revoked, checked: checked, invalidated: old.invalidated})
 }
 
 // mergeUser records what is known about a user's cutoff; it never moves back.
@@ -376,20 +386,39 @@ func (c *Checker) mergeUser(userID string, checked int64, hasCutoff bool, cutoff
 		if old.hasCutoff && (!e.hasCutoff || old.cutoff > e.cutoff) {
 			e.hasCutoff, e.cutoff = true, old.cutoff
 		}
-		e.checked = max(e.checked, old.checked)
+		e.invalidated = old.invalidated
+		if old.invalidated >= checked {
+			e.checked = old.checked // fetched before an event about it: stays stale
+		} else {
+			e.checked = max(e.checked, old.checked)
+		}
 	}
 	c.cache.Add(key, e)
 }
 
-// apply takes an announced revocation into the cache.
+// apply takes an announced revocation as a reason to ask the store again:
+// the id's cached answer becomes stale (a known revocation or cutoff stays),
+// and a store answer already on its way is not cached. The event's own claim
+// is never cached: only the store's answer counts.
 func (c *Checker) apply(ev Event) {
-	now := c.now().UnixNano()
+	var key cacheKey
 	switch ev.Kind {
 	case EventToken:
-		c.mergeToken(ev.ID, now, true)
+		key = cacheKey{kindToken, ev.ID}
 	case EventUser:
-		c.mergeUser(ev.ID, now, true, ev.Time.UnixNano())
+		key = cacheKey{kindUser, ev.ID}
+	default:
+		return
 	}
+	now := c.now().UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, _ := c.cache.Peek(key)
+	if e.revoked {
+		return
+	}
+	e.checked, e.invalidated = math.MinInt64, now
+	c.cache.Add(key, e)
 }
 
 // reset runs when the subscription is (re)established: events may have been

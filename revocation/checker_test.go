@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -220,9 +221,18 @@ func TestCheckerResetDropsLiveAnswersKeepsRevocations(t *testing.T) {
 		t.Error("cached \"not revoked\" answer survived a reset")
 	}
 	_ = store.Close()
-	c2 := newChecker(t, NewMemoryStore(clock.Now), CheckerOptions{Now: clock.Now})
-	c2.apply(Event{Kind: EventToken, ID: "dead", Time: clock.Now().Add(time.Hour)})
-	c2.apply(Event{Kind: EventUser, ID: "gone", Time: iat})
+
+	// What this replica had confirmed stays known when the store comes back empty.
+	sw := &swapStore{}
+	sw.Store(NewMemoryStore(clock.Now))
+	c2 := newChecker(t, sw, CheckerOptions{Now: clock.Now, MaxStaleness: time.Hour})
+	if err := c2.RevokeToken(ctx, "dead", clock.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.RevokeUser(ctx, "gone", iat); err != nil {
+		t.Fatal(err)
+	}
+	sw.Store(NewMemoryStore(clock.Now)) // restarted empty
 	c2.reset()
 	if !mustRevoked(t, c2, "dead", "x", iat) || !mustRevoked(t, c2, "y", "gone", iat) {
 		t.Error("revocations known before a reset were forgotten")
@@ -232,16 +242,74 @@ func TestCheckerResetDropsLiveAnswersKeepsRevocations(t *testing.T) {
 	}
 }
 
-func TestCheckerEventsOnlyRevokeMore(t *testing.T) {
+// swapStore delegates to a MemoryStore that a test can replace (a store
+// that restarts empty).
+type swapStore struct{ atomic.Pointer[MemoryStore] }
+
+func (s *swapStore) RevokeToken(ctx context.Context, jti string, exp time.Time) error {
+	return s.Load().RevokeToken(ctx, jti, exp)
+}
+func (s *swapStore) RevokeUser(ctx context.Context, id string, cutoff, until time.Time) error {
+	return s.Load().RevokeUser(ctx, id, cutoff, until)
+}
+func (s *swapStore) Status(ctx context.Context, jti, id string) (Status, error) {
+	return s.Load().Status(ctx, jti, id)
+}
+func (s *swapStore) RevokeTokenOnce(ctx context.Context, jti string, exp time.Time) (bool, error) {
+	return s.Load().RevokeTokenOnce(ctx, jti, exp)
+}
+func (s *swapStore) NoteLifetime(ctx context.Context, d time.Duration) (time.Duration, error) {
+	return s.Load().NoteLifetime(ctx, d)
+}
+func (s *swapStore) Close() error { return nil }
+
+// An event (a pub/sub message) makes the Checker ask the store again; it is
+// never a verdict of its own (issue 14: a message on a shared channel
+// refused valid tokens of another deployment).
+func TestCheckerEventsAreHintsNotVerdicts(t *testing.T) {
+	ctx := context.Background()
 	clock := newFakeClock()
-	c := newChecker(t, NewMemoryStore(clock.Now), CheckerOptions{Now: clock.Now, MaxStaleness: time.Hour})
+	store := NewMemoryStore(clock.Now)
+	c := newChecker(t, store, CheckerOptions{Now: clock.Now, MaxStaleness: time.Hour})
 	t0 := clock.Now()
+	if mustRevoked(t, c, "j", "u", t0) {
+		t.Fatal("revoked before anything happened")
+	}
 	c.apply(Event{Kind: EventUser, ID: "u", Time: t0})
-	c.apply(Event{Kind: EventUser, ID: "u", Time: t0.Add(-time.Hour)}) // late, older message
+	c.apply(Event{Kind: EventToken, ID: "j", Time: t0.Add(time.Hour)})
+	if mustRevoked(t, c, "j", "u", t0) || mustRevoked(t, c, "j2", "u", t0) {
+		t.Fatal("an event the store does not confirm refused a valid token")
+	}
+
+	// Confirmed by the store: seen at once, although cached answers are
+	// trusted for an hour.
+	if err := store.RevokeUser(ctx, "u", t0, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	c.apply(Event{Kind: EventUser, ID: "u", Time: t0})
 	if !mustRevoked(t, c, "j", "u", t0) {
+		t.Fatal("a confirmed cutoff was not re-read after its event")
+	}
+	c.apply(Event{Kind: EventUser, ID: "u", Time: t0.Add(-time.Hour)}) // late, older message
+	if !mustRevoked(t, c, "j3", "u", t0) {
 		t.Fatal("an older cutoff moved the cached cutoff back")
 	}
-	// A store answer fetched before the event must not undo it.
+
+	// A store answer fetched before an event about the same id (the event
+	// overtook it) is not cached: the id is asked again.
+	mustRevoked(t, c, "m", "v", t0)
+	before, gen := clock.Now().UnixNano(), c.generation.Load()
+	clock.Advance(time.Millisecond)
+	if err := store.RevokeToken(ctx, "m", t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	c.apply(Event{Kind: EventToken, ID: "m", Time: t0.Add(time.Hour)})
+	c.remember(gen, before, "m", "v", Status{})
+	if !mustRevoked(t, c, "m", "v", t0) {
+		t.Fatal("a \"not revoked\" answer older than the event was cached")
+	}
+
+	// A revocation this replica confirmed is not undone by an older answer.
 	c.mergeToken("k", clock.Now().UnixNano(), true)
 	c.remember(c.generation.Load(), clock.Now().UnixNano(), "k", "v", Status{})
 	if !mustRevoked(t, c, "k", "v", t0) {

@@ -46,7 +46,7 @@ func redisTestOptions(t testing.TB) RedisOptions {
 		}
 	})
 	return RedisOptions{
-		URL: "redis://" + addr + "/0", KeyPrefix: prefix, Channel: prefix + "events",
+		URL: "redis://" + addr + "/0", Prefix: prefix,
 		Logger: slog.New(slog.DiscardHandler),
 	}
 }

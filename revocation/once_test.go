@@ -144,10 +144,11 @@ func TestStoreNoteLifetime(t *testing.T) {
 	})
 	t.Run("redis key has no expiry", func(t *testing.T) {
 		opts := redisTestOptions(t)
-		if _, err := newRedisStore(t, opts).NoteLifetime(ctx, time.Hour); err != nil {
+		s := newRedisStore(t, opts)
+		if _, err := s.NoteLifetime(ctx, time.Hour); err != nil {
 			t.Fatal(err)
 		}
-		ttl, err := rawRedis(t, opts).PTTL(ctx, opts.KeyPrefix+"longest_lifetime").Result()
+		ttl, err := rawRedis(t, opts).PTTL(ctx, s.prefix+"longest_lifetime").Result()
 		if err != nil || ttl != -1 {
 			t.Fatalf("PTTL of the longest lifetime key: %s, %v; want -1ms (no expiry)", ttl, err)
 		}
@@ -268,11 +269,12 @@ func TestCutoffOutlivesLoweredLifetimeRedis(t *testing.T) {
 	if err := long.NoteLifetime(ctx); err != nil {
 		t.Fatal(err)
 	}
-	short := newChecker(t, newRedisStore(t, opts), CheckerOptions{UserCutoffTTL: 2 * time.Second})
+	shortStore := newRedisStore(t, opts)
+	short := newChecker(t, shortStore, CheckerOptions{UserCutoffTTL: 2 * time.Second})
 	if err := short.RevokeUser(ctx, "u", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	ttl, err := rawRedis(t, opts).PTTL(ctx, opts.KeyPrefix+"user:u").Result()
+	ttl, err := rawRedis(t, opts).PTTL(ctx, shortStore.userKey("u")).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,11 +18,15 @@ import (
 
 // Defaults for RedisOptions.
 const (
-	DefaultRedisKeyPrefix   = "tokengate:"
-	DefaultRedisChannel     = "tokengate:revocations"
 	DefaultRedisTimeout     = 500 * time.Millisecond
 	DefaultRedisHealthCheck = 10 * time.Second
+	DefaultRedisClusterLoad = 5 * time.Second
 )
+
+// ErrNotConfirmed wraps ErrUnavailable: the revocation was sent but fewer
+// than RedisOptions.MinReplicas replicas acknowledged it in time. It may or
+// may not have been stored; it is not confirmed, so the caller answers 503.
+var ErrNotConfirmed = fmt.Errorf("%w: revocation not confirmed by enough replicas", ErrUnavailable)
 
 const (
 	redisResubscribeMinWait = 100 * time.Millisecond
@@ -30,7 +34,15 @@ const (
 	redisCutoffDigits       = 20 // fixed width so Lua compares cutoffs as strings exactly
 	redisEventToken         = "t"
 	redisEventUser          = "u"
+	redisChannelSuffix      = "revocations"
 )
+
+// DefaultRedisPrefix is the prefix of keys and channel when RedisOptions.Prefix
+// is empty: "tokengate:db<N>:" for database N. Redis pub/sub ignores the
+// database number, so the number must be in the channel's name: two
+// deployments on one server in different databases never hear each other.
+// Cluster and Sentinel addresses (RedisOptions.Addrs) use database 0.
+func DefaultRedisPrefix(db int) string { return "tokengate:db" + strconv.Itoa(db) + ":" }
 
 // RedisOptions configure a RedisStore. Zero values get the documented defaults.
 type RedisOptions struct {
@@ -48,8 +60,10 @@ type RedisOptions struct {
 	// TLS enables TLS for Addrs (the URL's scheme decides for URL).
 	TLS *tls.Config
 
-	KeyPrefix string // default "tokengate:"
-	Channel   string // pub/sub channel for revocation events; default "tokengate:revocations"
+	// Prefix starts every key and the pub/sub channel (<Prefix>revocations).
+	// Deployments that share a Redis server must not share a prefix unless
+	// they mean to share revocations. Default DefaultRedisPrefix(db).
+	Prefix string
 
 	// DialTimeout, ReadTimeout (also used for writes) are small so a dead
 	// Redis fails fast; default 500ms each. A command is retried once, a
@@ -59,6 +73,18 @@ type RedisOptions struct {
 	// HealthCheckInterval: an idle subscription is pinged this often and
 	// declared lost when the PING goes unanswered as long again; default 10s.
 	HealthCheckInterval time.Duration
+	// ClusterReloadInterval: in Cluster mode, the slot map is re-read at
+	// least this often (and at once after any failed command or lost
+	// subscription); default 5s.
+	ClusterReloadInterval time.Duration
+
+	// MinReplicas > 0: a revocation succeeds only after WAIT, sent on the
+	// connection that wrote it, reports that many replicas have it within
+	// WaitTimeout; otherwise it fails with ErrNotConfirmed. Default 0.
+	MinReplicas int
+	// WaitTimeout bounds that WAIT; default and upper bound: 60% of
+	// ReadTimeout, so WAIT answers before the read deadline.
+	WaitTimeout time.Duration
 
 	Now    func() time.Time // default time.Now
 	Logger *slog.Logger     // default slog.Default()
@@ -68,14 +94,18 @@ type RedisOptions struct {
 //
 //	<prefix>jti:<jti>   exp (unix ns), PX = time left until exp
 //	<prefix>user:<id>   cutoff (unix ns, 20 digits), PX = time left until `until`
-//	<prefix>longest_lifetime  longest token lifetime noted (ms), no TTL
+//	<prefix>longest_lifetime  longest token lifetime noted (ms); no TTL, unlike every other key
 //
-// Every key but longest_lifetime has a TTL. Each successful revocation is published on Channel
-// ("t:<exp ns>:<jti>" or "u:<cutoff ns>:<user id>") so that other replicas
-// update their caches (see Notifications). Durability is Redis's own
-// (appendonly/appendfsync, replication).
+// Every key but longest_lifetime has a TTL. Each successful revocation is
+// published on <prefix>revocations ("t:<exp ns>:<jti>" or "u:<cutoff
+// ns>:<user id>") so that other replicas re-check it (see Notifications): a
+// message is a hint, the keys are the truth. Durability is Redis's own
+// (appendonly/appendfsync, replication, and MinReplicas).
 type RedisStore struct {
 	client      redis.UniversalClient
+	cluster     *redis.ClusterClient // nil unless Cluster mode
+	minReplicas int
+	waitTimeout time.Duration
 	prefix      string
 	channel     string
 	healthCheck time.Duration
@@ -93,12 +123,14 @@ var (
 )
 
 // revokeUserScript moves the cutoff forward only, atomically (two replicas
-// may race), keeps the key until the later of the two expiries, and
-// announces only a cutoff that moved.
+// may race), keeps the key until the later of the two expiries, and returns
+// 1 when the cutoff moved (only then is it announced). The announcement is
+// sent by the caller, not the script: in a Cluster the channel's slot is
+// not the key's.
 //
 // KEYS[1] user key; ARGV[1] cutoff (fixed width, so string order is number
 // order: Lua numbers are doubles and would round nanoseconds); ARGV[2] TTL
-// in ms; ARGV[3] channel; ARGV[4] message.
+// in ms.
 var revokeUserScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur and #cur == #ARGV[1] and cur >= ARGV[1] then
@@ -108,7 +140,6 @@ if cur and #cur == #ARGV[1] and cur >= ARGV[1] then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 `)
 
@@ -133,12 +164,6 @@ return d
 // NewRedisStore builds the client; it does not contact Redis (see Ping), so
 // a replica can start while Redis is down and become ready later.
 func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
-	if opts.KeyPrefix == "" {
-		opts.KeyPrefix = DefaultRedisKeyPrefix
-	}
-	if opts.Channel == "" {
-		opts.Channel = DefaultRedisChannel
-	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = DefaultRedisTimeout
 	}
@@ -148,6 +173,15 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 	if opts.HealthCheckInterval <= 0 {
 		opts.HealthCheckInterval = DefaultRedisHealthCheck
 	}
+	if opts.ClusterReloadInterval <= 0 {
+		opts.ClusterReloadInterval = DefaultRedisClusterLoad
+	}
+	if opts.MinReplicas < 0 {
+		return nil, errors.New("revocation: redis MinReplicas must not be negative")
+	}
+	if maxWait := opts.ReadTimeout * 6 / 10; opts.WaitTimeout <= 0 || opts.WaitTimeout > maxWait {
+		opts.WaitTimeout = maxWait
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -156,7 +190,26 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 	}
 
 	var client redis.UniversalClient
+	var cluster *redis.ClusterClient
+	db := 0
 	switch {
+	case len(opts.Addrs) > 1 && opts.MasterName == "":
+		// Built here rather than by NewUniversalClient, which cannot set
+		// the slot map's reload interval (60s by default: a promoted
+		// replica would go unused that long).
+		cluster = redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:                      opts.Addrs,
+			Password:                   opts.Password,
+			TLSConfig:                  opts.TLS,
+			DialTimeout:                opts.DialTimeout,
+			ReadTimeout:                opts.ReadTimeout,
+			WriteTimeout:               opts.ReadTimeout,
+			MaxRetries:                 1,
+			DialerRetries:              1,
+			ContextTimeoutEnabled:      true,
+			ClusterStateReloadInterval: opts.ClusterReloadInterval,
+		})
+		client = cluster
 	case len(opts.Addrs) > 0:
 		client = redis.NewUniversalClient(&redis.UniversalOptions{
 			Addrs:                 opts.Addrs,
@@ -185,15 +238,22 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = opts.DialTimeout, opts.ReadTimeout, opts.ReadTimeout
 		o.MaxRetries, o.DialerRetries = 1, 1
 		o.ContextTimeoutEnabled = true
+		db = o.DB
 		client = redis.NewClient(o)
 	default:
 		return nil, errors.New("revocation: redis needs a URL or addresses")
 	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultRedisPrefix(db)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &RedisStore{
 		client:      client,
-		prefix:      opts.KeyPrefix,
-		channel:     opts.Channel,
+		cluster:     cluster,
+		minReplicas: opts.MinReplicas,
+		waitTimeout: opts.WaitTimeout,
+		prefix:      opts.Prefix,
+		channel:     opts.Prefix + redisChannelSuffix,
 		healthCheck: opts.HealthCheckInterval,
 		now:         opts.Now,
 		log:         opts.Logger,
@@ -213,12 +273,15 @@ func (s *RedisStore) RevokeToken(ctx context.Context, jti string, exp time.Time)
 		return nil
 	}
 	e := strconv.FormatInt(exp.UnixNano(), 10)
-	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.tokenKey(jti), e, roundUpMillis(ttl))
-		p.Publish(ctx, s.channel, redisEventToken+":"+e+":"+jti)
+	key := s.tokenKey(jti)
+	err := s.write(ctx, key, func(p redis.Pipeliner) error {
+		p.Set(ctx, key, e, roundUpMillis(ttl))
 		return nil
 	})
-	return s.unavailable(err)
+	if err != nil {
+		return err
+	}
+	return s.publish(ctx, redisEventToken+":"+e+":"+jti)
 }
 
 // RevokeTokenOnce sets <prefix>jti:<jti> only if it is absent (SET NX PX:
@@ -233,12 +296,20 @@ func (s *RedisStore) RevokeTokenOnce(ctx context.Context, jti string, exp time.T
 		return false, nil
 	}
 	e := strconv.FormatInt(exp.UnixNano(), 10)
-	set, err := s.client.SetNX(ctx, s.tokenKey(jti), e, roundUpMillis(ttl)).Result()
-	if err != nil || !set {
-		return false, s.unavailable(err)
+	key := s.tokenKey(jti)
+	var set *redis.BoolCmd
+	err := s.write(ctx, key, func(p redis.Pipeliner) error {
+		set = p.SetNX(ctx, key, e, roundUpMillis(ttl))
+		return nil
+	})
+	if err != nil {
+		return false, err
 	}
-	if err := s.client.Publish(ctx, s.channel, redisEventToken+":"+e+":"+jti).Err(); err != nil {
-		return false, s.unavailable(err)
+	if !set.Val() {
+		return false, nil
+	}
+	if err := s.publish(ctx, redisEventToken+":"+e+":"+jti); err != nil {
+		return false, err
 	}
 	return true, nil
 }
@@ -269,10 +340,73 @@ func (s *RedisStore) RevokeUser(ctx context.Context, userID string, cutoff, unti
 		return nil
 	}
 	value := fmt.Sprintf("%0*d", redisCutoffDigits, c)
-	msg := redisEventUser + ":" + value + ":" + userID
-	err := revokeUserScript.Run(ctx, s.client, []string{s.userKey(userID)},
-		value, roundUpMillis(ttl).Milliseconds(), s.channel, msg).Err()
-	return s.unavailable(err)
+	key := s.userKey(userID)
+	args := []any{value, roundUpMillis(ttl).Milliseconds()}
+	var moved *redis.Cmd
+	err := s.write(ctx, key, func(p redis.Pipeliner) error {
+		moved = revokeUserScript.EvalSha(ctx, p, []string{key}, args...)
+		return nil
+	})
+	if err != nil && redis.HasErrorPrefix(moved.Err(), "NOSCRIPT") {
+		err = s.write(ctx, key, func(p redis.Pipeliner) error {
+			moved = revokeUserScript.Eval(ctx, p, []string{key}, args...)
+			return nil
+		})
+	}
+	if err != nil {
+		return err
+	}
+	if n, _ := moved.Int(); n == 0 {
+		return nil
+	}
+	return s.publish(ctx, redisEventUser+":"+value+":"+userID)
+}
+
+// write runs the commands fill queues (all about key) in one pipeline.
+// With MinReplicas, the pipeline ends with WAIT and runs on one connection
+// to the primary holding key (a WAIT on any other connection, or another
+// node, would answer at once: a false confirmation); fewer acknowledgements
+// than MinReplicas within WaitTimeout is ErrNotConfirmed.
+func (s *RedisStore) write(ctx context.Context, key string, fill func(redis.Pipeliner) error) error {
+	if s.minReplicas == 0 {
+		_, err := s.client.Pipelined(ctx, fill)
+		return s.unavailable(err)
+	}
+	var conn redis.Cmdable = s.client
+	if s.cluster != nil {
+		node, err := s.cluster.MasterForKey(ctx, key)
+		if err != nil {
+			return s.unavailable(err)
+		}
+		conn = node
+	}
+	var acked *redis.Cmd
+	_, err := conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if err := fill(p); err != nil {
+			return err
+		}
+		// WAIT through Do: Pipeliner has no Wait; the pipeline's read
+		// deadline (ReadTimeout) outlasts WaitTimeout.
+		acked = p.Do(ctx, "WAIT", s.minReplicas, s.waitTimeout.Milliseconds())
+		return nil
+	})
+	if err != nil {
+		return s.unavailable(err)
+	}
+	if n, err := acked.Int64(); err != nil || n < int64(s.minReplicas) {
+		return fmt.Errorf("%w: %d of %d replicas acknowledged within %s", ErrNotConfirmed, n, s.minReplicas, s.waitTimeout)
+	}
+	return nil
+}
+
+// publish announces a revocation: SPUBLISH (sharded pub/sub, served by the
+// channel's own shard) in a Cluster, PUBLISH otherwise. A failed announcement
+// fails the revocation (not confirmed), although the write may have landed.
+func (s *RedisStore) publish(ctx context.Context, msg string) error {
+	if s.cluster != nil {
+		return s.unavailable(s.cluster.SPublish(ctx, s.channel, msg).Err())
+	}
+	return s.unavailable(s.client.Publish(ctx, s.channel, msg).Err())
 }
 
 // Status asks both questions in one round trip: a pipeline of two GETs
@@ -311,6 +445,9 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 	return s.unavailable(s.client.Ping(ctx).Err())
 }
 
+// Prefix is the prefix of this store's keys and channel.
+func (s *RedisStore) Prefix() string { return s.prefix }
+
 // Subscribed reports whether a Notifications subscription is established.
 func (s *RedisStore) Subscribed() bool { return s.subscribed.Load() }
 
@@ -345,6 +482,9 @@ func (s *RedisStore) Notifications(ctx context.Context, onEvent func(Event), onR
 			s.log.Warn("revocation notifications lost; resubscribing", "channel", s.channel, "err", err)
 			down = true
 		}
+		if s.cluster != nil {
+			s.cluster.ReloadState(ctx) // the channel's shard may have a new primary
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -359,7 +499,12 @@ func (s *RedisStore) Notifications(ctx context.Context, onEvent func(Event), onR
 // subscribeOnce runs one subscription until it fails; established says
 // whether it ever got Redis's confirmation.
 func (s *RedisStore) subscribeOnce(ctx context.Context, onEvent func(Event), onReset func()) (established bool, err error) {
-	ps := s.client.Subscribe(ctx, s.channel)
+	var ps *redis.PubSub
+	if s.cluster != nil {
+		ps = s.cluster.SSubscribe(ctx, s.channel)
+	} else {
+		ps = s.client.Subscribe(ctx, s.channel)
+	}
 	defer ps.Close()
 	// Receive does not watch ctx; closing the PubSub unblocks it.
 	defer context.AfterFunc(ctx, func() { _ = ps.Close() })()
@@ -383,7 +528,12 @@ func (s *RedisStore) subscribeOnce(ctx context.Context, onEvent func(Event), onR
 		awaitingPong = false
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" && !established {
+			if m.Kind == "unsubscribe" || m.Kind == "sunsubscribe" {
+				// The server dropped us: the channel's slot moved to
+				// another node (Cluster), or the connection was reset.
+				return established, errors.New("subscription dropped by the server")
+			}
+			if (m.Kind == "subscribe" || m.Kind == "ssubscribe") && !established {
 				established = true
 				s.log.Info("revocation notifications subscribed", "channel", s.channel)
 				onReset()
@@ -403,9 +553,17 @@ func (s *RedisStore) subscribeOnce(ctx context.Context, onEvent func(Event), onR
 func (s *RedisStore) tokenKey(jti string) string   { return s.prefix + "jti:" + jti }
 func (s *RedisStore) userKey(userID string) string { return s.prefix + "user:" + userID }
 
+// unavailable wraps a failure in ErrUnavailable. In a Cluster any failure
+// (a dead node, MOVED, CLUSTERDOWN, a timeout) also asks for a fresh slot
+// map at once, so a promoted replica is used within moments rather than at
+// the next periodic reload (the client library alone keeps sending to a
+// dead primary until then).
 func (s *RedisStore) unavailable(err error) error {
 	if err == nil {
 		return nil
+	}
+	if s.cluster != nil && !errors.Is(err, redis.Nil) {
+		s.cluster.ReloadState(context.Background())
 	}
 	return fmt.Errorf("%w: redis: %w", ErrUnavailable, err)
 }

@@ -3,6 +3,9 @@ package revocation
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -31,14 +34,14 @@ func TestRedisEveryKeyHasTTL(t *testing.T) {
 	}
 	raw := rawRedis(t, opts)
 	ttls := map[string]time.Duration{}
-	iter := raw.Scan(ctx, 0, opts.KeyPrefix+"*", 100).Iterator()
+	iter := raw.Scan(ctx, 0, opts.Prefix+"*", 100).Iterator()
 	for iter.Next(ctx) {
 		ttls[iter.Val()] = raw.PTTL(ctx, iter.Val()).Val()
 	}
 	want := map[string]time.Duration{
-		opts.KeyPrefix + "jti:j1":  time.Hour,
-		opts.KeyPrefix + "user:u1": 2 * time.Hour,
-		opts.KeyPrefix + "user:u2": time.Minute,
+		opts.Prefix + "jti:j1":  time.Hour,
+		opts.Prefix + "user:u1": 2 * time.Hour,
+		opts.Prefix + "user:u2": time.Minute,
 	}
 	if len(ttls) != len(want) {
 		t.Fatalf("keys %v, want %v", ttls, want)
@@ -182,7 +185,7 @@ func TestRedisLostMessageBoundedByStaleness(t *testing.T) {
 	if mustRevoked(t, c, "j", "u", iat) {
 		t.Fatal("revoked before anything happened")
 	}
-	if err := rawRedis(t, opts).Set(ctx, opts.KeyPrefix+"jti:j", "1", time.Hour).Err(); err != nil {
+	if err := rawRedis(t, opts).Set(ctx, opts.Prefix+"jti:j", "1", time.Hour).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if mustRevoked(t, c, "j", "u", iat) {
@@ -236,7 +239,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	}
 	// Behind the Checker's back, without a message: only the reset on
 	// resubscription can make the Checker ask again within the hour.
-	if err := rawRedis(t, opts).Set(ctx, "tokengate:jti:live", "1", time.Hour).Err(); err != nil {
+	if err := rawRedis(t, opts).Set(ctx, store.Prefix()+"jti:live", "1", time.Hour).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if !mustRevoked(t, c, "live", "u", iat) {
@@ -289,5 +292,89 @@ func TestParseEvent(t *testing.T) {
 				t.Fatalf("parseEvent = %+v, %v; want %+v, %v", got, ok, tc.want, tc.ok)
 			}
 		})
+	}
+}
+
+// Two deployments share one Redis server in different databases with the
+// default prefix (issue 14): a logout-all and a logout in one never refuse a
+// valid token in the other, and neither does a forged message on the other's
+// own channel, since a message only makes a replica re-read the store.
+// MaxStaleness is an hour, so only a message can change a cached answer.
+func TestRedisDeploymentsOnOneServerAreIsolated(t *testing.T) {
+	ctx := context.Background()
+	addr := testsvc.RedisAddr(t)
+	suffix := strconv.FormatInt(time.Now().UnixNano(), 10)
+	user, jti := "alice-"+suffix, "jti-"+suffix
+	deployment := func(db int) (*RedisStore, *Checker, *Checker) {
+		opts := RedisOptions{URL: fmt.Sprintf("redis://%s/%d", addr, db), Logger: slog.New(slog.DiscardHandler)}
+		raw := rawRedis(t, opts)
+		t.Cleanup(func() {
+			for _, k := range []string{"user:" + user, "jti:" + jti, "jti:m1-" + suffix, "jti:m2-" + suffix} {
+				raw.Del(context.Background(), DefaultRedisPrefix(db)+k)
+			}
+		})
+		s := newRedisStore(t, opts)
+		c1 := newChecker(t, s, CheckerOptions{MaxStaleness: time.Hour})
+		c2 := newChecker(t, newRedisStore(t, opts), CheckerOptions{MaxStaleness: time.Hour})
+		for _, c := range []*Checker{c1, c2} {
+			eventually(t, 5*time.Second, "subscribed", func() bool { return c.Ready(ctx) == nil })
+		}
+		return s, c1, c2
+	}
+	storeA, a, _ := deployment(14)
+	storeB, b, b2 := deployment(15)
+	if storeA.Prefix() != "tokengate:db14:" || storeB.Prefix() != "tokengate:db15:" {
+		t.Fatalf("default prefixes %q, %q", storeA.Prefix(), storeB.Prefix())
+	}
+	iat := time.Now().Add(-time.Second)
+	exp := time.Now().Add(time.Hour)
+	// seenBy waits until b learns of a revocation made through b2, which
+	// was published after every earlier message on b's channel.
+	seenBy := func(marker string) {
+		t.Helper()
+		if mustRevoked(t, b, marker, "marker", iat) {
+			t.Fatalf("%s revoked before anything happened", marker)
+		}
+		if err := b2.RevokeToken(ctx, marker, exp); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "b sees its own deployment's revocation", func() bool {
+			return mustRevoked(t, b, marker, "marker", iat)
+		})
+	}
+	if mustRevoked(t, b, jti, user, iat) {
+		t.Fatal("revoked before anything happened")
+	}
+
+	if err := a.RevokeUser(ctx, user, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RevokeToken(ctx, jti, exp); err != nil {
+		t.Fatal(err)
+	}
+	if !mustRevoked(t, a, jti, user, iat) {
+		t.Fatal("deployment A does not refuse its own revoked token")
+	}
+	seenBy("m1-" + suffix)
+	misses := metricValue(t, b.m.miss)
+	if mustRevoked(t, b, jti, user, iat) {
+		t.Fatal("deployment B refuses a valid token after A's logout and logout_all")
+	}
+	if metricValue(t, b.m.miss) != misses {
+		t.Fatal("A's messages reached B (B re-asked its store): the channel is shared")
+	}
+
+	// A message on B's own channel that B's store does not confirm.
+	for _, msg := range []string{
+		redisEventUser + ":" + fmt.Sprintf("%0*d", redisCutoffDigits, time.Now().UnixNano()) + ":" + user,
+		redisEventToken + ":" + strconv.FormatInt(exp.UnixNano(), 10) + ":" + jti,
+	} {
+		if err := storeB.client.Publish(ctx, storeB.channel, msg).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seenBy("m2-" + suffix)
+	if mustRevoked(t, b, jti, user, iat) {
+		t.Fatal("an unconfirmed message refused a valid token")
 	}
 }

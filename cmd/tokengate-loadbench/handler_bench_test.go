@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"tokengate/authn"
+	"tokengate/internal/accesslog"
 	"tokengate/proxy"
 	"tokengate/revocation"
 )
@@ -25,7 +26,9 @@ import (
 // listener. The upstream's cost is in every ns/op. Like the load run, bare
 // receives the same Authorization header, so only the handler differs. The
 // "-info" cases run tokengate with the default log_level (info: one access
-// log line per request, to a discarding JSON handler).
+// log line per request) through slog's JSON handler (io.Discard); the
+// "-info-accesslog" ones as cmd/tokengate does, through accesslog's
+// formatter and batching writer (io.Discard).
 //
 //	go test -run '^$' -bench Handler -benchmem ./cmd/tokengate-loadbench
 func BenchmarkHandler(b *testing.B) {
@@ -50,13 +53,14 @@ func BenchmarkHandler(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer checker.Close()
-	newTG := func(level slog.Level, reg prometheus.Registerer) http.Handler {
+	newTG := func(level slog.Level, reg prometheus.Registerer, access *accesslog.Logger) http.Handler {
 		tg, err := proxy.New(proxy.Options{
 			Upstream:   u,
 			Tokens:     tokens,
 			Auth:       authn.NewAuthenticator(nil, authn.AuthenticatorOptions{}),
 			Revocation: checker,
 			Logger:     slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: level})),
+			AccessLog:  access,
 			Registerer: reg,
 		})
 		if err != nil {
@@ -64,8 +68,13 @@ func BenchmarkHandler(b *testing.B) {
 		}
 		return tg
 	}
-	tg := newTG(slog.LevelWarn, reg)
-	tgInfo := newTG(slog.LevelInfo, prometheus.NewRegistry())
+	tg := newTG(slog.LevelWarn, reg, nil)
+	tgInfo := newTG(slog.LevelInfo, prometheus.NewRegistry(), nil)
+	// As cmd/tokengate wires it: access lines formatted by accesslog, handed
+	// to the batching writer (here in front of io.Discard).
+	logw := accesslog.NewWriter(io.Discard, accesslog.WriterOptions{})
+	defer logw.Close()
+	tgAccess := newTG(slog.LevelInfo, prometheus.NewRegistry(), accesslog.NewLogger(logw, "json"))
 	pool := make([]string, 20000)
 	for i := range pool {
 		t, _, err := tokens.Issue("loadbench", "loadbench")
@@ -98,4 +107,6 @@ func BenchmarkHandler(b *testing.B) {
 	b.Run(scenarioUnique, func(b *testing.B) { run(b, tg, unique) })
 	b.Run(scenarioReused+"-info", func(b *testing.B) { run(b, tgInfo, reused) })
 	b.Run(scenarioUnique+"-info", func(b *testing.B) { run(b, tgInfo, unique) })
+	b.Run(scenarioReused+"-info-accesslog", func(b *testing.B) { run(b, tgAccess, reused) })
+	b.Run(scenarioUnique+"-info-accesslog", func(b *testing.B) { run(b, tgAccess, unique) })
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 )
@@ -17,9 +18,22 @@ type scenario struct {
 	// auth returns the Authorization value for a worker's i-th request;
 	// nil sends no Authorization header.
 	auth func(worker, i int) string
+	// header carries auth's value instead of Authorization ("Cookie" for
+	// the session cookie); "" is Authorization.
+	header string
 	// serverPID is the process serving the scenario (0: unknown); its CPU
-	// time over the turn is reported per request.
-	serverPID int
+	// time over the turn is reported per request, and so is the
+	// upstream's (upstreamPID) and the load generator's (this process).
+	serverPID   int
+	upstreamPID int
+	admin       string // tokengate's admin URL, for its cache counters; "" for bare
+}
+
+func (sc scenario) authHeader() string {
+	if sc.header != "" {
+		return sc.header
+	}
+	return "Authorization"
 }
 
 // turnResult is one measured turn of one scenario.
@@ -31,9 +45,11 @@ type turnResult struct {
 	firstErr string
 	elapsed  time.Duration
 	hist     *histogram // latency of every answered request, errors included
-	// serverCPU is the CPU time the serving process used during the turn;
-	// 0 when unknown.
-	serverCPU time.Duration
+	// serverCPU is the CPU time the serving process used during the turn,
+	// upstreamCPU the upstream's, genCPU the load generator's (this
+	// process: workers, HTTP client, the drained children's stderr); 0 when
+	// unknown.
+	serverCPU, upstreamCPU, genCPU time.Duration
 }
 
 // rps is the rate of successful requests over the turn.
@@ -45,12 +61,15 @@ func (r turnResult) rps() float64 {
 }
 
 // cpuPerRequest is the serving process's CPU time per answered request.
-func (r turnResult) cpuPerRequest() time.Duration {
+func (r turnResult) cpuPerRequest() time.Duration { return r.perRequest(r.serverCPU) }
+
+// perRequest divides a CPU time by the answered requests; 0 when unknown.
+func (r turnResult) perRequest(cpu time.Duration) time.Duration {
 	n := r.ok + r.errors
-	if r.serverCPU <= 0 || n == 0 {
+	if cpu <= 0 || n == 0 {
 		return 0
 	}
-	return r.serverCPU / time.Duration(n)
+	return cpu / time.Duration(n)
 }
 
 // newLoadClient returns the generator's client: keep-alive, enough idle
@@ -94,7 +113,7 @@ func (w *worker) run(ctx context.Context, client *http.Client, sc scenario, dead
 			return
 		}
 		if sc.auth != nil {
-			req.Header["Authorization"] = []string{sc.auth(w.id, i)}
+			req.Header[sc.authHeader()] = []string{sc.auth(w.id, i)}
 		}
 		resp, err := client.Do(req)
 		if err != nil {
@@ -133,7 +152,10 @@ func runTurn(ctx context.Context, client *http.Client, sc scenario, concurrency 
 		workers[i] = &worker{id: i, hist: new(histogram)}
 	}
 	var wg sync.WaitGroup
+	self := os.Getpid()
 	cpu0, cpuOK := processCPU(sc.serverPID)
+	up0, upOK := processCPU(sc.upstreamPID)
+	gen0, genOK := processCPU(self)
 	start := time.Now()
 	deadline := start.Add(d)
 	for _, w := range workers {
@@ -147,6 +169,12 @@ func runTurn(ctx context.Context, client *http.Client, sc scenario, concurrency 
 	res := turnResult{scenario: sc.name, elapsed: time.Since(start), hist: new(histogram)}
 	if cpu1, ok := processCPU(sc.serverPID); ok && cpuOK && sc.serverPID > 0 {
 		res.serverCPU = cpu1 - cpu0
+	}
+	if up1, ok := processCPU(sc.upstreamPID); ok && upOK && sc.upstreamPID > 0 {
+		res.upstreamCPU = up1 - up0
+	}
+	if gen1, ok := processCPU(self); ok && genOK {
+		res.genCPU = gen1 - gen0
 	}
 	for _, w := range workers {
 		res.ok += w.ok

@@ -127,7 +127,7 @@ func TestMintTokens(t *testing.T) {
 	secret := []byte(strings.Repeat("s", 40))
 	base := jwt.MapClaims{"iss": "tokengate", "sub": "u1", "name": "loadbench", "jti": "old", "iat": 1.0, "exp": 2.0}
 	now := time.Now()
-	tokens, err := mintTokens(50, secret, "kid-1", base, now)
+	tokens, err := mintTokens(50, jwt.SigningMethodHS256, secret, "kid-1", base, now)
 	if err != nil {
 		t.Fatal(err)
 	}

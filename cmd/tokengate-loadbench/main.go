@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -39,6 +40,11 @@ func main() {
 			os.Exit(cmdUpstream(os.Args[2:]))
 		case "bare":
 			os.Exit(cmdBare(os.Args[2:]))
+		case "mem":
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			code := cmdMem(ctx, os.Args[2:], os.Stdout, os.Stderr)
+			stop()
+			os.Exit(code)
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -58,6 +64,9 @@ type options struct {
 	out         string
 	short       bool
 	check       bool
+	redisURL    string          // "" skips the Redis scenario
+	svg         string          // chart output file; "" writes none
+	only        map[string]bool // run only these scenarios (and bare); nil: all
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -73,6 +82,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.out, "out", "", "also write the markdown summary to this file")
 	fs.BoolVar(&o.short, "short", false, "smoke run: 1 round of 1s, 200ms warmup")
 	fs.BoolVar(&o.check, "check", false, "exit 3 when a scenario is over budget")
+	fs.StringVar(&o.redisURL, "redis", "redis://127.0.0.1:6379/0", "Redis for the tokengate-redis scenario (read only: the run revokes nothing); \"\" skips it")
+	fs.StringVar(&o.svg, "svg", "", "also write an SVG chart of the ratios and CPU per request to this file")
+	only := fs.String("only", "", "comma-separated scenarios to run (bare always runs)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -81,6 +93,12 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.short {
 		o.turns, o.duration, o.warmup = 1, time.Second, 200*time.Millisecond
+	}
+	if *only != "" {
+		o.only = map[string]bool{}
+		for _, name := range strings.Split(*only, ",") {
+			o.only[strings.TrimSpace(name)] = true
+		}
 	}
 	switch {
 	case o.duration <= 0 || o.warmup < 0:
@@ -95,7 +113,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 
 // maxRunTime bounds the whole run: setup, every turn, slack.
 func (o options) maxRunTime() time.Duration {
-	return time.Minute + time.Duration(3*o.turns)*(o.duration+o.warmup)*3/2
+	return 2*time.Minute + time.Duration(len(scenarioNames)*o.turns)*(o.duration+o.warmup)*3/2
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -121,11 +139,18 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	code := 0
+	verdicts := []string{}
 	for _, s := range sums {
+		verdicts = append(verdicts, s.verdict)
+	}
+	for _, c := range comparisons(sums) {
+		verdicts = append(verdicts, c.verdict)
+	}
+	for _, v := range verdicts {
 		switch {
-		case s.verdict == verdictInvalid:
+		case v == verdictInvalid:
 			code = 1
-		case s.verdict == verdictFail && o.check && code == 0:
+		case v == verdictFail && o.check && code == 0:
 			code = 3
 		}
 	}
@@ -150,38 +175,92 @@ func runBench(ctx context.Context, o options, command string, logw io.Writer) ([
 	var p procs
 	defer p.killAll()
 
-	_, upAddr, err := p.startServer(ctx, "upstream", self, []string{"upstream"}, 10*time.Second)
+	upChild, upAddr, err := p.startServer(ctx, "upstream", self, []string{"upstream"}, 10*time.Second)
 	if err != nil {
 		return nil, "", err
 	}
+	upPID := upChild.cmd.Process.Pid
 	upstream := "http://" + upAddr
 	bareChild, bareAddr, err := p.startServer(ctx, "bare", self, []string{"bare", "-upstream", upstream}, 10*time.Second)
 	if err != nil {
 		return nil, "", err
 	}
-	tg, err := startTokengate(ctx, &p, o.tokengate, dir, upstream)
+
+	// The tokengate instances: the access log is on (the default) in all
+	// but the quiet one; each logs to a pipe this process drains, as a
+	// container runtime drains stderr.
+	instances := []instanceConfig{
+		{name: "tokengate", algorithm: "HS256", backend: "memory"},
+		{name: "tokengate-quiet", algorithm: "HS256", backend: "memory", quiet: true},
+		{name: "tokengate-default", algorithm: "EdDSA", backend: "bolt"},
+	}
+	if o.redisURL != "" {
+		instances = append(instances, instanceConfig{name: "tokengate-redis", algorithm: "HS256", backend: "redis", redisURL: o.redisURL})
+	}
+	tgs := map[string]*tokengateSetup{}
+	var notes []string
+	for _, ic := range instances {
+		idir := filepath.Join(dir, ic.name)
+		if err := os.Mkdir(idir, 0o700); err != nil {
+			return nil, "", err
+		}
+		tg, err := startTokengate(ctx, &p, o.tokengate, idir, upstream, ic)
+		if err != nil {
+			if ic.backend == "redis" {
+				notes = append(notes, fmt.Sprintf("tokengate-redis skipped: %v", err))
+				continue
+			}
+			return nil, "", err
+		}
+		tgs[ic.name] = tg
+	}
+	tg := tgs["tokengate"]
+	hsTokens, err := tg.mint(o.uniqueN, time.Now())
 	if err != nil {
 		return nil, "", err
 	}
-	tokens, err := mintTokens(o.uniqueN, tg.secret, tg.kid, tg.claims, time.Now())
+	edTokens, err := tgs["tokengate-default"].mint(o.uniqueN, time.Now())
 	if err != nil {
 		return nil, "", err
 	}
 
 	// The request path is not a route of tokengate, so it is proxied.
 	const path = "/bench"
-	reused := "Bearer " + tg.token
-	bearer := make([]string, len(tokens))
-	for i, t := range tokens {
-		bearer[i] = "Bearer " + t
+	bearer := func(tok string) func(int, int) string {
+		v := "Bearer " + tok
+		return func(int, int) string { return v }
 	}
+	reused := bearer(tg.token)
 	// bare receives the same requests as tokengate-reused, Authorization
 	// header included (it forwards it unread), so the two differ only by
 	// what tokengate does, not by the bytes on the wire.
+	on := func(name string, tg *tokengateSetup, url string, auth func(int, int) string) scenario {
+		return scenario{name: name, url: url, serverPID: tg.pid, upstreamPID: upPID, admin: tg.admin, auth: auth}
+	}
+	// The browser sign-in's session cookie (default name "tokengate")
+	// instead of the Bearer header; the cookie is removed before forwarding.
+	cookie := func(sc scenario) scenario { sc.header = "Cookie"; return sc }
 	scenarios := []scenario{
-		{name: scenarioBare, url: "http://" + bareAddr + path, serverPID: bareChild.cmd.Process.Pid, auth: func(int, int) string { return reused }},
-		{name: scenarioReused, url: tg.public + path, serverPID: tg.pid, auth: func(int, int) string { return reused }},
-		{name: scenarioUnique, url: tg.public + path, serverPID: tg.pid, auth: cycle(bearer, o.concurrency)},
+		{name: scenarioBare, url: "http://" + bareAddr + path, serverPID: bareChild.cmd.Process.Pid, upstreamPID: upPID, auth: reused},
+		on(scenarioReused, tg, tg.public+path, reused),
+		on(scenarioQuiet, tgs["tokengate-quiet"], tgs["tokengate-quiet"].public+path, bearer(tgs["tokengate-quiet"].token)),
+		on(scenarioUnique, tg, tg.public+path, cycle(prefixed(hsTokens), o.concurrency)),
+		on(scenarioPublic, tg, tg.public+publicPrefix+path, nil),
+		cookie(on(scenarioCookie, tg, tg.public+path, func(int, int) string { return "tokengate=" + tg.token })),
+		on(scenarioDefault, tgs["tokengate-default"], tgs["tokengate-default"].public+path, bearer(tgs["tokengate-default"].token)),
+		on(scenarioEdDSA, tgs["tokengate-default"], tgs["tokengate-default"].public+path, cycle(prefixed(edTokens), o.concurrency)),
+	}
+	if r := tgs["tokengate-redis"]; r != nil {
+		scenarios = append(scenarios, on(scenarioRedis, r, r.public+path, bearer(r.token)))
+	}
+	if len(o.only) > 0 {
+		var kept []scenario
+		for _, sc := range scenarios {
+			if sc.name == scenarioBare || o.only[sc.name] {
+				kept = append(kept, sc)
+			}
+		}
+		scenarios = kept
 	}
 
 	client := newLoadClient(o.concurrency)
@@ -193,31 +272,39 @@ func runBench(ctx context.Context, o options, command string, logw io.Writer) ([
 	var results []turnResult
 	cacheHit := map[string]float64{}
 	cacheMiss := map[string]float64{}
-	cacheSeen := false
+	cacheSeen := map[string]bool{}
 	for round := 1; round <= o.turns; round++ {
 		for _, sc := range scenarios {
 			if o.warmup > 0 {
 				runTurn(ctx, client, sc, o.concurrency, o.warmup)
 			}
-			h0, m0, ok0 := tokenCacheCounts(ctx, tg.admin)
+			var h0, m0 float64
+			var ok0 bool
+			if sc.admin != "" {
+				h0, m0, ok0 = tokenCacheCounts(ctx, sc.admin)
+			}
 			r := runTurn(ctx, client, sc, o.concurrency, o.duration)
-			h1, m1, ok1 := tokenCacheCounts(ctx, tg.admin)
 			if err := ctx.Err(); err != nil {
 				return nil, "", fmt.Errorf("run interrupted: %w", err)
 			}
-			if ok0 && ok1 && sc.name != scenarioBare {
-				cacheSeen = true
-				cacheHit[sc.name] += h1 - h0
-				cacheMiss[sc.name] += m1 - m0
+			if sc.admin != "" {
+				if h1, m1, ok1 := tokenCacheCounts(ctx, sc.admin); ok0 && ok1 {
+					cacheSeen[sc.name] = true
+					cacheHit[sc.name] += h1 - h0
+					cacheMiss[sc.name] += m1 - m0
+				}
 			}
 			r.round = round
 			results = append(results, r)
-			fmt.Fprintf(logw, "round %d %-17s %8.0f req/s  p50 %-8s p99 %-8s errors %d\n",
-				round, sc.name, r.rps(), fmtDur(r.hist.quantile(0.5)), fmtDur(r.hist.quantile(0.99)), r.errors)
+			fmt.Fprintf(logw, "round %d %-24s %8.0f req/s  p50 %-8s p99 %-8s errors %d  CPU/req %s\n",
+				round, sc.name, r.rps(), fmtDur(r.hist.quantile(0.5)), fmtDur(r.hist.quantile(0.99)), r.errors, fmtCPU(r.cpuPerRequest()))
 		}
 	}
 
-	order := []string{scenarioBare, scenarioReused, scenarioUnique}
+	var order []string
+	for _, sc := range scenarios {
+		order = append(order, sc.name)
+	}
 	sums := summarize(results, order, scenarioBare, budgets)
 	meta := runMeta{
 		command:     command,
@@ -226,22 +313,51 @@ func runBench(ctx context.Context, o options, command string, logw io.Writer) ([
 		tokengate:   tg.version,
 		cpus:        runtime.NumCPU(),
 		cpuModel:    cpuModel(),
+		loadavg:     loadAvg(),
 		concurrency: o.concurrency,
 		duration:    o.duration,
 		warmup:      o.warmup,
 		turns:       o.turns,
 		uniqueN:     o.uniqueN,
 		cacheNote:   tg.cacheNote,
+		notes:       notes,
 	}
-	if cacheSeen {
-		meta.cacheStats = map[string]string{}
-		for _, name := range []string{scenarioReused, scenarioUnique} {
+	meta.cacheStats = map[string]string{}
+	for _, name := range order {
+		if cacheSeen[name] {
 			meta.cacheStats[name] = fmt.Sprintf("%.0f hits, %.0f misses", cacheHit[name], cacheMiss[name])
 		}
 	}
 	var b bytes.Buffer
 	writeMarkdown(&b, meta, sums, results)
+	if o.svg != "" {
+		if err := os.WriteFile(o.svg, []byte(chartSVG(meta, sums)), 0o644); err != nil {
+			return nil, "", err
+		}
+	}
 	return sums, b.String(), nil
+}
+
+// prefixed turns tokens into Authorization values.
+func prefixed(tokens []string) []string {
+	out := make([]string, len(tokens))
+	for i, t := range tokens {
+		out[i] = "Bearer " + t
+	}
+	return out
+}
+
+// loadAvg is /proc/loadavg's first three fields, or "".
+func loadAvg() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(raw))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // cycle hands out the pool so that no value repeats before about the whole
@@ -267,7 +383,7 @@ func preflight(ctx context.Context, client *http.Client, scenarios []scenario) e
 			return err
 		}
 		if sc.auth != nil {
-			req.Header.Set("Authorization", sc.auth(0, 0))
+			req.Header.Set(sc.authHeader(), sc.auth(0, 0))
 		}
 		resp, err := client.Do(req)
 		if err != nil {

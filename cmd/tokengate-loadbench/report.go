@@ -23,17 +23,68 @@ func (b budget) String() string {
 	return s
 }
 
-// The budget of ARCHITECTURE.md ("Performance budget").
+// The budget of ARCHITECTURE.md ("Performance budget"), which holds for the
+// default configuration, access log included.
 var budgets = map[string]budget{
 	scenarioReused: {minThroughput: 0.95, maxP99: 1.10},
 	scenarioUnique: {minThroughput: 0.85},
+	scenarioRedis:  {minThroughput: 0.93},
 }
 
+// Scenarios. Every tokengate one has the access log on (the default)
+// except tokengate-reused-quiet.
 const (
-	scenarioBare   = "bare"
-	scenarioReused = "tokengate-reused"
-	scenarioUnique = "tokengate-unique"
+	scenarioBare    = "bare"
+	scenarioReused  = "tokengate-reused"       // HS256, memory, one token reused
+	scenarioQuiet   = "tokengate-reused-quiet" // the same with log_level: warn
+	scenarioUnique  = "tokengate-unique"       // a new HS256 token per request
+	scenarioPublic  = "tokengate-public"       // a public path, no token
+	scenarioCookie  = "tokengate-cookie"       // the reused token in the session cookie
+	scenarioDefault = "tokengate-default"      // every default: EdDSA, bolt; one token reused
+	scenarioEdDSA   = "tokengate-unique-eddsa" // the defaults, a new EdDSA token per request
+	scenarioRedis   = "tokengate-redis"        // Redis backend, one token reused: full cache hit
 )
+
+var scenarioNames = []string{scenarioBare, scenarioReused, scenarioQuiet, scenarioUnique, scenarioPublic, scenarioCookie, scenarioDefault, scenarioEdDSA, scenarioRedis}
+
+// comparison is a budget between two tokengate scenarios rather than
+// against bare: the access log's cost.
+type comparison struct {
+	what     string
+	a, b     string  // throughput of a / throughput of b
+	min      float64 // budget
+	ratio    float64
+	verdict  string
+	haveBoth bool
+}
+
+// comparisons judges the access log's cost: logging on versus off within 3%.
+func comparisons(sums []summary) []comparison {
+	c := comparison{what: "access log on vs off (throughput)", a: scenarioReused, b: scenarioQuiet, min: 0.97}
+	var a, b *summary
+	for i := range sums {
+		switch sums[i].scenario {
+		case c.a:
+			a = &sums[i]
+		case c.b:
+			b = &sums[i]
+		}
+	}
+	if a == nil || b == nil {
+		return nil
+	}
+	c.haveBoth = true
+	c.ratio = ratio(a.rps, b.rps)
+	switch {
+	case a.errors > 0 || b.errors > 0 || math.IsNaN(c.ratio):
+		c.verdict = verdictInvalid
+	case c.ratio < c.min:
+		c.verdict = verdictFail
+	default:
+		c.verdict = verdictPass
+	}
+	return []comparison{c}
+}
 
 // Verdicts.
 const (
@@ -41,6 +92,7 @@ const (
 	verdictPass     = "PASS"
 	verdictFail     = "FAIL"
 	verdictInvalid  = "INVALID (errors)"
+	verdictNoBudget = "-"
 )
 
 // summary aggregates the turns of one scenario: medians over turns, and
@@ -51,12 +103,20 @@ type summary struct {
 	rps       float64       // median over turns
 	p50, p99  time.Duration // medians over turns of each turn's quantile
 	cpuPerReq time.Duration // median over turns of the server's CPU per request; 0: unknown
+	upCPU     time.Duration // the same for the upstream
+	genCPU    time.Duration // the same for the load generator
 	errors    uint64
 	firstErr  string
 	tputRatio float64 // rps / baseline rps
+	p50Ratio  float64 // p50 / baseline p50
 	p99Ratio  float64 // p99 / baseline p99
-	budget    *budget
-	verdict   string
+	// cpuRatio is the baseline's CPU per request (server + upstream +
+	// generator) over this scenario's: the throughput ratio to expect when
+	// the machine's CPUs are the limit, which the neighbours on a shared
+	// machine blur far less than req/s. NaN when unknown.
+	cpuRatio float64
+	budget   *budget
+	verdict  string
 }
 
 // summarize groups results by scenario (in order) and judges each against
@@ -65,7 +125,7 @@ func summarize(results []turnResult, order []string, baseline string, budgets ma
 	var out []summary
 	for _, name := range order {
 		s := summary{scenario: name}
-		var rps, p50, p99, cpu []float64
+		var rps, p50, p99, cpu, up, gen []float64
 		for _, r := range results {
 			if r.scenario != name {
 				continue
@@ -77,6 +137,12 @@ func summarize(results []turnResult, order []string, baseline string, budgets ma
 			if c := r.cpuPerRequest(); c > 0 {
 				cpu = append(cpu, float64(c))
 			}
+			if c := r.perRequest(r.upstreamCPU); c > 0 {
+				up = append(up, float64(c))
+			}
+			if c := r.perRequest(r.genCPU); c > 0 {
+				gen = append(gen, float64(c))
+			}
 			s.errors += r.errors
 			if s.firstErr == "" {
 				s.firstErr = r.firstErr
@@ -87,6 +153,12 @@ func summarize(results []turnResult, order []string, baseline string, budgets ma
 		s.p99 = time.Duration(median(p99))
 		if len(cpu) > 0 {
 			s.cpuPerReq = time.Duration(median(cpu))
+		}
+		if len(up) > 0 {
+			s.upCPU = time.Duration(median(up))
+		}
+		if len(gen) > 0 {
+			s.genCPU = time.Duration(median(gen))
 		}
 		out = append(out, s)
 	}
@@ -100,12 +172,20 @@ func summarize(results []turnResult, order []string, baseline string, budgets ma
 		s := &out[i]
 		if base != nil {
 			s.tputRatio = ratio(s.rps, base.rps)
+			s.p50Ratio = ratio(float64(s.p50), float64(base.p50))
+			s.cpuRatio = math.NaN()
+			if s.cpuPerReq > 0 && s.upCPU > 0 && s.genCPU > 0 && base.cpuPerReq > 0 && base.upCPU > 0 && base.genCPU > 0 {
+				s.cpuRatio = ratio(float64(base.cpuPerReq+base.upCPU+base.genCPU), float64(s.cpuPerReq+s.upCPU+s.genCPU))
+			}
 			s.p99Ratio = ratio(float64(s.p99), float64(base.p99))
 		}
 		if b, ok := budgets[s.scenario]; ok {
 			s.budget = &b
 		}
 		s.verdict = judge(*s, base)
+		if s.verdict == verdictBaseline && s != base {
+			s.verdict = verdictNoBudget
+		}
 	}
 	return out
 }
@@ -160,6 +240,7 @@ type runMeta struct {
 	tokengate   string // tokengate version line
 	cpus        int
 	cpuModel    string
+	loadavg     string // /proc/loadavg at the end of the run
 	concurrency int
 	duration    time.Duration
 	warmup      time.Duration
@@ -167,31 +248,45 @@ type runMeta struct {
 	uniqueN     int
 	cacheNote   string
 	cacheStats  map[string]string // scenario -> token cache hits/misses during its turns
+	notes       []string          // skipped scenarios and why
 }
 
 // writeMarkdown prints the report: the summary table, then every turn.
 func writeMarkdown(w io.Writer, m runMeta, sums []summary, results []turnResult) {
 	fmt.Fprintf(w, "### Load run %s\n\n", m.date.UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(w, "- command: `%s`\n", m.command)
-	fmt.Fprintf(w, "- machine: %d CPUs (%s), %s; servers and load generator share it\n", m.cpus, m.cpuModel, m.goVersion)
+	fmt.Fprintf(w, "- machine: %d CPUs (%s), %s; servers and load generator share it", m.cpus, m.cpuModel, m.goVersion)
+	if m.loadavg != "" {
+		fmt.Fprintf(w, "; load average at the end %s", m.loadavg)
+	}
+	fmt.Fprintln(w)
 	if m.tokengate != "" {
 		fmt.Fprintf(w, "- tokengate: %s\n", m.tokengate)
 	}
 	fmt.Fprintf(w, "- load: %d closed-loop keep-alive clients, %d round(s) of %v per scenario (after %v warmup each), interleaved\n",
 		m.concurrency, m.turns, m.duration, m.warmup)
 	if m.uniqueN > 0 {
-		fmt.Fprintf(w, "- unique tokens: pool of %d HS256 tokens cycled; %s\n", m.uniqueN, m.cacheNote)
+		fmt.Fprintf(w, "- unique tokens: pool of %d tokens per algorithm cycled; %s\n", m.uniqueN, m.cacheNote)
+	}
+	fmt.Fprintln(w, "- every tokengate logs at info (access log on, to a pipe the run drains) except tokengate-reused-quiet (log_level: warn)")
+	for _, n := range m.notes {
+		fmt.Fprintf(w, "- %s\n", n)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| scenario | req/s (median) | p50 | p99 | errors | tput ratio | p99 ratio | budget | verdict | server CPU/req |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---|---|---:|")
+	fmt.Fprintln(w, "| scenario | req/s (median) | p50 | p99 | errors | tput ratio | p50 ratio | p99 ratio | budget | verdict | CPU/req: server | upstream | generator | CPU-bound tput ratio |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|")
 	for _, s := range sums {
 		b := "-"
 		if s.budget != nil {
 			b = s.budget.String()
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %d | %.3f | %.3f | %s | %s | %s |\n",
-			s.scenario, s.rps, fmtDur(s.p50), fmtDur(s.p99), s.errors, s.tputRatio, s.p99Ratio, b, s.verdict, fmtCPU(s.cpuPerReq))
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %d | %.3f | %.3f | %.3f | %s | %s | %s | %s | %s | %s |\n",
+			s.scenario, s.rps, fmtDur(s.p50), fmtDur(s.p99), s.errors, s.tputRatio, s.p50Ratio, s.p99Ratio, b, s.verdict,
+			fmtCPU(s.cpuPerReq), fmtCPU(s.upCPU), fmtCPU(s.genCPU), fmtRatio(s.cpuRatio))
+	}
+	fmt.Fprintln(w, "\nCPU-bound tput ratio: bare's CPU per request (server + upstream + generator) over the scenario's, the throughput ratio to expect when the CPUs are the limit; less blurred by other load on the machine than req/s. Not judged.")
+	for _, c := range comparisons(sums) {
+		fmt.Fprintf(w, "\n%s: %s / %s = %.3f (budget >= %.2f): %s\n", c.what, c.a, c.b, c.ratio, c.min, c.verdict)
 	}
 	for _, s := range sums {
 		if s.errors > 0 {
@@ -201,22 +296,30 @@ func writeMarkdown(w io.Writer, m runMeta, sums []summary, results []turnResult)
 	if len(m.cacheStats) > 0 {
 		fmt.Fprintln(w, "\nVerified-token cache during the measured turns (tokengate_token_cache_requests_total):")
 		fmt.Fprintln(w)
-		for _, name := range []string{scenarioReused, scenarioUnique} {
-			if st, ok := m.cacheStats[name]; ok {
-				fmt.Fprintf(w, "- %s: %s\n", name, st)
+		for _, s := range sums {
+			if st, ok := m.cacheStats[s.scenario]; ok {
+				fmt.Fprintf(w, "- %s: %s\n", s.scenario, st)
 			}
 		}
 	}
 	fmt.Fprintln(w, "\nPer turn:")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| round | scenario | requests | errors | req/s | p50 | p99 | max | server CPU/req |")
-	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| round | scenario | requests | errors | req/s | p50 | p99 | max | CPU/req: server | upstream | generator |")
+	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
-		fmt.Fprintf(w, "| %d | %s | %d | %d | %.0f | %s | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %d | %s | %d | %d | %.0f | %s | %s | %s | %s | %s | %s |\n",
 			r.round, r.scenario, r.ok, r.errors, r.rps(),
 			fmtDur(r.hist.quantile(0.5)), fmtDur(r.hist.quantile(0.99)), fmtDur(time.Duration(r.hist.max)),
-			fmtCPU(r.cpuPerRequest()))
+			fmtCPU(r.cpuPerRequest()), fmtCPU(r.perRequest(r.upstreamCPU)), fmtCPU(r.perRequest(r.genCPU)))
 	}
+}
+
+// fmtRatio prints a ratio, "n/a" when unknown.
+func fmtRatio(r float64) string {
+	if math.IsNaN(r) || r == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.3f", r)
 }
 
 // fmtCPU prints a CPU time per request in microseconds, "n/a" when unknown.

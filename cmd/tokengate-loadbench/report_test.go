@@ -100,11 +100,11 @@ func TestWriteMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"`tokengate-loadbench -short`",
 		"2 CPUs (Test CPU)",
-		"| bare | 1000 | 1.00ms | 1.00ms | 0 | 1.000 | 1.000 | - | baseline |",
+		"| bare | 1000 | 1.00ms | 1.00ms | 0 | 1.000 | 1.000 | 1.000 | - | baseline |",
 		"| tokengate-unique | 700 |",
 		"| tput >= 0.85 | INVALID (errors) |",
 		"tokengate-unique: 4 errors, first: status 401",
-		"pool of 5000 HS256 tokens",
+		"pool of 5000 tokens per algorithm",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)

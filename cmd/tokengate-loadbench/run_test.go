@@ -109,22 +109,29 @@ func TestShortRunAgainstTokengate(t *testing.T) {
 		t.Skipf("cmd/tokengate does not build yet: %v\n%s", err, out)
 	}
 	outFile := filepath.Join(dir, "bench.md")
+	svgFile := filepath.Join(dir, "bench.svg")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, self, "-short", "-concurrency", "4", "-tokengate", tg, "-out", outFile)
+	cmd := exec.CommandContext(ctx, self, "-short", "-concurrency", "4", "-tokengate", tg, "-out", outFile, "-svg", svgFile)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("load run failed: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 	report := stdout.String()
-	for _, want := range []string{"| bare |", "| tokengate-reused |", "| tokengate-unique |", "tokengate-unique: 0 hits"} {
+	for _, want := range []string{"| bare |", "| tokengate-reused |", "| tokengate-reused-quiet |", "| tokengate-unique |",
+		"| tokengate-public |", "| tokengate-cookie |", "tokengate-cookie: ", "| tokengate-default |", "| tokengate-unique-eddsa |", "tokengate-unique: 0 hits",
+		"tokengate-unique-eddsa: 0 hits", "access log on vs off"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
 	}
-	if runtime.GOOS == "linux" && !regexp.MustCompile(`\| bare \|.*\| [0-9.]+µs \|`).MatchString(report) {
-		t.Errorf("no server CPU per request for bare:\n%s", report)
+	if runtime.GOOS == "linux" && !regexp.MustCompile(`\| bare \|.*\| [0-9.]+µs \| [0-9.]+µs \| [0-9.]+µs \|`).MatchString(report) {
+		t.Errorf("no CPU per request (server, upstream, generator) for bare:\n%s", report)
+	}
+	svg, err := os.ReadFile(svgFile)
+	if err != nil || !strings.HasPrefix(string(svg), "<svg ") || !strings.Contains(string(svg), "tokengate-unique-eddsa") {
+		t.Errorf("no chart written (err %v): %.200s", err, svg)
 	}
 	if strings.Contains(report, verdictInvalid) {
 		t.Errorf("run had request errors:\n%s", report)

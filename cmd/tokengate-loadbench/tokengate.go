@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -25,10 +28,25 @@ import (
 
 const benchUser = "loadbench"
 
+// instanceConfig is what differs between the tokengate instances of a run.
+type instanceConfig struct {
+	name      string
+	algorithm string // HS256 or EdDSA
+	backend   string // revocation backend: memory, bolt or redis
+	redisURL  string // backend redis
+	quiet     bool   // log_level: warn (no access log); else info, the default
+	// defaultCaches keeps tokens.cache_size at its default instead of the
+	// small cache that makes every unique token miss.
+	defaultCaches bool
+	env           []string // extra environment (GOMEMLIMIT=...)
+}
+
 // tokengateSetup is what the run needs to know of the tokengate it started.
 type tokengateSetup struct {
+	cfg           instanceConfig
 	public, admin string // http://host:port
-	secret        []byte
+	method        jwt.SigningMethod
+	signKey       any    // what mints tokens: the HS256 secret or the Ed25519 private key
 	token         string // from a real login
 	kid           string
 	claims        jwt.MapClaims // the login token's claims, copied into minted tokens
@@ -49,18 +67,30 @@ type configOptions struct {
 	logLevel  bool
 }
 
-func writeConfig(path string, listen, admin, upstream string, o configOptions) error {
+// publicPrefix is a public path of every instance's config.
+const publicPrefix = "/public"
+
+// writeConfig writes the defaults except what ic and o name: the access log
+// stays on (log_level info) unless ic.quiet.
+func writeConfig(path string, listen, admin, upstream string, ic instanceConfig, o configOptions) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %s\nadmin_listen: %s\nupstream: %s\n", listen, admin, upstream)
-	if o.logLevel {
+	fmt.Fprintf(&b, "public_paths: [\"/healthz\", %q]\n", publicPrefix)
+	if ic.quiet && o.logLevel {
 		b.WriteString("log_level: warn\n") // no access log lines during load
 	}
-	b.WriteString("tokens:\n  algorithm: HS256\n  signing_key_file: signing.key\n  issuer: tokengate\n  ttl: 1h\n")
+	fmt.Fprintf(&b, "tokens:\n  algorithm: %s\n  signing_key_file: signing.key\n  issuer: tokengate\n  ttl: 1h\n", ic.algorithm)
 	if o.cacheSize {
 		fmt.Fprintf(&b, "  cache_size: %d\n", tokenCacheSize)
 	}
 	b.WriteString("users:\n  backend: file\n  file: users.yaml\n")
-	b.WriteString("revocation:\n  backend: memory\n")
+	fmt.Fprintf(&b, "revocation:\n  backend: %s\n", ic.backend)
+	switch ic.backend {
+	case "bolt":
+		b.WriteString("  path: revocations.db\n")
+	case "redis":
+		fmt.Fprintf(&b, "  redis_url: %s\n", ic.redisURL)
+	}
 	return os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
@@ -105,10 +135,10 @@ func freePort() (string, error) {
 	return addr, nil
 }
 
-// startTokengate writes a config into dir (HS256 secret, one user, memory
-// revocation, quiet logs), starts `tokengate serve`, waits for /readyz and
-// logs in once.
-func startTokengate(ctx context.Context, p *procs, bin, dir, upstream string) (*tokengateSetup, error) {
+// startTokengate writes a config into dir (ic's algorithm with a fresh key,
+// one user, ic's revocation backend and log level), starts `tokengate
+// serve`, waits for /readyz and logs in once.
+func startTokengate(ctx context.Context, p *procs, bin, dir, upstream string, ic instanceConfig) (*tokengateSetup, error) {
 	abs, err := filepath.Abs(bin)
 	if err != nil {
 		return nil, err
@@ -118,10 +148,12 @@ func startTokengate(ctx context.Context, p *procs, bin, dir, upstream string) (*
 	if err != nil {
 		return nil, err
 	}
-	secret := make([]byte, 32)
-	_, _ = rand.Read(secret)
-	s := &tokengateSetup{secret: []byte(hex.EncodeToString(secret)), version: lastLine(version)}
-	if err := os.WriteFile(filepath.Join(dir, "signing.key"), s.secret, 0o600); err != nil {
+	s := &tokengateSetup{cfg: ic, version: lastLine(version)}
+	keyFile, err := s.newKey()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "signing.key"), keyFile, 0o600); err != nil {
 		return nil, err
 	}
 	password := make([]byte, 16)
@@ -145,9 +177,9 @@ func startTokengate(ctx context.Context, p *procs, bin, dir, upstream string) (*
 		return nil, err
 	}
 	cfgPath := filepath.Join(dir, "tokengate.yaml")
-	opts := configOptions{cacheSize: true, logLevel: true}
+	opts := configOptions{cacheSize: !ic.defaultCaches, logLevel: true}
 	for {
-		if err := writeConfig(cfgPath, listen, admin, upstream, opts); err != nil {
+		if err := writeConfig(cfgPath, listen, admin, upstream, ic, opts); err != nil {
 			return nil, err
 		}
 		_, err := runTool(ctx, bin, "", "check-config", "--config", cfgPath)
@@ -169,7 +201,7 @@ func startTokengate(ctx context.Context, p *procs, bin, dir, upstream string) (*
 		s.cacheNote = "tokens.cache_size is not a config key: relies on the pool being larger than the default cache"
 	}
 
-	c, err := p.start("tokengate", bin, []string{"serve", "--config", cfgPath}, childEnv())
+	c, err := p.start(ic.name, bin, []string{"serve", "--config", cfgPath}, append(childEnv(), ic.env...))
 	if err != nil {
 		return nil, err
 	}
@@ -239,8 +271,8 @@ func (s *tokengateSetup) login(ctx context.Context, password string) error {
 	if err != nil {
 		return fmt.Errorf("login token: %w", err)
 	}
-	if header["alg"] != "HS256" {
-		return fmt.Errorf("login token: alg %v, want HS256", header["alg"])
+	if header["alg"] != s.method.Alg() {
+		return fmt.Errorf("login token: alg %v, want %s", header["alg"], s.method.Alg())
 	}
 	kid, _ := header["kid"].(string)
 	s.kid, s.claims = kid, claims
@@ -266,10 +298,55 @@ func decodeJWT(token string) (header map[string]any, claims jwt.MapClaims, err e
 	return header, claims, nil
 }
 
+// newKey makes the instance's signing key and returns the key file.
+func (s *tokengateSetup) newKey() ([]byte, error) {
+	switch s.cfg.algorithm {
+	case "HS256":
+		secret := make([]byte, 32)
+		_, _ = rand.Read(secret)
+		hexSecret := []byte(hex.EncodeToString(secret))
+		s.method, s.signKey = jwt.SigningMethodHS256, hexSecret
+		return hexSecret, nil
+	case "EdDSA":
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		if err != nil {
+			return nil, err
+		}
+		s.method, s.signKey = jwt.SigningMethodEdDSA, priv
+		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+	}
+	return nil, fmt.Errorf("algorithm %q: the load run knows HS256 and EdDSA", s.cfg.algorithm)
+}
+
+// mint signs n tokens as this instance would (see mintTokens).
+func (s *tokengateSetup) mint(n int, now time.Time) ([]string, error) {
+	return mintTokens(n, s.method, s.signKey, s.kid, s.claims, now)
+}
+
+// mintWithJTI signs one token as this instance would, with the given jti
+// and exp.
+func (s *tokengateSetup) mintWithJTI(jti string, exp time.Time) (string, error) {
+	claims := jwt.MapClaims{}
+	for k, v := range s.claims {
+		claims[k] = v
+	}
+	claims["jti"] = jti
+	claims["exp"] = jwt.NewNumericDate(exp)
+	t := jwt.NewWithClaims(s.method, claims)
+	if s.kid != "" {
+		t.Header["kid"] = s.kid
+	}
+	return t.SignedString(s.signKey)
+}
+
 // mintTokens signs n distinct valid tokens as tokengate would: the login
 // token's claims (iss, sub, name, aud...) with a fresh jti, iat/nbf now and
-// exp in an hour, the same kid, the same secret.
-func mintTokens(n int, secret []byte, kid string, base jwt.MapClaims, now time.Time) ([]string, error) {
+// exp in an hour, the same kid, the same key.
+func mintTokens(n int, method jwt.SigningMethod, key any, kid string, base jwt.MapClaims, now time.Time) ([]string, error) {
 	out := make([]string, n)
 	jti := make([]byte, 16)
 	for i := range out {
@@ -282,11 +359,11 @@ func mintTokens(n int, secret []byte, kid string, base jwt.MapClaims, now time.T
 		claims["iat"] = jwt.NewNumericDate(now)
 		claims["nbf"] = jwt.NewNumericDate(now)
 		claims["exp"] = jwt.NewNumericDate(now.Add(time.Hour))
-		t := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
+		t := jwt.NewWithClaims(method, claims)
 		if kid != "" {
 			t.Header["kid"] = kid
 		}
-		signed, err := t.SignedString(secret)
+		signed, err := t.SignedString(key)
 		if err != nil {
 			return nil, err
 		}

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -28,19 +29,43 @@ func (a *app) adminHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := a.ready(ctx); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready", "reason": err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
+	mux.HandleFunc("GET /readyz", a.readyz)
 	if a.adminToken != nil {
 		mux.HandleFunc("POST /admin/revoke_user", a.revokeUser)
 	}
 	return mux
+}
+
+// readyz answers the readiness probe from local state. With ?verbose it
+// also checks each shared dependency and lists its state; a dependency that
+// is down does not change the status code.
+func (a *app) readyz(w http.ResponseWriter, r *http.Request) {
+	code, body := http.StatusOK, map[string]any{"status": "ready"}
+	if err := a.ready(); err != nil {
+		code, body = http.StatusServiceUnavailable, map[string]any{"status": "not_ready", "reason": err.Error()}
+	}
+	if _, verbose := r.URL.Query()["verbose"]; verbose {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		deps := a.dependencies()
+		states := make([]string, len(deps))
+		var wg sync.WaitGroup
+		for i, d := range deps {
+			wg.Go(func() {
+				states[i] = "ok"
+				if err := d.check(ctx); err != nil {
+					states[i] = "down: " + err.Error()
+				}
+			})
+		}
+		wg.Wait()
+		m := map[string]string{}
+		for i, d := range deps {
+			m[d.name] = states[i]
+		}
+		body["dependencies"] = m
+	}
+	writeJSON(w, code, body)
 }
 
 // revokeUser lets an operator kill every token of a user issued up to now,
@@ -81,7 +106,7 @@ func (a *app) revokeUser(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := a.checker.RevokeUser(r.Context(), id, time.Now()); err != nil {
 		a.log.Error("operator revocation failed", "user_id", id, "error", err)
-		writeError(w, http.StatusServiceUnavailable, "revocation_unavailable", "the revocation store did not take the revocation; nothing was revoked")
+		writeError(w, http.StatusServiceUnavailable, "revocation_unavailable", "the revocation was not confirmed by the store (it may or may not have been stored); retry")
 		return
 	}
 	a.log.Warn("operator revoked all tokens of a user", "user_id", id, "matched", matched, "argument", body.User, "remote", r.RemoteAddr)

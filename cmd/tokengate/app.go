@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"tokengate/authn"
+	"tokengate/internal/accesslog"
 	"tokengate/proxy"
 	"tokengate/revocation"
 )
@@ -43,6 +44,7 @@ type app struct {
 
 	adminToken []byte // operator endpoint secret; nil disables it
 
+	started      atomic.Bool // set once both listeners serve
 	shuttingDown atomic.Bool
 	reloadGauge  prometheus.Gauge
 
@@ -55,7 +57,7 @@ type pinger interface {
 }
 
 // newApp constructs every component. On error, whatever was opened is closed.
-func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, err error) {
+func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *accesslog.Logger) (_ *app, err error) {
 	a := &app{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -71,11 +73,9 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 	// Computed at scrape time, so it is right without a kubelet probing
 	// /readyz (docker, a VM) and drops to 0 at once on SIGTERM.
 	readyGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "tokengate_ready", Help: "1 when this instance is ready for traffic (what /readyz answers), else 0.",
+		Name: "tokengate_ready", Help: "1 when this instance is ready for traffic (what /readyz answers: local state only), else 0.",
 	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		if a.ready(ctx) != nil {
+		if a.ready() != nil {
 			return 0
 		}
 		return 1
@@ -147,6 +147,22 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 	if err := a.noteTokenLifetime(ctx); err != nil {
 		return nil, fmt.Errorf("revocation: %w", err)
 	}
+	// Shared dependencies are reported here and in /readyz?verbose, never
+	// in readiness: see ready.
+	for _, d := range a.dependencies() {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "tokengate_dependency_up",
+			Help:        "1 when the shared dependency answered a check at scrape time, else 0. Not part of readiness.",
+			ConstLabels: prometheus.Labels{"dependency": d.name},
+		}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if d.check(ctx) != nil {
+				return 0
+			}
+			return 1
+		}))
+	}
 
 	// HTTP.
 	var upstream *url.URL // nil: auth-server mode
@@ -183,6 +199,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *app, e
 		Revocation:        a.checker,
 		AllowOnStoreError: cfg.Revocation.OnStoreError == "allow",
 		Logger:            log,
+		AccessLog:         access,
 		Registerer:        reg,
 	})
 	if err != nil {
@@ -277,7 +294,7 @@ func openRevocationStore(cfg config.Config, log *slog.Logger) (revocation.Store,
 		}
 		s, err := revocation.NewRedisStore(revocation.RedisOptions{
 			URL: rc.RedisURL, Addrs: rc.RedisAddrs, MasterName: rc.RedisMasterName,
-			Password: password, Logger: log,
+			Password: password, Prefix: rc.RedisPrefix, MinReplicas: rc.RedisMinReplicas, Logger: log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("revocation.redis_url: %w", err)
@@ -416,9 +433,14 @@ func (a *app) reload(next *config.Config) error {
 			a.log.Warn("configuration changes that need a restart were not applied", "keys", changed)
 		}
 	}
+	// Users and keys reload independently; the log says what each did, so
+	// a failure never claims to have kept what was in fact replaced.
+	users, keys := "unchanged", "reloaded"
 	if a.fileUser != nil {
+		users = "reloaded"
 		if err := a.fileUser.Reload(); err != nil {
 			errs = append(errs, fmt.Errorf("users.file: %w", err))
+			users = "kept the previous users"
 		}
 	}
 	signing, verification, err := loadKeys(keysCfg, false)
@@ -427,13 +449,14 @@ func (a *app) reload(next *config.Config) error {
 	}
 	if err != nil {
 		errs = append(errs, err)
+		keys = "kept the previous keys"
 	} else {
 		a.cfg = keysCfg
 	}
 	err = errors.Join(errs...)
 	if err != nil {
 		a.reloadGauge.Set(0)
-		a.log.Error("reload failed; keeping the previous users and keys", "error", err)
+		a.log.Error("reload failed", "users", users, "keys", keys, "error", err)
 	} else {
 		a.reloadGauge.Set(1)
 		a.log.Info("reloaded users and keys")
@@ -463,20 +486,39 @@ func restartOnlyChanges(old, next config.Config) []string {
 	return changed
 }
 
-// ready reports whether this instance should receive traffic.
-func (a *app) ready(ctx context.Context) error {
-	if a.shuttingDown.Load() {
+// ready reports whether this instance should receive traffic. It looks at
+// local state only (started, keys loaded, not shutting down), never at a
+// shared dependency: a Redis or PostgreSQL outage would otherwise take every
+// replica out of the Service at once, and clients would get the ingress's
+// bare 503 instead of tokengate's fail-closed answer (and on_store_error:
+// allow could never apply). Dependencies are in dependencies().
+func (a *app) ready() error {
+	switch {
+	case a.shuttingDown.Load():
 		return errors.New("shutting down")
-	}
-	if err := a.checker.Ready(ctx); err != nil {
-		return fmt.Errorf("revocation store: %w", err)
-	}
-	if p, ok := a.users.(pinger); ok {
-		if err := p.Ping(ctx); err != nil {
-			return fmt.Errorf("user store: %w", err)
-		}
+	case !a.started.Load():
+		return errors.New("not started")
+	case a.tokens == nil:
+		return errors.New("keys not loaded")
 	}
 	return nil
+}
+
+// dependency is a shared service tokengate talks to, with its check.
+type dependency struct {
+	name  string
+	check func(context.Context) error
+}
+
+// dependencies lists what /readyz?verbose and tokengate_dependency_up
+// report: the revocation store (with its notification channel, when it has
+// one) and a user store that can be pinged.
+func (a *app) dependencies() []dependency {
+	deps := []dependency{{"revocation_store", a.checker.Ready}}
+	if p, ok := a.users.(pinger); ok {
+		deps = append(deps, dependency{"user_store", p.Ping})
+	}
+	return deps
 }
 
 func (a *app) close() {

@@ -133,8 +133,8 @@ func onSignInPage(t *testing.T, tab context.Context, base string) string {
 }
 
 func TestBrowserSignIn(t *testing.T) {
+	tab := newTab(t) // first: without chromium, skip before starting anything
 	in, app := startBrowserStack(t, "browser:\n  cookie_secure: false\n")
-	tab := newTab(t)
 	base := in.Public
 	var session string // the cookie's value while signed in
 
@@ -341,9 +341,9 @@ func writeScreenshot(t *testing.T, tab context.Context) {
 // http://127.0.0.1 (a loopback origin counts as secure), so the whole flow
 // works and the flag can be read back.
 func TestBrowserSignOutEverywhere(t *testing.T) {
+	laptop, phone := newTab(t), newTab(t) // two browser contexts: two devices
 	in, app := startBrowserStack(t, "")
 	base := in.Public
-	laptop, phone := newTab(t), newTab(t) // two browser contexts: two devices
 	for _, tab := range []context.Context{laptop, phone} {
 		load(t, tab, chromedp.Navigate(base+"/inbox"))
 		if resp := signIn(t, tab, "bob", testUsers["bob"]); resp.Status != http.StatusOK || location(t, tab) != base+"/inbox" {
@@ -376,6 +376,7 @@ func TestBrowserSignOutEverywhere(t *testing.T) {
 }
 
 func TestBrowserOpenRedirects(t *testing.T) {
+	tab := newTab(t)
 	in, app := startBrowserStack(t, "browser:\n  cookie_secure: false\n")
 	base := in.Public
 	var evilHits sync.Map
@@ -385,7 +386,6 @@ func TestBrowserOpenRedirects(t *testing.T) {
 	}))
 	defer evil.Close()
 	host := strings.TrimPrefix(evil.URL, "http://") // 127.0.0.1:port
-	tab := newTab(t)
 
 	signInWith := func(t *testing.T, rd string) string {
 		t.Helper()
@@ -443,8 +443,8 @@ func TestBrowserOpenRedirects(t *testing.T) {
 // user to: open the page, sign in as marco, be greeted, reload, sign out, be
 // asked to sign in again.
 func TestDemoInBrowser(t *testing.T) {
-	d := startDemo(t)
 	tab := newTab(t)
+	d := startDemo(t)
 	load(t, tab, chromedp.Navigate(d.base+"/"))
 	onSignInPage(t, tab, d.base)
 	if resp := signIn(t, tab, demoUser, demoPassword); resp.Status != http.StatusOK {

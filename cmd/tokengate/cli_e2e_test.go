@@ -12,8 +12,11 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"tokengate/internal/testsvc"
 )
@@ -104,6 +107,27 @@ func TestShippedConfigsPassCheckConfig(t *testing.T) {
 			t.Fatalf("check-config on deploy/forward-auth/tokengate.yaml: exit %d\n%s%s", code, out, errOut)
 		}
 	})
+	t.Run("kubernetes overlays", func(t *testing.T) {
+		// The overlays change tokengate's config through TOKENGATE_*
+		// variables on the container: the base config with each overlay's
+		// variables must pass too.
+		base, _ := filepath.Abs(filepath.Join(root, "deploy", "kubernetes", "base", "config.yaml"))
+		overlays, _ := filepath.Glob(filepath.Join(root, "deploy", "kubernetes", "overlays", "*"))
+		if len(overlays) == 0 {
+			t.Fatal("no overlays found")
+		}
+		for _, dir := range overlays {
+			env := overlayEnv(t, dir)
+			if filepath.Base(dir) == "replicas" && len(env) == 0 {
+				t.Fatal("found no TOKENGATE_* variables in the replicas overlay (it sets the Redis backend)")
+			}
+			cmd := exec.Command(binPath, "check-config", "--config-only", "--config", base)
+			cmd.Env = append(os.Environ(), env...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("%s (env %q): %v\n%s", filepath.Base(dir), env, err, out)
+			}
+		}
+	})
 	t.Run("config-only skips files", func(t *testing.T) {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "c.yaml"), []byte("users:\n  file: missing.yaml\n"), 0o600)
@@ -149,7 +173,7 @@ func TestSubcommandHelp(t *testing.T) {
 		{"serve", []string{"-config"}},
 		{"check-config", []string{"-config", "-config-only"}},
 		{"hash-password", []string{"-algorithm", "-cost"}},
-		{"revoke-user", []string{"-config", "-user", "-admin-url"}},
+		{"revoke-user", []string{"-config", "-user", "-admin-url", "-force-id"}},
 		{"demo", []string{"-listen", "-admin-listen", "-app-listen", "-dir"}},
 		{"add-user", []string{"-config", "-user"}},
 	} {
@@ -306,4 +330,68 @@ func TestAddUser(t *testing.T) {
 			t.Fatalf("add-user on a users file: exit %d\n%s", code, out)
 		}
 	})
+}
+
+// A SIGHUP whose users file is good but whose keys are broken says so: the
+// users were reloaded and the keys kept; no line claims the users were kept.
+func TestSIGHUPReloadReportsEachPart(t *testing.T) {
+	up := newEchoUpstream(t)
+	dir := newDir(t, up.URL)
+	in := start(t, dir, "TOKENGATE_USERS_RELOAD_INTERVAL=1h")
+	writeUsersFile(t, filepath.Join(dir, "users.yaml"), map[string]string{"carol": "carol-password-1"})
+	os.Remove(filepath.Join(dir, "signing.key"))
+	os.WriteFile(filepath.Join(dir, "signing.key"), []byte("not a key"), 0o600)
+	in.signal(syscall.SIGHUP)
+	eventually(t, 5*time.Second, "the reload failure is logged", func() bool {
+		return strings.Contains(in.logs.String(), `"msg":"reload failed"`)
+	})
+	logs := in.logs.String()
+	if !strings.Contains(logs, `"users":"reloaded"`) || !strings.Contains(logs, `"keys":"kept the previous keys"`) {
+		t.Fatalf("the reload failure does not say what each part did:\n%s", logs)
+	}
+	if strings.Contains(logs, "keeping the previous users") {
+		t.Fatalf("a line claims the users were kept although they were reloaded:\n%s", logs)
+	}
+	// And it is true: carol logs in, tokens are still signed with the old key.
+	tok := login(t, in.Public, "carol", "carol-password-1")
+	if r := call(t, "GET", in.Public+"/app", tok, ""); r.Code != 200 {
+		t.Fatalf("a token after the partial reload: %d", r.Code)
+	}
+}
+
+// overlayEnv returns the literal TOKENGATE_* variables an overlay's patches
+// set on the tokengate container, as NAME=value.
+func overlayEnv(t *testing.T, dir string) []string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	var env []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers []struct {
+							Name string
+							Env  []struct{ Name, Value string }
+						}
+					}
+				}
+			}
+		}
+		if yaml.Unmarshal(b, &doc) != nil {
+			continue // not a Deployment patch
+		}
+		for _, c := range doc.Spec.Template.Spec.Containers {
+			for _, e := range c.Env {
+				if c.Name == "tokengate" && strings.HasPrefix(e.Name, "TOKENGATE_") {
+					env = append(env, e.Name+"="+e.Value)
+				}
+			}
+		}
+	}
+	return env
 }

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"tokengate/internal/testkit"
 
 	"go.yaml.in/yaml/v3"
 
@@ -30,6 +31,7 @@ import (
 // dashboard's $namespace/$pod selectors match as they do in a cluster.
 const (
 	dashNamespace = "tokengate-test"
+	dashService   = "echo-tokengate-metrics"
 	dashPod       = "tokengate-0"
 )
 
@@ -212,13 +214,16 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 // alertFiring says whether each alert's condition holds during the test's
 // traffic (the `for:` duration aside). Alerts not listed are only evaluated.
 var alertFiring = map[string]bool{
+	"TokengateAbsent":                false,
 	"TokengateDown":                  false,
 	"TokengateNotReady":              false,
-	"TokengateHigh5xxRate":           true, // 1 request in ~12 is a 504
+	"TokengateDependencyDown":        false,
+	"TokengateHigh5xxRateFastBurn":   true, // 1 request in ~12 is a 504
+	"TokengateHigh5xxRate":           true,
 	"TokengateRevocationStoreErrors": false,
 	"TokengateRevocationPubSubDown":  false,
 	"TokengateUpstreamErrors":        true, // 1 proxied request in ~7 times out
-	"TokengateConfigReloadFailed":    false,
+	"TokengateUsersReloadFailed":     false,
 	"TokengateLoginErrors":           false,
 }
 
@@ -439,7 +444,7 @@ type promRule struct {
 // promServer is a running Prometheus server.
 type promServer struct {
 	base string
-	logs *lockedBuffer
+	logs *testkit.LogBuffer
 }
 
 func startPrometheus(t *testing.T, ctx context.Context, bin, target string, rules []byte) *promServer {
@@ -458,8 +463,8 @@ scrape_configs:
     metrics_path: /metrics
     static_configs:
       - targets: [%q]
-        labels: {namespace: %q, pod: %q}
-`, target, dashNamespace, dashPod)
+        labels: {namespace: %q, service: %q, pod: %q}
+`, target, dashNamespace, dashService, dashPod)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +474,7 @@ scrape_configs:
 	}
 	addr := l.Addr().String()
 	l.Close()
-	p := &promServer{base: "http://" + addr, logs: &lockedBuffer{}}
+	p := &promServer{base: "http://" + addr, logs: &testkit.LogBuffer{}}
 	cmd := exec.Command(bin,
 		"--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),

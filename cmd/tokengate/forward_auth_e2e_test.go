@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"tokengate/internal/testkit"
 	"tokengate/internal/testsvc"
 )
 
@@ -184,7 +185,7 @@ http {
 	errLog := filepath.Join(dir, "error.log")
 	cmd := exec.Command(nginxPath, "-p", dir, "-e", errLog, "-c", filepath.Join(dir, "nginx.conf"),
 		"-g", fmt.Sprintf("daemon off; pid %s/nginx.pid; error_log %s;", dir, errLog))
-	out := &lockedBuffer{}
+	out := &testkit.LogBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	logs := func() string {
 		b, _ := os.ReadFile(errLog)
@@ -214,7 +215,7 @@ func startCaddy(t *testing.T, tokengateAddr, upstreamAddr string) ingress {
 		"TOKENGATE_ADDR=" + tokengateAddr,
 		"UPSTREAM_ADDR=" + upstreamAddr,
 	}
-	out := &lockedBuffer{}
+	out := &testkit.LogBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	return runIngress(t, cmd, port, out.String)
 }

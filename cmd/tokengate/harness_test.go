@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,8 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"tokengate/authn"
+	"tokengate/internal/testkit"
 )
 
 // The end-to-end tests run the real binary, built once here.
@@ -46,18 +44,11 @@ var testUsers = map[string]string{"alice": "alice-password-1", "bob": "bob-passw
 
 func writeUsersFile(t *testing.T, path string, users map[string]string) {
 	t.Helper()
-	var b strings.Builder
-	b.WriteString("users:\n")
+	var list []testkit.User
 	for name, pw := range users {
-		h, err := authn.HashPassword(pw, authn.HashOptions{BcryptCost: 4})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "  - username: %s\n    password_hash: %q\n", name, h)
+		list = append(list, testkit.User{Name: name, Password: pw})
 	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testkit.WriteUsersFile(t, path, list...)
 }
 
 // echoUpstream is the protected app: it answers with what it received.
@@ -110,26 +101,9 @@ type instance struct {
 	dir    string
 	Public string // http://host:port
 	Admin  string
-	logs   *lockedBuffer
+	logs   *testkit.LogBuffer
 	done   chan struct{}
 	code   int
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // baseConfig is a config for dir with free ports; tests vary it through
@@ -173,7 +147,7 @@ func newDir(t *testing.T, upstream string) string {
 // waits until it logs its listening addresses.
 func start(t *testing.T, dir string, env ...string) *instance {
 	t.Helper()
-	in := &instance{t: t, dir: dir, logs: &lockedBuffer{}, done: make(chan struct{})}
+	in := &instance{t: t, dir: dir, logs: &testkit.LogBuffer{}, done: make(chan struct{})}
 	in.cmd = exec.Command(binPath, "serve", "--config", filepath.Join(dir, "config.yaml"))
 	in.cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
@@ -213,14 +187,23 @@ func start(t *testing.T, dir string, env ...string) *instance {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("tokengate did not start within 20s:\n%s", in.logs)
 	}
-	// Like a kubelet, send traffic only once the instance says it is ready
-	// (with Redis, the pub/sub subscription comes up just after listening).
+	// Send traffic only once the instance is ready and its dependencies
+	// answer (with Redis, the pub/sub subscription comes up just after
+	// listening; readiness itself is local and does not wait for it).
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := client.Get(in.Admin + "/readyz")
+		resp, err := client.Get(in.Admin + "/readyz?verbose")
 		if err == nil {
+			var body struct {
+				Dependencies map[string]string `json:"dependencies"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			allUp := err == nil
+			for _, state := range body.Dependencies {
+				allUp = allUp && state == "ok"
+			}
+			if resp.StatusCode == http.StatusOK && allUp {
 				break
 			}
 		}

@@ -5,7 +5,7 @@
 //	tokengate serve --config FILE         run the sidecar
 //	tokengate check-config --config FILE  validate and exit 0, or print errors and exit 2
 //	tokengate hash-password               read a password on stdin, print its hash
-//	tokengate revoke-user --config FILE --user ID   operator: revoke every token of a user
+//	tokengate revoke-user --config FILE --user ID|NAME   operator: revoke every token of a user
 //	tokengate add-user --config FILE --user NAME   create a user (password on stdin)
 //	tokengate demo                        run on embedded defaults in front of an echo app
 //	tokengate version                     print version, commit, Go version
@@ -108,16 +108,20 @@ func usage(w io.Writer) {
 
 commands:
   serve --config FILE              run the sidecar (embedded defaults without --config)
-  check-config --config FILE       validate config and the files it names; exit 2 on problems
+  check-config --config FILE [--config-only]
+                                   validate config and the files it names; exit 2 on problems
   hash-password [--algorithm bcrypt|argon2id] [--cost N]
                                    read a password on stdin, print its hash on the last line
-  revoke-user --config FILE --user ID
+  revoke-user --config FILE --user ID|NAME [--force-id] [--admin-url URL]
                                    operator: revoke every token of a user (needs admin_token_file)
   add-user --config FILE --user NAME
                                    create a user in the bolt or PostgreSQL store (password on stdin)
   demo [--listen ADDR] [--admin-listen ADDR] [--app-listen ADDR] [--dir DIR]
                                    run on embedded defaults in front of a demo echo app
   version                          print version, commit and Go version
+
+"tokengate <command> --help" lists a command's flags. Exit codes: 0 ok,
+2 bad configuration, missing file or usage, 1 failure at run time.
 `)
 }
 

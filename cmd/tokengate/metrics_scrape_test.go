@@ -73,7 +73,10 @@ tokengate_build_info{commit=%q,goversion=%q,version=%q} 1
 # HELP tokengate_config_last_reload_success 1 when the last SIGHUP reload of users and keys succeeded, else 0 (watched users file reloads: tokengate_users_reloads_total).
 # TYPE tokengate_config_last_reload_success gauge
 tokengate_config_last_reload_success 1
-# HELP tokengate_ready 1 when this instance is ready for traffic (what /readyz answers), else 0.
+# HELP tokengate_dependency_up 1 when the shared dependency answered a check at scrape time, else 0. Not part of readiness.
+# TYPE tokengate_dependency_up gauge
+tokengate_dependency_up{dependency="revocation_store"} 1
+# HELP tokengate_ready 1 when this instance is ready for traffic (what /readyz answers: local state only), else 0.
 # TYPE tokengate_ready gauge
 tokengate_ready 1
 # HELP go_info Information about the Go environment.
@@ -81,7 +84,7 @@ tokengate_ready 1
 go_info{version=%q} 1
 `, commit, goVersion, version, goVersion)
 	if err := testutil.ScrapeAndCompare(metrics, strings.NewReader(expected),
-		"tokengate_build_info", "tokengate_config_last_reload_success", "tokengate_ready", "go_info"); err != nil {
+		"tokengate_build_info", "tokengate_config_last_reload_success", "tokengate_dependency_up", "tokengate_ready", "go_info"); err != nil {
 		t.Error(err)
 	}
 

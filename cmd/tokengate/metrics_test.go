@@ -2,10 +2,13 @@ package main
 
 import (
 	"bufio"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"tokengate/internal/config"
 
 	"tokengate/internal/testsvc"
@@ -27,6 +30,8 @@ var contractMetrics = []string{
 	"tokengate_build_info",
 	"tokengate_config_last_reload_success",
 	"tokengate_ready",
+	"tokengate_dependency_up",
+	"tokengate_users_last_reload_success",
 	"go_goroutines",
 	"process_resident_memory_bytes",
 }
@@ -101,5 +106,37 @@ func TestDeployConfigIsValid(t *testing.T) {
 	}
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// The request latency histogram reaches the Kubernetes kit's and the
+// default upstream_timeout: a request that runs until the timeout lands in
+// a finite bucket, so p99 panels and the latency alert see it.
+func TestLatencyBucketsReachUpstreamTimeout(t *testing.T) {
+	kit, err := config.Load(filepath.Join("..", "..", "deploy", "kubernetes", "base", "config.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := config.Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := newEchoUpstream(t)
+	in := start(t, newDir(t, up.URL))
+	largest := 0.0
+	for _, line := range strings.Split(call(t, "GET", in.Admin+"/metrics", "", "").Body, "\n") {
+		if !strings.HasPrefix(line, `tokengate_http_request_duration_seconds_bucket{route="proxy",le="`) {
+			continue
+		}
+		le := strings.TrimPrefix(line, `tokengate_http_request_duration_seconds_bucket{route="proxy",le="`)
+		le = le[:strings.Index(le, `"`)]
+		if v, err := strconv.ParseFloat(le, 64); err == nil && !math.IsInf(v, 1) && v > largest {
+			largest = v
+		}
+	}
+	for name, timeout := range map[string]time.Duration{"deploy kit": kit.UpstreamTimeout, "default": def.UpstreamTimeout} {
+		if largest < timeout.Seconds() {
+			t.Errorf("largest finite latency bucket %gs is below the %s upstream_timeout %s", largest, name, timeout)
+		}
 	}
 }

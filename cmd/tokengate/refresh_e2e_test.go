@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"tokengate/internal/testkit"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -87,13 +88,7 @@ func TestConcurrentRefreshBolt(t *testing.T) {
 // The same across two replicas sharing Redis (SET NX decides).
 func TestConcurrentRefreshRedisReplicas(t *testing.T) {
 	addr := testsvc.RedisAddr(t)
-	up := newEchoUpstream(t)
-	dir := newDir(t, up.URL)
-	a := start(t, dir, redisEnv(addr)...)
-	dirB := newDir(t, up.URL)
-	key, _ := os.ReadFile(filepath.Join(dir, "signing.key"))
-	os.WriteFile(filepath.Join(dirB, "signing.key"), key, 0o600)
-	b := start(t, dirB, redisEnv(addr)...)
+	a, b := startReplicas(t, newEchoUpstream(t), redisEnv(addr)...)
 	bases := make([]string, 20)
 	for i := range bases {
 		bases[i] = a.Public
@@ -162,7 +157,7 @@ func TestLifetimeNotedWhenRedisComesBack(t *testing.T) {
 	rds.Stop()
 	up := newEchoUpstream(t)
 	dir := newDir(t, up.URL)
-	in := &instance{t: t, dir: dir, logs: &lockedBuffer{}, done: make(chan struct{})}
+	in := &instance{t: t, dir: dir, logs: &testkit.LogBuffer{}, done: make(chan struct{})}
 	in.cmd = exec.Command(binPath, "serve", "--config", filepath.Join(dir, "config.yaml"))
 	in.cmd.Env = append(os.Environ(), redisEnv(rds.Addr)...)
 	in.cmd.Stdout, in.cmd.Stderr = in.logs, in.logs

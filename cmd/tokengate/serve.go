@@ -10,7 +10,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tokengate/internal/accesslog"
 	"tokengate/internal/config"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func cmdServe(ctx context.Context, args []string, e env) int {
@@ -42,28 +48,72 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 	return serve(ctx, cfg, e)
 }
 
-// newLogger builds the process logger from log_format and log_level.
+// logs is the process's logging: every line (access lines and the rest)
+// goes through one accesslog.Writer, so no request ever waits on stderr;
+// close writes out what is queued (SIGTERM loses no line).
+type logs struct {
+	*slog.Logger
+	access *accesslog.Logger // the access lines' fast formatter
+	out    *accesslog.Writer
+}
+
+// newLogs builds the process logger from log_format and log_level, writing
+// to w through a batching writer.
+func newLogs(cfg config.Config, w io.Writer) *logs {
+	l := &logs{}
+	l.out = accesslog.NewWriter(w, accesslog.WriterOptions{
+		OnDrop: func(n, total uint64) {
+			l.Warn("log lines dropped: the log reader (stderr) is not keeping up",
+				"dropped", n, "dropped_total", total)
+		},
+	})
+	l.Logger = newLogger(cfg, l.out)
+	l.access = accesslog.NewLogger(l.out, cfg.LogFormat)
+	return l
+}
+
+// close flushes the queued lines and stops the writer goroutine.
+func (l *logs) close() {
+	if err := l.out.Close(); err != nil {
+		l.Error("log output", "error", err)
+	}
+}
+
+// droppedMetric counts the lines newLogs dropped.
+func (l *logs) droppedMetric() prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "tokengate_log_lines_dropped_total",
+		Help: "Log lines dropped because the log reader (stderr) did not keep up and the buffer was full.",
+	}, func() float64 { return float64(l.out.Dropped()) })
+}
+
+// newLogger builds a logger from log_format and log_level.
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated; "" is info
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(newRateLimitHandler(h, errorLogWindow, time.Now))
 }
 
 // serve runs tokengate until ctx is done (SIGTERM/SIGINT), then shuts down:
 // readiness fails first, shutdown_delay lets endpoints update, in-flight
 // requests drain within shutdown_grace. It returns the exit code.
 func serve(ctx context.Context, cfg config.Config, e env) int {
-	logger := newLogger(cfg, e.stderr)
-	a, err := newApp(ctx, cfg, logger)
+	lg := newLogs(cfg, e.stderr)
+	defer lg.close() // last: after "stopped" and whatever closing logs
+	logger := lg.Logger
+	redis.SetLogger(redisLogger{logger}) // process-wide: go-redis has one logger
+	a, err := newApp(ctx, cfg, logger, lg.access)
 	if err != nil {
 		logger.Error("startup failed", "error", err)
 		return exitError
 	}
 	defer a.close()
+	a.registry.MustRegister(lg.droppedMetric())
 
 	publicLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -125,6 +175,7 @@ func serve(ctx context.Context, cfg config.Config, e env) int {
 	}{{public, publicLn}, {admin, adminLn}} {
 		go func() { serveErr <- s.srv.Serve(s.ln) }()
 	}
+	a.started.Store(true)
 	logger.Info("listening", "public", publicLn.Addr().String(), "admin", adminLn.Addr().String(),
 		"upstream", cfg.Upstream, "version", version)
 	if e.started != nil {

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"tokengate/internal/testkit"
 
 	"github.com/jackc/pgx/v5"
 
@@ -19,22 +20,15 @@ import (
 )
 
 // pgTable creates a uniquely named table with columns cols and drops it when
-// the test ends; a failed DROP fails the test.
+// the test ends (testsvc.TempTable); a failed DROP fails the test.
 func pgTable(t *testing.T, pgURL, prefix, cols string) (string, *pgx.Conn) {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), pgURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	table := fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+table); err != nil {
-			t.Errorf("drop %s: %v", table, err)
-		}
-		conn.Close(ctx)
-	})
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	table := testsvc.TempTable(t, pgURL, prefix) // registered after: dropped first, on its own connection
 	if _, err := conn.Exec(context.Background(), "CREATE TABLE "+table+" ("+cols+")"); err != nil {
 		t.Fatal(err)
 	}
@@ -172,9 +166,10 @@ func TestHalfWrittenUsersFileNeverServed(t *testing.T) {
 	if got := bobSeenAs(); got != "admin-bob" {
 		t.Fatalf("after a half-written users file bob reaches the app as %q", got)
 	}
-	if !strings.Contains(in.logs.String(), "half-written") {
-		t.Errorf("the log does not say the file may be half-written:\n%s", in.logs)
-	}
+	// Log lines are written in batches: wait for the reload error's.
+	eventually(t, 10*time.Second, "the log says the file may be half-written", func() bool {
+		return strings.Contains(in.logs.String(), "half-written")
+	})
 
 	// The same content written completely, by rename: loaded.
 	tmp := path + ".tmp"
@@ -197,18 +192,11 @@ func TestHalfWrittenUsersFileNeverServed(t *testing.T) {
 // with password pw.
 func writeUsers(t *testing.T, path, pw string, entries ...[2]string) {
 	t.Helper()
-	hash, err := authn.HashPassword(pw, authn.HashOptions{BcryptCost: 4})
-	if err != nil {
-		t.Fatal(err)
+	list := make([]testkit.User, len(entries))
+	for i, e := range entries {
+		list[i] = testkit.User{Name: e[0], ID: e[1], Password: pw}
 	}
-	var b strings.Builder
-	b.WriteString("users:\n")
-	for _, e := range entries {
-		fmt.Fprintf(&b, "  - username: %s\n    password_hash: %q\n    id: %s\n", e[0], hash, e[1])
-	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testkit.WriteUsersFile(t, path, list...)
 }
 
 // withAdminToken adds admin_token_file to dir's config and returns the
@@ -344,5 +332,26 @@ func TestOperatorRevokeUserLegacyPostgres(t *testing.T) {
 	}
 	if r := adminRevoke(t, in, `{"user":"42","force":true}`); r.Code != http.StatusOK || r.json(t)["revoked_user_id"] != "42" {
 		t.Fatalf("forced legacy revoke: %d %s", r.Code, r.Body)
+	}
+}
+
+// Issue 12 point 2 through the binary: Dave, dave and DAVE are one user;
+// the app sees the registered spelling whatever the case typed at login.
+func TestLookAlikeNamesEndToEnd(t *testing.T) {
+	up := newEchoUpstream(t)
+	in := start(t, newDir(t, up.URL), "TOKENGATE_USERS_BACKEND=bolt", "TOKENGATE_USERS_PATH=users.db", "TOKENGATE_USERS_REGISTRATION=open")
+	if r := call(t, "POST", in.Public+"/users", "", `{"username":"Dave","password":"dave-password-1"}`); r.Code != http.StatusCreated {
+		t.Fatalf("register Dave: %d %s", r.Code, r.Body)
+	}
+	for _, other := range []string{"dave", "DAVE"} {
+		if r := call(t, "POST", in.Public+"/users", "", fmt.Sprintf(`{"username":%q,"password":"other-password-1"}`, other)); r.Code != http.StatusConflict {
+			t.Errorf("register %s after Dave: %d %s, want 409", other, r.Code, r.Body)
+		}
+	}
+	for _, typed := range []string{"dave", "DAVE"} {
+		r := call(t, "GET", in.Public+"/app", login(t, in.Public, typed, "dave-password-1"), "")
+		if !strings.Contains(r.Body, `"user_id":["Dave"]`) {
+			t.Errorf("logged in as %s, the app saw %s; want the registered spelling Dave", typed, r.Body)
+		}
 	}
 }

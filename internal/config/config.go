@@ -106,6 +106,8 @@ type RevocationConfig struct {
 	RedisAddrs        []string      `yaml:"redis_addrs"`         // host:port list (cluster, or sentinels with redis_master_name); wins over redis_url
 	RedisMasterName   string        `yaml:"redis_master_name"`   // sentinel master name
 	RedisPasswordFile string        `yaml:"redis_password_file"` // "" = password from the URL
+	RedisPrefix       string        `yaml:"redis_prefix"`        // keys and channel; "" = tokengate:db<N>: (N: redis_url's database; 0 with redis_addrs)
+	RedisMinReplicas  int           `yaml:"redis_min_replicas"`  // >0: a revocation is confirmed (204) only after WAIT sees this many replicas; 0
 	CacheSize         int           `yaml:"cache_size"`          // LRU entries; 100000
 	MaxStaleness      time.Duration `yaml:"max_staleness"`       // longest a cached "not revoked" is trusted; 5s
 	OnStoreError      string        `yaml:"on_store_error"`      // deny (503) | allow

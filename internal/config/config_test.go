@@ -475,7 +475,7 @@ func TestConfigValidateRules(t *testing.T) {
 		{"sign_in collides", func(c *Config) { c.Routes.SignIn = "/user/login" },
 			[]string{`routes.sign_in: /user/login is also routes.login; routes must differ`}},
 		{"browser options", func(c *Config) {
-			c.Browser = BrowserConfig{CookieName: "sso", CookieDomain: "example.com", Title: "Acme", QueryTokenPaths: []string{"/ws", "/events"}}
+			c.Browser = BrowserConfig{CookieName: "sso", CookieDomain: "example.com", Title: "Acme", QueryTokenPaths: []string{"/ws", "/events/"}}
 		}, nil},
 		{"browser bad options", func(c *Config) {
 			c.Browser = BrowserConfig{CookieName: "my cookie", CookieDomain: "https://example.com", QueryTokenPaths: []string{"ws", "/a/../b"}}

@@ -458,7 +458,15 @@ func (v *validator) revocation(r RevocationConfig) {
 	v.oneOf("revocation.on_store_error", r.OnStoreError, "deny", "allow")
 }
 
+// maxRedisMinReplicas bounds revocation.redis_min_replicas: more replicas
+// than that per primary is not a deployment anyone runs; a typo is likelier.
+const maxRedisMinReplicas = 16
+
 func (v *validator) redis(r RevocationConfig) {
+	v.inRange("revocation.redis_min_replicas", int64(r.RedisMinReplicas), 0, maxRedisMinReplicas)
+	if len(r.RedisPrefix) > 128 || strings.ContainsFunc(r.RedisPrefix, func(c rune) bool { return c <= ' ' || c == 0x7f }) {
+		v.fail("revocation.redis_prefix", "must be at most 128 characters without spaces or control characters")
+	}
 	if len(r.RedisAddrs) > 0 {
 		for i, a := range r.RedisAddrs {
 			key := fmt.Sprintf("revocation.redis_addrs[%d]", i)
@@ -503,6 +511,10 @@ func (v *validator) browser(b BrowserConfig, r RoutesConfig) {
 	}
 	v.nonEmpty("browser.title", b.Title)
 	for i, p := range b.QueryTokenPaths {
+		// Segment prefixes like public_paths: "/ws/" is "/ws".
+		if len(p) > 1 && strings.HasSuffix(p, "/") && !strings.HasSuffix(p, "//") {
+			p = strings.TrimSuffix(p, "/")
+		}
 		v.urlPath(fmt.Sprintf("browser.query_token_paths[%d]", i), p)
 	}
 	for i, h := range b.AllowedRedirectHosts {

@@ -21,3 +21,12 @@ func TestSharedServices(t *testing.T) {
 	_ = RedisAddr(t)
 	_ = PostgresURL(t)
 }
+
+func TestKeySlot(t *testing.T) {
+	// Values from the Redis Cluster specification and CLUSTER KEYSLOT.
+	for key, want := range map[string]uint16{"foo": 12182, "123456789": 0x31C3, "{foo}bar": 12182, "a{}b": keySlot("a{}b")} {
+		if got := keySlot(key); got != want {
+			t.Errorf("keySlot(%q) = %d, want %d", key, got, want)
+		}
+	}
+}

@@ -1,0 +1,449 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	bolt "go.etcd.io/bbolt"
+
+	"tokengate/authn"
+	"tokengate/revocation"
+)
+
+// cmdMem measures tokengate's memory (issue 10, point 4): RSS of the real
+// binary at the default cache sizes, idle, with idle keep-alive client
+// connections, and with a million live revocations in bolt and in Redis
+// while requests carrying revoked tokens fill both caches. It prints a
+// markdown report.
+//
+//	tokengate-loadbench mem [-tokengate bin/tokengate] [-conns 1000]
+//	    [-revocations 1000000] [-requests 120000] [-redis URL]
+func cmdMem(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("tokengate-loadbench mem", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	bin := fs.String("tokengate", "bin/tokengate", "tokengate binary")
+	conns := fs.Int("conns", 1000, "idle keep-alive client connections")
+	nRev := fs.Int("revocations", 1_000_000, "live revocations written to each store")
+	nReq := fs.Int("requests", 120_000, "requests with distinct revoked tokens (fills the 100000-entry revocation cache)")
+	memLimit := fs.String("gomemlimit", "", "GOMEMLIMIT for tokengate (as the Kubernetes kit sets from the container's limit); \"\" leaves the Go default (none)")
+	redisURL := fs.String("redis", "redis://127.0.0.1:6379/13", "Redis for the Redis case (a db of its own: the run deletes exactly the keys it wrote); \"\" skips it")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := runMem(ctx, &out, stderr, *bin, *conns, *nRev, *nReq, *redisURL, *memLimit); err != nil {
+		fmt.Fprintf(stderr, "tokengate-loadbench mem: %v\n", err)
+		return 1
+	}
+	_, _ = stdout.Write(out.Bytes())
+	return 0
+}
+
+func runMem(ctx context.Context, out, logw io.Writer, bin string, conns, nRev, nReq int, redisURL, memLimit string) error {
+	var env []string
+	if memLimit != "" {
+		env = []string{"GOMEMLIMIT=" + memLimit}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "tokengate-mem-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var p procs
+	defer p.killAll()
+	_, upAddr, err := p.startServer(ctx, "upstream", self, []string{"upstream"}, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	upstream := "http://" + upAddr
+
+	fmt.Fprintf(out, "### Memory %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(out, "- command: `tokengate-loadbench mem -conns %d -revocations %d -requests %d -gomemlimit %q`\n", conns, nRev, nReq, memLimit)
+	fmt.Fprintf(out, "- machine: %d CPUs (%s), %s; default cache sizes (tokens.cache_size 10000, revocation.cache_size 100000), access log on\n\n",
+		runtime.NumCPU(), cpuModel(), runtime.Version())
+	fmt.Fprintln(out, "| case | RSS | anonymous (heap, stacks) | file-backed (binary, bolt's mmap) | Go heap in use | note |")
+	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---|")
+	row := func(name string, tg *tokengateSetup, note string) {
+		st := processMem(tg.pid)
+		heap := goHeap(ctx, tg.admin)
+		fmt.Fprintf(out, "| %s | %.1f MB | %.1f MB | %.1f MB | %s | %s |\n", name, mb(st["VmRSS"]), mb(st["RssAnon"]), mb(st["RssFile"]+st["RssShmem"]), heap, note)
+		fmt.Fprintf(logw, "mem: %s: RSS %.1f MB (anon %.1f, file %.1f), heap %s\n", name, mb(st["VmRSS"]), mb(st["RssAnon"]), mb(st["RssFile"]), heap)
+	}
+
+	// 0. What one cache entry costs, measured in this process.
+	const cacheN = 100_000
+	te, re, err := cacheEntryBytes(dir, cacheN)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(logw, "mem: %.0f B per verified-token cache entry, %.0f B per revocation cache entry\n", te, re)
+	defer fmt.Fprintf(out, "\nMemory per cache entry (heap growth over %d distinct entries, measured in-process with the real packages): verified-token cache %.0f B, revocation cache %.0f B. At the default sizes: %.1f MB + %.1f MB.\n",
+		cacheN, te, re, te*10000/(1<<20), re*100000/(1<<20))
+
+	// 1. bolt (the default), idle, then with idle keep-alive connections.
+	boltDir := filepath.Join(dir, "bolt")
+	if err := os.Mkdir(boltDir, 0o700); err != nil {
+		return err
+	}
+	jtis := newJTIs(nRev)
+	exp := time.Now().Add(2 * time.Hour)
+	if err := fillBolt(filepath.Join(boltDir, "revocations.db"), jtis, exp); err != nil {
+		return err
+	}
+	ic := instanceConfig{name: "tokengate-bolt", algorithm: "HS256", backend: "bolt", defaultCaches: true, env: env}
+	tg, err := startTokengate(ctx, &p, bin, boltDir, upstream, ic)
+	if err != nil {
+		return err
+	}
+	row("bolt, idle after start", tg, fmt.Sprintf("%d live revocations in the bolt file (%s)", nRev, fileSize(filepath.Join(boltDir, "revocations.db"))))
+	held, err := holdConns(ctx, tg, conns)
+	if err != nil {
+		return err
+	}
+	row(fmt.Sprintf("bolt, %d idle keep-alive connections", conns), tg, "each sent one authenticated request, then idles")
+	for _, c := range held {
+		c.Close()
+	}
+	n, err := sendRevoked(ctx, tg, jtis[:min(nReq, len(jtis))], exp)
+	if err != nil {
+		return err
+	}
+	row("bolt, caches full", tg, fmt.Sprintf("after %d requests with distinct revoked tokens (all 401 revoked)", n))
+
+	// 2. Redis: the same with the revocations in Redis.
+	if redisURL == "" {
+		return nil
+	}
+	rdb, cleanup, err := fillRedis(ctx, redisURL, jtis, exp)
+	if err != nil {
+		fmt.Fprintf(out, "\nRedis case skipped: %v\n", err)
+		return nil
+	}
+	defer cleanup()
+	_ = rdb
+	redisDir := filepath.Join(dir, "redis")
+	if err := os.Mkdir(redisDir, 0o700); err != nil {
+		return err
+	}
+	ic = instanceConfig{name: "tokengate-redis", algorithm: "HS256", backend: "redis", redisURL: redisURL, defaultCaches: true, env: env}
+	tg, err = startTokengate(ctx, &p, bin, redisDir, upstream, ic)
+	if err != nil {
+		return err
+	}
+	row("redis, idle after start", tg, fmt.Sprintf("%d live revocations in Redis", nRev))
+	n, err = sendRevoked(ctx, tg, jtis[:min(nReq, len(jtis))], exp)
+	if err != nil {
+		return err
+	}
+	row("redis, caches full", tg, fmt.Sprintf("after %d requests with distinct revoked tokens (all 401 revoked)", n))
+	return nil
+}
+
+// processMem reads the kB lines of /proc/PID/status (VmRSS, RssAnon,
+// RssFile, RssShmem), in bytes.
+func processMem(pid int) map[string]int64 {
+	out := map[string]int64{}
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || !strings.HasSuffix(v, "kB") {
+			continue
+		}
+		if kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(v, "kB")), 10, 64); err == nil {
+			out[k] = kb << 10
+		}
+	}
+	return out
+}
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }
+
+// goHeap is go_memstats_heap_inuse_bytes from tokengate's /metrics.
+func goHeap(ctx context.Context, admin string) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/metrics", nil)
+	if err != nil {
+		return "?"
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return "?"
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				return fmt.Sprintf("%.1f MB", f/(1<<20))
+			}
+		}
+	}
+	return "?"
+}
+
+func fileSize(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f MB", float64(st.Size())/(1<<20))
+}
+
+// newJTIs makes n random jtis shaped like tokengate's.
+func newJTIs(n int) []string {
+	out := make([]string, n)
+	b := make([]byte, 16)
+	for i := range out {
+		_, _ = rand.Read(b)
+		out[i] = base64.RawURLEncoding.EncodeToString(b)
+	}
+	return out
+}
+
+// fillBolt writes the revocations with the bolt store's own layout (bucket
+// tokens: jti -> exp as big-endian unix ns), in large transactions: a
+// logout per revocation would take hours of fsyncs.
+func fillBolt(path string, jtis []string, exp time.Time) error {
+	st, err := revocation.OpenBoltStore(path, revocation.BoltOptions{}) // creates the buckets
+	if err != nil {
+		return err
+	}
+	if err := st.Close(); err != nil {
+		return err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	v := binary.BigEndian.AppendUint64(nil, uint64(exp.UnixNano()))
+	for start := 0; start < len(jtis); start += 100_000 {
+		err := db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket([]byte("tokens"))
+			if b == nil {
+				return errors.New(`bolt store has no "tokens" bucket: layout changed?`)
+			}
+			for _, j := range jtis[start:min(start+100_000, len(jtis))] {
+				if err := b.Put([]byte(j), v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fillRedis writes the revocations with the Redis store's layout
+// (tokengate:db<N>:jti:<jti> = exp unix ns, with a TTL) in the URL's database,
+// pipelined, without publishing anything; cleanup deletes exactly those keys.
+func fillRedis(ctx context.Context, url string, jtis []string, exp time.Time) (*redis.Client, func(), error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	rdb := redis.NewClient(opts)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, nil, err
+	}
+	key := func(j string) string { return revocation.DefaultRedisPrefix(opts.DB) + "jti:" + j }
+	v := strconv.FormatInt(exp.UnixNano(), 10)
+	ttl := time.Until(exp)
+	cleanup := func() {
+		for start := 0; start < len(jtis); start += 10_000 {
+			keys := make([]string, 0, 10_000)
+			for _, j := range jtis[start:min(start+10_000, len(jtis))] {
+				keys = append(keys, key(j))
+			}
+			_ = rdb.Del(context.Background(), keys...).Err()
+		}
+		rdb.Close()
+	}
+	for start := 0; start < len(jtis); start += 10_000 {
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, j := range jtis[start:min(start+10_000, len(jtis))] {
+				p.Set(ctx, key(j), v, ttl)
+			}
+			return nil
+		})
+		if err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+	}
+	return rdb, cleanup, nil
+}
+
+// holdConns opens n keep-alive connections, sends one authenticated
+// request on each and keeps them open (idle).
+func holdConns(ctx context.Context, tg *tokengateSetup, n int) ([]net.Conn, error) {
+	host := strings.TrimPrefix(tg.public, "http://")
+	req := "GET /bench HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: Bearer " + tg.token + "\r\n\r\n"
+	var conns []net.Conn
+	for range n {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", host)
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, err
+		}
+		conns = append(conns, c)
+		if _, err := io.WriteString(c, req); err != nil {
+			return nil, err
+		}
+		// Read the answer's head and the 12-byte body.
+		buf := make([]byte, 4096)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got := 0
+		for !bytes.Contains(buf[:got], upstreamBody) {
+			k, err := c.Read(buf[got:])
+			if err != nil {
+				return nil, fmt.Errorf("idle connection %d: %w", len(conns), err)
+			}
+			got += k
+		}
+		if !bytes.HasPrefix(buf[:got], []byte("HTTP/1.1 200")) {
+			return nil, fmt.Errorf("idle connection %d: %q", len(conns), buf[:min(got, 80)])
+		}
+	}
+	time.Sleep(2 * time.Second) // let the server settle (GC, goroutines parked)
+	return conns, nil
+}
+
+// sendRevoked sends one request per jti, each with a freshly minted token
+// carrying that (revoked) jti, and wants 401 revoked for every one.
+func sendRevoked(ctx context.Context, tg *tokengateSetup, jtis []string, exp time.Time) (int, error) {
+	client := newLoadClient(8)
+	defer client.CloseIdleConnections()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(jtis); i += 8 {
+				tok, err := tg.mintWithJTI(jtis[i], exp)
+				if err != nil {
+					errs <- err
+					return
+				}
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, tg.public+"/bench", nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusUnauthorized || !bytes.Contains(body, []byte("revoked")) {
+					errs <- fmt.Errorf("a revoked token got %d %s (store layout changed?)", resp.StatusCode, body)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	time.Sleep(2 * time.Second)
+	return len(jtis), nil
+}
+
+// cacheEntryBytes measures, in this process, the heap a cache entry costs:
+// n distinct verified tokens in authn's verified-token cache, and n "not
+// revoked" answers in the revocation Checker's LRU (memory store: nothing
+// else grows). The strings the caller keeps (tokens, jtis) are made before
+// the first reading, so only what the caches hold is counted.
+func cacheEntryBytes(dir string, n int) (tokenEntry, revocationEntry float64, err error) {
+	keyPath := filepath.Join(dir, "cache-bench.key")
+	if err := os.WriteFile(keyPath, []byte("cache-entry-measurement-secret-0123456789"), 0o600); err != nil {
+		return 0, 0, err
+	}
+	key, err := authn.LoadSigningKey(keyPath, "HS256")
+	if err != nil {
+		return 0, 0, err
+	}
+	// The issuer caches what it issues; a second instance (another
+	// replica) starts with an empty cache.
+	issuer, err := authn.NewTokens(key, nil, authn.TokenOptions{CacheSize: 1})
+	if err != nil {
+		return 0, 0, err
+	}
+	verifier, err := authn.NewTokens(key, nil, authn.TokenOptions{CacheSize: n})
+	if err != nil {
+		return 0, 0, err
+	}
+	pool := make([]string, n)
+	for i := range pool {
+		if pool[i], _, err = issuer.Issue("user-"+strconv.Itoa(i%1000), "user"); err != nil {
+			return 0, 0, err
+		}
+	}
+	before := heapInUse()
+	for _, t := range pool {
+		if _, err := verifier.Verify(t); err != nil {
+			return 0, 0, err
+		}
+	}
+	tokenEntry = float64(heapInUse()-before) / float64(n)
+
+	checker, err := revocation.NewChecker(revocation.NewMemoryStore(nil), revocation.CheckerOptions{CacheSize: n})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer checker.Close()
+	jtis := newJTIs(n)
+	now := time.Now()
+	before = heapInUse()
+	for i, j := range jtis {
+		if _, err := checker.Revoked(context.Background(), j, "user-"+strconv.Itoa(i%1000), now); err != nil {
+			return 0, 0, err
+		}
+	}
+	revocationEntry = float64(heapInUse()-before) / float64(n)
+	runtime.KeepAlive(pool)
+	runtime.KeepAlive(verifier)
+	runtime.KeepAlive(jtis)
+	return tokenEntry, revocationEntry, nil
+}
+
+func heapInUse() int64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}
