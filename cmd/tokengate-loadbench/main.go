@@ -249,6 +249,10 @@ func runBench(ctx context.Context, o options, command string, logw io.Writer) ([
 		cookie(on(scenarioCookie, tg, tg.public+path, func(int, int) string { return "tokengate=" + tg.token })),
 		on(scenarioDefault, tgs["tokengate-default"], tgs["tokengate-default"].public+path, bearer(tgs["tokengate-default"].token)),
 		on(scenarioEdDSA, tgs["tokengate-default"], tgs["tokengate-default"].public+path, cycle(prefixed(edTokens), o.concurrency)),
+		// Forward auth's verify (routes.verify, on by default) answers
+		// itself: its ratio to bare (which proxies) is not like for like;
+		// its CPU per request is the figure to read.
+		on(scenarioVerify, tg, tg.public+"/tokengate/verify", reused),
 	}
 	if r := tgs["tokengate-redis"]; r != nil {
 		scenarios = append(scenarios, on(scenarioRedis, r, r.public+path, bearer(r.token)))

@@ -43,9 +43,10 @@ const (
 	scenarioDefault = "tokengate-default"      // every default: EdDSA, bolt; one token reused
 	scenarioEdDSA   = "tokengate-unique-eddsa" // the defaults, a new EdDSA token per request
 	scenarioRedis   = "tokengate-redis"        // Redis backend, one token reused: full cache hit
+	scenarioVerify  = "tokengate-verify"       // forward auth: the reused token asked of /tokengate/verify (nothing proxied)
 )
 
-var scenarioNames = []string{scenarioBare, scenarioReused, scenarioQuiet, scenarioUnique, scenarioPublic, scenarioCookie, scenarioDefault, scenarioEdDSA, scenarioRedis}
+var scenarioNames = []string{scenarioBare, scenarioReused, scenarioQuiet, scenarioUnique, scenarioPublic, scenarioCookie, scenarioDefault, scenarioEdDSA, scenarioRedis, scenarioVerify}
 
 // comparison is a budget between two tokengate scenarios rather than
 // against bare: the access log's cost.

@@ -120,7 +120,7 @@ func TestShortRunAgainstTokengate(t *testing.T) {
 	}
 	report := stdout.String()
 	for _, want := range []string{"| bare |", "| tokengate-reused |", "| tokengate-reused-quiet |", "| tokengate-unique |",
-		"| tokengate-public |", "| tokengate-cookie |", "tokengate-cookie: ", "| tokengate-default |", "| tokengate-unique-eddsa |", "tokengate-unique: 0 hits",
+		"| tokengate-public |", "| tokengate-cookie |", "tokengate-cookie: ", "| tokengate-verify |", "| tokengate-default |", "| tokengate-unique-eddsa |", "tokengate-unique: 0 hits",
 		"tokengate-unique-eddsa: 0 hits", "access log on vs off"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
