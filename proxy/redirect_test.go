@@ -130,18 +130,8 @@ func TestSafeRedirect(t *testing.T) {
 // does the 303 send the browser?
 func TestSignInRedirects(t *testing.T) {
 	e := newBrowserEnv(t)
-	p := e.getPage(signInPath)
 	for _, tt := range redirectCases {
-		t.Run(tt.rd, func(t *testing.T) {
-			res := e.postForm(signInPath, url.Values{"username": {"marco"}, "password": {marcoPassword}, "csrf": {p.csrf}, "rd": {tt.rd}}, nil, p.csrfCookie)
-			want := "/"
-			if tt.safe {
-				want = tt.rd
-			}
-			if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != want {
-				t.Errorf("rd %q: %d Location %q, want %q", tt.rd, res.StatusCode, res.Header.Get("Location"), want)
-			}
-		})
+		e.checkSignInRedirect(t, tt.rd, tt.safe)
 	}
 }
 
@@ -181,4 +171,21 @@ func mustUnescape(s string) string {
 		return s
 	}
 	return d
+}
+
+// checkSignInRedirect signs in through the real form with rd and checks the
+// 303 goes to rd when it is safe, else to "/".
+func (e *env) checkSignInRedirect(t *testing.T, rd string, safe bool) {
+	t.Helper()
+	t.Run(rd, func(t *testing.T) {
+		p := e.getPage(signInPath)
+		res := e.postForm(signInPath, url.Values{"username": {"marco"}, "password": {marcoPassword}, "csrf": {p.csrf}, "rd": {rd}}, nil, p.csrfCookie)
+		want := "/"
+		if safe {
+			want = rd
+		}
+		if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != want {
+			t.Errorf("rd %q: %d Location %q, want %q", rd, res.StatusCode, res.Header.Get("Location"), want)
+		}
+	})
 }

@@ -4,8 +4,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,17 +20,7 @@ func TestBrowserSignInWiring(t *testing.T) {
 		"TOKENGATE_BROWSER_COOKIE_NAME=acme_session",
 		"TOKENGATE_BROWSER_TITLE=Acme intranet",
 	}
-	dirA := newDir(t, up.URL)
-	a := start(t, dirA, env...)
-	dirB := newDir(t, up.URL)
-	key, err := os.ReadFile(filepath.Join(dirA, "signing.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dirB, "signing.key"), key, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b := start(t, dirB, env...)
+	a, b := startReplicas(t, up, env...)
 
 	noFollow := &http.Client{Timeout: client.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	send := func(req *http.Request) (*http.Response, string) {
