@@ -84,51 +84,40 @@ func TestFailoverUnderLoad(t *testing.T) {
 		return resp.StatusCode
 	}
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				in, other := replicas[(w+i)%2], replicas[(w+i+1)%2]
-				name := []string{"alice", "bob"}[w%2]
-				code, tok := tryLogin(in.Public, name)
-				count("login", code)
-				if tok == "" {
-					continue
-				}
-				for range 3 {
-					count("request", do("GET", other.Public+"/app", tok, ""))
-				}
-				code = do("POST", in.Public+"/user/logout", tok, "")
-				count("logout", code)
-				if code == http.StatusNoContent {
-					mu.Lock()
-					confirmed = append(confirmed, revoked{tok, time.Now()})
-					mu.Unlock()
-				}
-				// Earlier confirmed logouts, once past max_staleness, must be refused.
-				mu.Lock()
-				var old []revoked
-				for _, c := range confirmed {
-					if time.Since(c.at) > maxStaleness+200*time.Millisecond {
-						old = append(old, c)
-					}
-				}
-				mu.Unlock()
-				if len(old) > 0 {
-					c := old[i%len(old)]
-					if do("GET", other.Public+"/app", c.token, "") == http.StatusOK {
-						lateOK.Add(1)
-					}
-				}
+	stopWorkers := runWorkers(4, func(w, i int) {
+		in, other := replicas[(w+i)%2], replicas[(w+i+1)%2]
+		name := []string{"alice", "bob"}[w%2]
+		code, tok := tryLogin(in.Public, name)
+		count("login", code)
+		if tok == "" {
+			return
+		}
+		for range 3 {
+			count("request", do("GET", other.Public+"/app", tok, ""))
+		}
+		code = do("POST", in.Public+"/user/logout", tok, "")
+		count("logout", code)
+		if code == http.StatusNoContent {
+			mu.Lock()
+			confirmed = append(confirmed, revoked{tok, time.Now()})
+			mu.Unlock()
+		}
+		// Earlier confirmed logouts, once past max_staleness, must be refused.
+		mu.Lock()
+		var old []revoked
+		for _, c := range confirmed {
+			if time.Since(c.at) > maxStaleness+200*time.Millisecond {
+				old = append(old, c)
 			}
-		})
-	}
+		}
+		mu.Unlock()
+		if len(old) > 0 {
+			c := old[i%len(old)]
+			if do("GET", other.Public+"/app", c.token, "") == http.StatusOK {
+				lateOK.Add(1)
+			}
+		}
+	})
 
 	time.Sleep(2 * time.Second)
 	primary := sentinel.Primary(t, time.Second)
@@ -152,8 +141,7 @@ func TestFailoverUnderLoad(t *testing.T) {
 		return true
 	})
 	time.Sleep(3 * time.Second) // steady load after recovery
-	close(stop)
-	wg.Wait()
+	stopWorkers()
 
 	// Nothing confirmed was lost: every 204'd token is refused everywhere.
 	time.Sleep(maxStaleness)

@@ -75,50 +75,39 @@ func TestSoak(t *testing.T) {
 		ops.Add(1)
 		return resp.StatusCode
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if w == 0 { // the reused token: cache hits
-					if get("GET", in.Public+"/app/"+strconv.Itoa(i%50), reused) != http.StatusOK {
-						failures.Add(1)
-					}
-					continue
-				}
-				name := "soak" + strconv.Itoa(w)
-				tok := soakLogin(in.Public, name, users[name])
-				if tok == "" {
-					failures.Add(1)
-					continue
-				}
-				ops.Add(1)
-				for j := range 5 {
-					if get("GET", in.Public+"/app/"+strconv.Itoa(j), tok) != http.StatusOK {
-						failures.Add(1)
-					}
-				}
-				switch {
-				case i%50 == 49: // logout everywhere: this worker's user only
-					if get("POST", in.Public+"/user/logout_all", tok) != http.StatusNoContent {
-						failures.Add(1)
-					}
-				default:
-					if get("POST", in.Public+"/user/logout", tok) != http.StatusNoContent {
-						failures.Add(1)
-					}
-					if get("GET", in.Public+"/app/x", tok) != http.StatusUnauthorized {
-						failures.Add(1)
-					}
-				}
+	stopWorkers := runWorkers(4, func(w, i int) {
+		if w == 0 { // the reused token: cache hits
+			if get("GET", in.Public+"/app/"+strconv.Itoa(i%50), reused) != http.StatusOK {
+				failures.Add(1)
 			}
-		})
-	}
+			return
+		}
+		name := "soak" + strconv.Itoa(w)
+		tok := soakLogin(in.Public, name, users[name])
+		if tok == "" {
+			failures.Add(1)
+			return
+		}
+		ops.Add(1)
+		for j := range 5 {
+			if get("GET", in.Public+"/app/"+strconv.Itoa(j), tok) != http.StatusOK {
+				failures.Add(1)
+			}
+		}
+		switch {
+		case i%50 == 49: // logout everywhere: this worker's user only
+			if get("POST", in.Public+"/user/logout_all", tok) != http.StatusNoContent {
+				failures.Add(1)
+			}
+		default:
+			if get("POST", in.Public+"/user/logout", tok) != http.StatusNoContent {
+				failures.Add(1)
+			}
+			if get("GET", in.Public+"/app/x", tok) != http.StatusUnauthorized {
+				failures.Add(1)
+			}
+		}
+	})
 
 	var samples []soakSample
 	begin := time.Now()
@@ -132,8 +121,7 @@ func TestSoak(t *testing.T) {
 			s.at.Seconds(), s.goroutines, s.heap/(1<<20), s.rss/(1<<20), ops.Load(), failures.Load())
 	}
 	tick.Stop()
-	close(stop)
-	wg.Wait()
+	stopWorkers()
 
 	if f := failures.Load(); f > 0 {
 		t.Errorf("%d failed operations under steady load", f)
@@ -202,4 +190,24 @@ func scrapeSoak(t *testing.T, admin string) soakSample {
 		t.Fatalf("metrics lack goroutines, heap or RSS: %+v", s)
 	}
 	return s
+}
+
+// runWorkers runs n goroutines, each calling work(worker, iteration) in a
+// loop, until the returned stop is called (which waits for them).
+func runWorkers(n int, work func(w, i int)) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				work(w, i)
+			}
+		})
+	}
+	return func() { close(done); wg.Wait() }
 }
