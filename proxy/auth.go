@@ -61,11 +61,7 @@ func verifyError(err error) authOutcome {
 // endpoints use it: they take no cookie (no CSRF to guard against there).
 func (h *handler) authenticate(r *http.Request, refreshable bool) authOutcome {
 	token, _, out := bearerToken(r.Header)
-	if out.decision == "" {
-		out = h.checkToken(r.Context(), token, refreshable)
-	}
-	h.countDecision(r, out.decision)
-	return out
+	return h.judge(r, token, out, refreshable)
 }
 
 // authenticateRequest checks a proxied request's credential, wherever it
@@ -73,11 +69,20 @@ func (h *handler) authenticate(r *http.Request, refreshable bool) authOutcome {
 // the same checkToken. It counts the decision.
 func (h *handler) authenticateRequest(r *http.Request) (authOutcome, credSource) {
 	token, src, out := h.credential(r)
+	return h.judge(r, token, out, false), src
+}
+
+// judge finishes the check of a credential found in r: one that could not
+// even be read (out already decided: malformed, several headers) keeps that
+// outcome, any other token goes through checkToken. The decision is counted
+// and recorded for the access line. Every way a credential arrives (Bearer,
+// cookie, query token, verify) ends here.
+func (h *handler) judge(r *http.Request, token string, out authOutcome, refreshable bool) authOutcome {
 	if out.decision == "" {
-		out = h.checkToken(r.Context(), token, false)
+		out = h.checkToken(r.Context(), token, refreshable)
 	}
 	h.countDecision(r, out.decision)
-	return out, src
+	return out
 }
 
 // checkToken is the one authentication core: signature and claims (Verify,

@@ -346,11 +346,7 @@ func (h *handler) servePrivate(w http.ResponseWriter, r *http.Request) {
 func (h *handler) servePublic(w http.ResponseWriter, r *http.Request) {
 	token, src, out := h.credential(r)
 	if src != sourceNone {
-		if out.decision == "" {
-			out = h.checkToken(r.Context(), token, false)
-		}
-		h.countDecision(r, out.decision)
-		if out.allowed() && (src != sourceCookie || h.sameOrigin(r)) {
+		if out = h.judge(r, token, out, false); out.allowed() && (src != sourceCookie || h.sameOrigin(r)) {
 			stateFrom(r.Context()).setClaims(out.claims)
 		}
 	}

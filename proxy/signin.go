@@ -284,8 +284,7 @@ func (h *handler) cookieClaims(r *http.Request) (authn.Claims, bool) {
 	if !ok {
 		return authn.Claims{}, false
 	}
-	out := h.checkToken(r.Context(), token, false)
-	h.countDecision(r, out.decision)
+	out := h.judge(r, token, authOutcome{}, false)
 	if !out.allowed() {
 		return authn.Claims{}, false
 	}

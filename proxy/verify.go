@@ -127,10 +127,7 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK) // anonymous on a public path
 		return
 	}
-	if out.decision == "" {
-		out = h.checkToken(r.Context(), token, false)
-	}
-	h.countDecision(r, out.decision)
+	out = h.judge(r, token, out, false)
 
 	switch {
 	case out.allowed() && (src != sourceCookie || h.sameOrigin(orig)):
