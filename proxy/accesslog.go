@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"log/slog"
-	"net"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"tokengate/internal/accesslog"
@@ -24,7 +22,7 @@ func (h *handler) logAccess(r *http.Request, st *requestState, route string, sta
 		Status:    status,
 		Duration:  elapsed,
 		Bytes:     st.bytes,
-		Client:    h.logClient(r),
+		Client:    h.clientAddr(r),
 		UserAgent: userAgent(r.Header),
 		Auth:      st.auth,
 		Login:     st.login,
@@ -50,21 +48,6 @@ func userAgent(hdr http.Header) string {
 		return v[0]
 	}
 	return ""
-}
-
-// logClient is clientAddr (the address login throttling counts against),
-// without allocating in the common case of a direct, untrusted peer: the
-// host part of RemoteAddr is already that address's canonical text.
-func (h *handler) logClient(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return h.clientAddr(r)
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil || a.Is4In6() || h.isTrusted(a) {
-		return h.clientAddr(r)
-	}
-	return host
 }
 
 // countDecision counts an auth decision and records it for the access line.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -140,6 +141,12 @@ func (h *handler) clientAddr(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	if !h.isTrusted(peer) {
+		// RemoteAddr's host part, as the net package wrote it, is already
+		// the peer's text unless it is v4-in-v6 (unmapped above): no
+		// allocation per request for the access line.
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil && peer.Is4() == !strings.Contains(host, ":") {
+			return host
+		}
 		return peer.String()
 	}
 	hops := r.Header["X-Forwarded-For"]
