@@ -67,6 +67,7 @@ type Tokens struct {
 	opts  TokenOptions
 	keys  atomic.Pointer[keySet]
 	cache *tokenCache // nil when disabled
+	door  *doorkeeper // which verified tokens enter cache; nil with it
 }
 
 // keySet is one immutable generation of keys, swapped whole by SetKeys.
@@ -94,6 +95,7 @@ func NewTokens(signing *Key, verification []*Key, opts TokenOptions) (*Tokens, e
 			return nil, err
 		}
 		t.cache = c
+		t.door = newDoorkeeper(opts.CacheSize)
 	}
 	if err := t.SetKeys(signing, verification); err != nil {
 		return nil, err
@@ -222,6 +224,9 @@ func (t *Tokens) Issue(subject, username string) (string, Claims, error) {
 	if err != nil {
 		return "", Claims{}, fmt.Errorf("authn: sign token: %w", err)
 	}
+	if t.door != nil {
+		t.door.remember(hashToken(s)) // its first use is cached (admission.go)
+	}
 	return s, c, nil
 }
 
@@ -264,7 +269,7 @@ func (t *Tokens) verify(token string, grace time.Duration) (Claims, error) {
 	if err != nil {
 		return Claims{}, err
 	}
-	if t.cache != nil && t.opts.Now().Before(c.ExpiresAt) {
+	if t.cache != nil && t.opts.Now().Before(c.ExpiresAt) && t.door.admit(sum) {
 		t.cache.add(sum, ks.gen, c)
 	}
 	return c, nil
