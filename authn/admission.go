@@ -56,4 +56,3 @@ func (d *doorkeeper) remember(h tokenHash) {
 	slot, fp := d.split(h)
 	d.slots[slot].Store(fp)
 }
-
