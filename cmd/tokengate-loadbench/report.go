@@ -116,8 +116,13 @@ type summary struct {
 	// the machine's CPUs are the limit, which the neighbours on a shared
 	// machine blur far less than req/s. NaN when unknown.
 	cpuRatio float64
-	budget   *budget
-	verdict  string
+	// roundMin and roundMax bound the per-round throughput ratios: each
+	// round's rps over the baseline's in the same round (run minutes
+	// apart at most), which shows how much the neighbours moved the
+	// medians. NaN when unknown.
+	roundMin, roundMax float64
+	budget             *budget
+	verdict            string
 }
 
 // summarize groups results by scenario (in order) and judges each against
@@ -179,6 +184,7 @@ func summarize(results []turnResult, order []string, baseline string, budgets ma
 				s.cpuRatio = ratio(float64(base.cpuPerReq+base.upCPU+base.genCPU), float64(s.cpuPerReq+s.upCPU+s.genCPU))
 			}
 			s.p99Ratio = ratio(float64(s.p99), float64(base.p99))
+			s.roundMin, s.roundMax = roundRatios(results, s.scenario, base.scenario)
 		}
 		if b, ok := budgets[s.scenario]; ok {
 			s.budget = &b
@@ -189,6 +195,35 @@ func summarize(results []turnResult, order []string, baseline string, budgets ma
 		}
 	}
 	return out
+}
+
+// roundRatios returns the least and greatest of the per-round throughput
+// ratios of scenario to baseline (NaN, NaN when no round has both).
+func roundRatios(results []turnResult, scenario, baseline string) (lo, hi float64) {
+	base := map[int]float64{}
+	for _, r := range results {
+		if r.scenario == baseline {
+			base[r.round] = r.rps()
+		}
+	}
+	lo, hi = math.NaN(), math.NaN()
+	for _, r := range results {
+		b, ok := base[r.round]
+		if r.scenario != scenario || !ok {
+			continue
+		}
+		q := ratio(r.rps(), b)
+		if math.IsNaN(q) {
+			continue
+		}
+		if math.IsNaN(lo) || q < lo {
+			lo = q
+		}
+		if math.IsNaN(hi) || q > hi {
+			hi = q
+		}
+	}
+	return lo, hi
 }
 
 // judge applies the budget. Errors anywhere in the compared pair make the
@@ -274,17 +309,22 @@ func writeMarkdown(w io.Writer, m runMeta, sums []summary, results []turnResult)
 		fmt.Fprintf(w, "- %s\n", n)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| scenario | req/s (median) | p50 | p99 | errors | tput ratio | p50 ratio | p99 ratio | budget | verdict | CPU/req: server | upstream | generator | CPU-bound tput ratio |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| scenario | req/s (median) | p50 | p99 | errors | tput ratio | per-round tput ratios | p50 ratio | p99 ratio | budget | verdict | CPU/req: server | upstream | generator | CPU-bound tput ratio |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|")
 	for _, s := range sums {
 		b := "-"
 		if s.budget != nil {
 			b = s.budget.String()
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %d | %.3f | %.3f | %.3f | %s | %s | %s | %s | %s | %s |\n",
-			s.scenario, s.rps, fmtDur(s.p50), fmtDur(s.p99), s.errors, s.tputRatio, s.p50Ratio, s.p99Ratio, b, s.verdict,
+		rounds := "-"
+		if !math.IsNaN(s.roundMin) && s.scenario != sums[0].scenario {
+			rounds = fmt.Sprintf("%.3f–%.3f", s.roundMin, s.roundMax)
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %d | %.3f | %s | %.3f | %.3f | %s | %s | %s | %s | %s | %s |\n",
+			s.scenario, s.rps, fmtDur(s.p50), fmtDur(s.p99), s.errors, s.tputRatio, rounds, s.p50Ratio, s.p99Ratio, b, s.verdict,
 			fmtCPU(s.cpuPerReq), fmtCPU(s.upCPU), fmtCPU(s.genCPU), fmtRatio(s.cpuRatio))
 	}
+	fmt.Fprintln(w, "\nPer-round tput ratios: the least and greatest of each round's req/s over bare's in the same round; the spread is what the machine's other load did to the median. The verdict uses the ratio of the medians.")
 	fmt.Fprintln(w, "\nCPU-bound tput ratio: bare's CPU per request (server + upstream + generator) over the scenario's, the throughput ratio to expect when the CPUs are the limit; less blurred by other load on the machine than req/s. Not judged.")
 	for _, c := range comparisons(sums) {
 		fmt.Fprintf(w, "\n%s: %s / %s = %.3f (budget >= %.2f): %s\n", c.what, c.a, c.b, c.ratio, c.min, c.verdict)

@@ -90,6 +90,23 @@ func TestSummarizeRatiosAndVerdicts(t *testing.T) {
 	}
 }
 
+func TestRoundRatios(t *testing.T) {
+	at := func(r turnResult, round int) turnResult { r.round = round; return r }
+	results := []turnResult{
+		at(turn(scenarioBare, 1000, time.Millisecond, 0), 1), at(turn(scenarioReused, 900, time.Millisecond, 0), 1),
+		at(turn(scenarioBare, 800, time.Millisecond, 0), 2), at(turn(scenarioReused, 800, time.Millisecond, 0), 2),
+		at(turn(scenarioBare, 1000, time.Millisecond, 0), 3), at(turn(scenarioReused, 950, time.Millisecond, 0), 3),
+		at(turn(scenarioReused, 10, time.Millisecond, 0), 4), // no bare turn in round 4: not paired
+	}
+	lo, hi := roundRatios(results, scenarioReused, scenarioBare)
+	if lo != 0.9 || hi != 1.0 {
+		t.Errorf("roundRatios = %v..%v, want 0.9..1 (each round against its own bare turn)", lo, hi)
+	}
+	if lo, hi := roundRatios(results, scenarioUnique, scenarioBare); !math.IsNaN(lo) || !math.IsNaN(hi) {
+		t.Errorf("no turns: %v..%v, want NaN", lo, hi)
+	}
+}
+
 func TestWriteMarkdown(t *testing.T) {
 	results := []turnResult{turn(scenarioBare, 1000, time.Millisecond, 0), turn(scenarioUnique, 700, 2*time.Millisecond, 4)}
 	results[1].firstErr = "status 401"
@@ -100,8 +117,8 @@ func TestWriteMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"`tokengate-loadbench -short`",
 		"2 CPUs (Test CPU)",
-		"| bare | 1000 | 1.00ms | 1.00ms | 0 | 1.000 | 1.000 | 1.000 | - | baseline |",
-		"| tokengate-unique | 700 |",
+		"| bare | 1000 | 1.00ms | 1.00ms | 0 | 1.000 | - | 1.000 | 1.000 | - | baseline |",
+		"| tokengate-unique | 700 | 2.00ms | 2.00ms | 4 | 0.700 | 0.700–0.700 |",
 		"| tput >= 0.85 | INVALID (errors) |",
 		"tokengate-unique: 4 errors, first: status 401",
 		"pool of 5000 tokens per algorithm",
