@@ -223,9 +223,13 @@ func startCaddy(t *testing.T, tokengateAddr, upstreamAddr string) ingress {
 type ingressKind struct {
 	name  string
 	start func(t *testing.T, tokengateAddr, upstreamAddr string) ingress
+	// verifyCookie: the app's Cookie header is verify's answer, exactly
+	// (nginx); otherwise the config filters it itself (Caddy's regex leaves
+	// empty pairs behind).
+	verifyCookie bool
 }
 
-var ingresses = []ingressKind{{"nginx", startNginx}, {"caddy", startCaddy}}
+var ingresses = []ingressKind{{"nginx", startNginx, true}, {"caddy", startCaddy, false}}
 
 // forwardAuthSetup is tokengate, an upstream and one ingress in front.
 type forwardAuthSetup struct {
@@ -280,6 +284,32 @@ func (s forwardAuthSetup) identitySeen(path string) (values []string, reached bo
 		}
 	}
 	return values, reached
+}
+
+// cookieSeen is the Cookie header values the upstream received for path.
+func (s forwardAuthSetup) cookieSeen(path string) (values []string, reached bool) {
+	s.up.mu.Lock()
+	defer s.up.mu.Unlock()
+	for i, p := range s.up.paths {
+		if p == path {
+			values, reached = append(values, s.up.seen[i]["Cookie"]...), true
+		}
+	}
+	return values, reached
+}
+
+// cookiePairs is the name=value pairs of Cookie header values, in order,
+// empty ones dropped.
+func cookiePairs(values []string) []string {
+	var pairs []string
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ";") {
+			if p := strings.TrimSpace(part); p != "" {
+				pairs = append(pairs, p)
+			}
+		}
+	}
+	return pairs
 }
 
 func (s forwardAuthSetup) login(t *testing.T) string {
@@ -388,6 +418,37 @@ func TestForwardAuthIngress(t *testing.T) {
 				r := s.fetch(t, "GET", "/app/revoked", [][2]string{api, {"Authorization", "Bearer " + tok}})
 				if _, reached := s.identitySeen("/app/revoked"); r.Code != http.StatusUnauthorized || reached {
 					t.Errorf("%d, reached %v", r.Code, reached)
+				}
+			})
+			t.Run("the app receives its own cookies, never tokengate's", func(t *testing.T) {
+				big := "big=" + strings.Repeat("x", 6000) // past nginx's default proxy buffer (one page)
+				for i, c := range []struct {
+					name, path, cookie string
+					hdr                [][2]string
+					want               string // the app's Cookie; "" none at all
+				}{
+					{"session and CSRF cookies among the app's", "/app/cookie%d", "app=1; tokengate=" + token + "; tokengate_csrf=x; __Host-tokengate_csrf=y; other=2", nil, "app=1; other=2"},
+					{"only tokengate's cookies", "/app/cookie%d", "tokengate=" + token + "; __Host-tokengate_csrf=y", nil, ""},
+					{"bearer, only the app's cookies", "/app/cookie%d", "a=1; b=2", [][2]string{{"Authorization", "Bearer " + token}}, "a=1; b=2"},
+					{"public path, anonymous with a bad session cookie", "/public/cookie%d", "a=1; tokengate=garbage", nil, "a=1"},
+					{"a large app cookie beside the session cookie", "/app/cookie%d", big + "; tokengate=" + token, nil, big},
+				} {
+					path := fmt.Sprintf(c.path, i)
+					r := s.fetch(t, "GET", path, append([][2]string{api, {"Cookie", c.cookie}}, c.hdr...))
+					got, reached := s.cookieSeen(path)
+					if r.Code != http.StatusOK || !reached {
+						t.Errorf("%s: %d, reached %v\n%s", c.name, r.Code, reached, logs())
+						continue
+					}
+					if gotPairs, wantPairs := strings.Join(cookiePairs(got), "; "), strings.Join(cookiePairs([]string{c.want}), "; "); gotPairs != wantPairs {
+						t.Errorf("%s: the app received cookies %q, want %q", c.name, redactCookies(gotPairs), redactCookies(wantPairs))
+					}
+					if kind.verifyCookie && strings.Join(got, "\n") != c.want {
+						t.Errorf("%s: the app received Cookie %q (%d lines), want exactly verify's %q", c.name, redactCookies(strings.Join(got, "; ")), len(got), redactCookies(c.want))
+					}
+					if strings.Contains(strings.Join(got, ";"), token) {
+						t.Errorf("%s: the app received the session token", c.name)
+					}
 				}
 			})
 			t.Run("browser sign-in and sign-out through the ingress", func(t *testing.T) {
