@@ -434,21 +434,33 @@ func (h *handler) signInLocation(back *url.URL, origin string) string {
 // life a fresh token in a new cookie. The old token stays valid (other
 // requests of the same page still carry it) until it expires.
 func (h *handler) renewCookie(w http.ResponseWriter, r *http.Request, c authn.Claims) {
-	now := h.now()
-	life := c.ExpiresAt.Sub(c.IssuedAt)
-	if life <= 0 || now.Sub(c.IssuedAt) < life/2 {
+	fresh := h.renewedSessionCookie(r, c)
+	if fresh == nil {
 		return
 	}
-	token, fresh, err := h.tokens.Issue(c.Subject, c.Username)
-	if err != nil {
-		h.logError(r.Context(), "renewing the session cookie failed", err)
-		return // the current cookie still works
-	}
-	http.SetCookie(w, h.browser.sessionCookieFor(token, now, fresh.ExpiresAt))
+	http.SetCookie(w, fresh)
 	// This response now carries a token: no shared cache may keep it, even
 	// if the app marks the page public (its Cache-Control is added beside
 	// this one, and no-store wins).
 	w.Header().Add("Cache-Control", "no-store")
+}
+
+// renewedSessionCookie is the cookie replacing a session cookie whose
+// token c is past half its life, with a fresh token; nil before that, or
+// when issuing fails (the current cookie still works). Verify sends it
+// for the ingress to copy to the app's response.
+func (h *handler) renewedSessionCookie(r *http.Request, c authn.Claims) *http.Cookie {
+	now := h.now()
+	life := c.ExpiresAt.Sub(c.IssuedAt)
+	if life <= 0 || now.Sub(c.IssuedAt) < life/2 {
+		return nil
+	}
+	token, fresh, err := h.tokens.Issue(c.Subject, c.Username)
+	if err != nil {
+		h.logError(r.Context(), "renewing the session cookie failed", err)
+		return nil
+	}
+	return h.browser.sessionCookieFor(token, now, fresh.ExpiresAt)
 }
 
 var errCrossOrigin = apiError{http.StatusForbidden, "cross_origin_request", "a cross-site request with the session cookie is refused"}

@@ -117,8 +117,9 @@ func validRedirectAuthority(a string) bool {
 }
 
 // serveVerify answers an ingress's auth subrequest: 200 with the identity
-// header for a valid, unrevoked credential; 200 without it when the
-// original path is public and no valid credential came; otherwise 401 JSON
+// header (and a renewed session cookie past half its life) for a valid,
+// unrevoked credential; 200 without it when the original path is public
+// and no valid credential came; otherwise 401 JSON
 // with WWW-Authenticate, or for a browser navigation the way to the
 // sign-in page and back. Never cached.
 func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
@@ -140,6 +141,17 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 		stateFrom(r.Context()).setClaims(out.claims)
 		w.Header()[h.identity.wire] = []string{out.claims.Subject}
 		h.writeAppCookies(w, r)
+		// A session cookie past half its life: the fresh one is for the
+		// ingress to copy to the app's response (nginx add_header, Traefik
+		// v3 addAuthCookiesToResponse, Envoy
+		// allowed_client_headers_on_success, ingress-nginx by itself). Not
+		// on public paths, as the sidecar: their responses are the ones a
+		// shared cache keeps, and here no-store cannot be added to them.
+		if src == sourceCookie && !public {
+			if fresh := h.renewedSessionCookie(r, out.claims); fresh != nil {
+				http.SetCookie(w, fresh)
+			}
+		}
 		w.WriteHeader(http.StatusOK)
 	case public:
 		h.writeAppCookies(w, r)

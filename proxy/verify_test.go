@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 const verifyPath = "/tokengate/verify"
@@ -339,5 +340,83 @@ func TestVerifyAppCookies(t *testing.T) {
 	res := off.send("GET", verifyPath, merge(caddy("/app", "Cookie", "tokengate=x; a=1"), bearer(off.issue("marco", "marco"))), "")
 	if res.StatusCode != 200 || res.Header.Get("Cookie") != "tokengate=x; a=1" {
 		t.Errorf("sign-in off: %d Cookie %q, want 200 %q", res.StatusCode, res.Header.Get("Cookie"), "tokengate=x; a=1")
+	}
+}
+
+// TestVerifyRenewsCookie: past half its life, a session cookie gets a
+// fresh token in verify's 200 (Set-Cookie, for the ingress to copy to the
+// app's response), as a proxied request does; never for other credentials,
+// public paths, refusals, or before half its life.
+func TestVerifyRenewsCookie(t *testing.T) {
+	e := newVerifyEnv(t, loopback)
+	cookie := e.signIn("marco", marcoPassword)
+	revoked := e.signIn("marco", marcoPassword)
+	if res := e.do("POST", "/user/logout", bearer(revoked.Value), ""); res.StatusCode != http.StatusNoContent {
+		t.Fatalf("logout: %d %s", res.StatusCode, res.body)
+	}
+	caddy := func(uri string) http.Header {
+		return hdr("X-Forwarded-Uri", uri, "X-Forwarded-Method", "GET", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Proto", "https")
+	}
+	verify := func(uri string, h http.Header) response {
+		t.Helper()
+		return e.send("GET", verifyPath, merge(caddy(uri), h), "")
+	}
+
+	if res := verify("/app", session(cookie)); res.StatusCode != 200 || len(res.Header["Set-Cookie"]) != 0 {
+		t.Fatalf("before half-life: %d, %d Set-Cookie", res.StatusCode, len(res.Header["Set-Cookie"]))
+	}
+	e.clock.Advance(31 * time.Minute) // past half of the hour
+
+	res := verify("/app", session(cookie, "Cookie", "a=1"))
+	fresh := cookieNamed(res.Cookies(), "tokengate")
+	if res.StatusCode != 200 || fresh == nil || fresh.Value == cookie.Value {
+		t.Fatalf("past half-life: %d, %d Set-Cookie, fresh %v", res.StatusCode, len(res.Header["Set-Cookie"]), fresh != nil)
+	}
+	claims, err := e.tokens.Verify(fresh.Value)
+	if err != nil || claims.Subject != "marco" || !claims.IssuedAt.Equal(e.clock.Now().UTC().Truncate(time.Microsecond)) {
+		t.Fatalf("fresh token %+v %v", claims, err)
+	}
+	if !fresh.HttpOnly || !fresh.Secure || fresh.Path != "/" || fresh.SameSite != http.SameSiteLaxMode || fresh.MaxAge != 3600 {
+		t.Errorf("fresh cookie %+v", fresh)
+	}
+	if got := res.Header.Values("Cache-Control"); strings.Join(got, ",") != "no-store" {
+		t.Errorf("Cache-Control %q, want one no-store", got)
+	}
+	if got := res.Header.Get("X-Auth-UserId"); got != "marco" {
+		t.Errorf("identity %q", got)
+	}
+	if got := res.Header.Get("Cookie"); strings.Contains(got, "tokengate") || !strings.Contains(got, "a=1") {
+		t.Errorf("Cookie for the app %q", got)
+	}
+	// Both tokens keep working; the fresh one is not renewed again.
+	if res := verify("/app", session(cookie)); res.StatusCode != 200 {
+		t.Errorf("the old token stopped working: %d", res.StatusCode)
+	}
+	if res := verify("/app", session(fresh)); res.StatusCode != 200 || len(res.Header["Set-Cookie"]) != 0 {
+		t.Errorf("fresh cookie: %d, %d Set-Cookie", res.StatusCode, len(res.Header["Set-Cookie"]))
+	}
+	// Envoy's form renews too.
+	if res := e.send("GET", verifyPath+"/app", session(cookie), ""); cookieNamed(res.Cookies(), "tokengate") == nil {
+		t.Errorf("Envoy's form: %d, no fresh cookie", res.StatusCode)
+	}
+
+	for _, c := range []struct {
+		name string
+		uri  string
+		hdr  http.Header
+	}{
+		{"public path", "/healthz", session(cookie)},
+		{"bearer", "/app", bearer(cookie.Value)},
+		{"revoked cookie", "/app", session(revoked)},
+		{"cross-site unsafe request", "/app", session(cookie, "Sec-Fetch-Site", "cross-site")},
+	} {
+		h := merge(caddy(c.uri), c.hdr)
+		if c.name == "cross-site unsafe request" {
+			h["X-Forwarded-Method"] = []string{"POST"}
+		}
+		res := e.send("GET", verifyPath, h, "")
+		if got := cookieNamed(res.Cookies(), "tokengate"); got != nil && got.MaxAge >= 0 {
+			t.Errorf("%s: %d carries a fresh session cookie (Max-Age %d)", c.name, res.StatusCode, got.MaxAge)
+		}
 	}
 }

@@ -54,8 +54,9 @@ func freeLoopbackPort(t *testing.T) string {
 }
 
 // startAuthServer runs tokengate with upstream "" and the routes of
-// deploy/forward-auth/tokengate.yaml, trusting loopback (the ingress).
-func startAuthServer(t *testing.T) *instance {
+// deploy/forward-auth/tokengate.yaml, trusting loopback (the ingress);
+// env overrides settings (TOKENGATE_...).
+func startAuthServer(t *testing.T, env ...string) *instance {
 	t.Helper()
 	dir := newDir(t, `""`)
 	extra := `trusted_proxies: ["127.0.0.1/32"]
@@ -81,7 +82,7 @@ browser:
 		t.Fatal(err)
 	}
 	f.Close()
-	return start(t, dir)
+	return start(t, dir, env...)
 }
 
 func shippedFile(t *testing.T, name string) string {
@@ -227,9 +228,12 @@ type ingressKind struct {
 	// (nginx); otherwise the config filters it itself (Caddy's regex leaves
 	// empty pairs behind).
 	verifyCookie bool
+	// renewsCookie: the config copies a renewed session cookie from
+	// verify's 200 to the app's response (Caddy's forward_auth cannot).
+	renewsCookie bool
 }
 
-var ingresses = []ingressKind{{"nginx", startNginx, true}, {"caddy", startCaddy, false}}
+var ingresses = []ingressKind{{"nginx", startNginx, true, true}, {"caddy", startCaddy, false, false}}
 
 // forwardAuthSetup is tokengate, an upstream and one ingress in front.
 type forwardAuthSetup struct {
@@ -238,10 +242,10 @@ type forwardAuthSetup struct {
 	in ingress
 }
 
-func newForwardAuth(t *testing.T, kind ingressKind) forwardAuthSetup {
+func newForwardAuth(t *testing.T, kind ingressKind, env ...string) forwardAuthSetup {
 	t.Helper()
 	up := newEchoUpstream(t)
-	tg := startAuthServer(t)
+	tg := startAuthServer(t, env...)
 	in := kind.start(t, strings.TrimPrefix(tg.Public, "http://"), strings.TrimPrefix(up.URL, "http://"))
 	return forwardAuthSetup{tg: tg, up: up, in: in}
 }
@@ -454,6 +458,60 @@ func TestForwardAuthIngress(t *testing.T) {
 			t.Run("browser sign-in and sign-out through the ingress", func(t *testing.T) {
 				browserSignInFlow(t, s, logs)
 			})
+		})
+	}
+}
+
+// TestForwardAuthCookieRenewal: with tokens living 4s, a session cookie
+// past half its life gets a fresh one on the app's response through nginx
+// (verify's Set-Cookie, add_header); the app never sees either token.
+// Behind Caddy, whose forward_auth copies answer headers into the request
+// only, no cookie is renewed (the README says so).
+func TestForwardAuthCookieRenewal(t *testing.T) {
+	for _, kind := range ingresses {
+		t.Run(kind.name, func(t *testing.T) {
+			s := newForwardAuth(t, kind, "TOKENGATE_TOKENS_TTL=4s", "TOKENGATE_TOKENS_LEEWAY=1s")
+			logs := func() string { return s.in.logs() + "\n" + s.tg.logs.String() }
+			token := s.login(t)
+			get := func(path string) reply {
+				t.Helper()
+				return s.fetch(t, "GET", path, [][2]string{{"Accept", "application/json"}, {"Cookie", "app=1; tokengate=" + token}})
+			}
+			if r := get("/app/young"); r.Code != http.StatusOK || len(r.Header["Set-Cookie"]) != 0 {
+				t.Fatalf("before half-life: %d, %d Set-Cookie\n%s", r.Code, len(r.Header["Set-Cookie"]), logs())
+			}
+			time.Sleep(2100 * time.Millisecond) // past half of 4s, well before exp
+			r := get("/app/old")
+			res := http.Response{Header: r.Header}
+			var fresh *http.Cookie
+			for _, c := range res.Cookies() {
+				if c.Name == "tokengate" {
+					fresh = c
+				}
+			}
+			if r.Code != http.StatusOK {
+				t.Fatalf("past half-life: %d\n%s", r.Code, logs())
+			}
+			if !kind.renewsCookie {
+				if fresh != nil {
+					t.Errorf("%s passed a renewed cookie: update renewsCookie and the README", kind.name)
+				}
+				return
+			}
+			if fresh == nil || fresh.Value == token || !fresh.HttpOnly || fresh.Path != "/" || fresh.MaxAge < 1 || fresh.MaxAge > 4 {
+				t.Fatalf("past half-life: want a fresh HttpOnly session cookie for 4s, got %d Set-Cookie (fresh %v)\n%s", len(r.Header["Set-Cookie"]), fresh != nil, logs())
+			}
+			for _, p := range []string{"/app/young", "/app/old"} {
+				got, _ := s.cookieSeen(p)
+				if strings.Join(got, "; ") != "app=1" {
+					t.Errorf("%s: the app received Cookie %q, want app=1", p, redactCookies(strings.Join(got, "; ")))
+				}
+			}
+			// The fresh cookie works through the ingress, and is young.
+			r = s.fetch(t, "GET", "/app/fresh", [][2]string{{"Accept", "application/json"}, {"Cookie", "tokengate=" + fresh.Value}})
+			if ids, _ := s.identitySeen("/app/fresh"); r.Code != http.StatusOK || strings.Join(ids, ",") != "alice" || len(r.Header["Set-Cookie"]) != 0 {
+				t.Errorf("the fresh cookie: %d, identity %q, %d Set-Cookie", r.Code, ids, len(r.Header["Set-Cookie"]))
+			}
 		})
 	}
 }
