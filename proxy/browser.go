@@ -101,7 +101,8 @@ type browser struct {
 	signIn      string // the sign-in route
 	signOut     string // the sign-out route; "" when disabled
 	cookieName  string
-	csrfCookie  string
+	csrfCookie  string // the CSRF cookie's name, __Host- prefixed when Secure
+	csrfBase    string // "<cookieName>_csrf": the CSRF cookie without a prefix
 	secure      bool
 	domain      string
 	title       string
@@ -127,7 +128,8 @@ func newBrowser(rt Routes, b BrowserOptions) browser {
 	}
 	// __Host-: a sibling subdomain cannot plant its own CSRF cookie (the
 	// prefix needs Secure, Path=/ and no Domain, which this cookie has).
-	br.csrfCookie = b.CookieName + "_csrf"
+	br.csrfBase = b.CookieName + "_csrf"
+	br.csrfCookie = br.csrfBase
 	if br.secure {
 		br.csrfCookie = "__Host-" + br.csrfCookie
 	}
@@ -195,7 +197,12 @@ func (b *browser) sessionCookie(r *http.Request) (string, bool) {
 
 // cookieHeaderMentions is a cheap pre-check: could hdr carry cookie name?
 func cookieHeaderMentions(hdr http.Header, name string) bool {
-	for _, v := range hdr["Cookie"] {
+	return cookiesMention(hdr["Cookie"], name)
+}
+
+// cookiesMention is cookieHeaderMentions on the Cookie header's values.
+func cookiesMention(vals []string, name string) bool {
+	for _, v := range vals {
 		if strings.Contains(v, name) {
 			return true
 		}
@@ -255,10 +262,26 @@ func (b *browser) clearCookie(w http.ResponseWriter, domain string) {
 // pairs are rejoined with "; ").
 func (b *browser) stripCookies(hdr http.Header) {
 	vals := hdr["Cookie"]
+	if len(vals) == 0 || !cookiesMention(vals, b.cookieName) {
+		return // no header written on the common path
+	}
+	out := b.appCookies(vals)
+	if len(out) == 0 {
+		delete(hdr, "Cookie")
+		return
+	}
+	hdr["Cookie"] = out
+}
+
+// appCookies returns the Cookie header values without tokengate's cookies
+// (session and CSRF): the app's own pairs, in order, rejoined with "; "
+// per value; nothing when only tokengate's were there. vals is never
+// modified; without tokengate's cookies it is returned as it is.
+func (b *browser) appCookies(vals []string) []string {
 	// The CSRF cookie's name contains the session cookie's, so one cheap
 	// check covers both; requests without them are left alone untouched.
-	if len(vals) == 0 || !cookieHeaderMentions(hdr, b.cookieName) {
-		return
+	if !cookiesMention(vals, b.cookieName) {
+		return vals
 	}
 	out := vals[:0:0]
 	for _, v := range vals {
@@ -269,7 +292,7 @@ func (b *browser) stripCookies(hdr http.Header) {
 				continue
 			}
 			name, _, _ := strings.Cut(pair, "=")
-			if name = strings.TrimSpace(name); name == b.cookieName || name == b.csrfCookie {
+			if b.ownCookie(strings.TrimSpace(name)) {
 				continue
 			}
 			kept = append(kept, pair)
@@ -278,11 +301,16 @@ func (b *browser) stripCookies(hdr http.Header) {
 			out = append(out, strings.Join(kept, "; "))
 		}
 	}
-	if len(out) == 0 {
-		delete(hdr, "Cookie")
-		return
-	}
-	hdr["Cookie"] = out
+	return out
+}
+
+// ownCookie reports whether a cookie name is one of tokengate's: the
+// session or the CSRF cookie, with or without the __Host- prefix (a browser
+// may still hold the other CSRF spelling after cookie_secure changed). The
+// shipped Caddy config matches the same four names.
+func (b *browser) ownCookie(name string) bool {
+	name = strings.TrimPrefix(name, "__Host-")
+	return name == b.cookieName || name == b.csrfBase
 }
 
 // queryValues returns the values of key in a raw query, decoded the way
@@ -406,21 +434,33 @@ func (h *handler) signInLocation(back *url.URL, origin string) string {
 // life a fresh token in a new cookie. The old token stays valid (other
 // requests of the same page still carry it) until it expires.
 func (h *handler) renewCookie(w http.ResponseWriter, r *http.Request, c authn.Claims) {
-	now := h.now()
-	life := c.ExpiresAt.Sub(c.IssuedAt)
-	if life <= 0 || now.Sub(c.IssuedAt) < life/2 {
+	fresh := h.renewedSessionCookie(r, c)
+	if fresh == nil {
 		return
 	}
-	token, fresh, err := h.tokens.Issue(c.Subject, c.Username)
-	if err != nil {
-		h.logError(r.Context(), "renewing the session cookie failed", err)
-		return // the current cookie still works
-	}
-	http.SetCookie(w, h.browser.sessionCookieFor(token, now, fresh.ExpiresAt))
+	http.SetCookie(w, fresh)
 	// This response now carries a token: no shared cache may keep it, even
 	// if the app marks the page public (its Cache-Control is added beside
 	// this one, and no-store wins).
 	w.Header().Add("Cache-Control", "no-store")
+}
+
+// renewedSessionCookie is the cookie replacing a session cookie whose
+// token c is past half its life, with a fresh token; nil before that, or
+// when issuing fails (the current cookie still works). Verify sends it
+// for the ingress to copy to the app's response.
+func (h *handler) renewedSessionCookie(r *http.Request, c authn.Claims) *http.Cookie {
+	now := h.now()
+	life := c.ExpiresAt.Sub(c.IssuedAt)
+	if life <= 0 || now.Sub(c.IssuedAt) < life/2 {
+		return nil
+	}
+	token, fresh, err := h.tokens.Issue(c.Subject, c.Username)
+	if err != nil {
+		h.logError(r.Context(), "renewing the session cookie failed", err)
+		return nil
+	}
+	return h.browser.sessionCookieFor(token, now, fresh.ExpiresAt)
 }
 
 var errCrossOrigin = apiError{http.StatusForbidden, "cross_origin_request", "a cross-site request with the session cookie is refused"}

@@ -39,6 +39,7 @@ func TestCookieAuthentication(t *testing.T) {
 		{"cookie alone", session(cookie), 200, "marco", "", "", decisionAllowed, false},
 		{"cookie among the app's cookies", http.Header{"Cookie": {"theme=dark; tokengate=" + cookie.Value + "; app_session=abc123"}}, 200, "marco", appCookies, "", decisionAllowed, false},
 		{"CSRF cookie is not forwarded either", http.Header{"Cookie": {"theme=dark", csrf.Name + "=" + csrf.Value + "; tokengate=" + cookie.Value, "app_session=abc123"}}, 200, "marco", "theme=dark\napp_session=abc123", "", decisionAllowed, false},
+		{"the CSRF cookie's other spelling is tokengate's too", http.Header{"Cookie": {"theme=dark; tokengate_csrf=x; tokengate=" + cookie.Value + "; app_session=abc123"}}, 200, "marco", appCookies, "", decisionAllowed, false},
 		{"a look-alike cookie name passes", http.Header{"Cookie": {"tokengate=" + cookie.Value + "; tokengate_pref=1; xtokengate=2"}}, 200, "marco", "tokengate_pref=1; xtokengate=2", "", decisionAllowed, false},
 		{"Bearer wins over the cookie", withCookies(bearer(alice), cookie), 200, "u-alice", "", "", decisionAllowed, false},
 		{"a bad Bearer is not rescued by the cookie", withCookies(bearer("not.a.token"), cookie), 401, "", "", "invalid_token", decisionMalformed, false},

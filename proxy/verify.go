@@ -29,6 +29,11 @@ const (
 // answers 302 to it).
 const signInHeader = "X-Tokengate-Sign-In"
 
+// envoyHeadersToRemove is the header Envoy's ext_authz HTTP service reads
+// on a 200: request headers (comma-separated names) it removes before
+// forwarding to the app.
+const envoyHeadersToRemove = "X-Envoy-Auth-Headers-To-Remove"
+
 // original is the request an ingress asks about.
 type original struct {
 	req    *http.Request // a shallow copy of the verify request with the original method, URL and host
@@ -112,8 +117,9 @@ func validRedirectAuthority(a string) bool {
 }
 
 // serveVerify answers an ingress's auth subrequest: 200 with the identity
-// header for a valid, unrevoked credential; 200 without it when the
-// original path is public and no valid credential came; otherwise 401 JSON
+// header (and a renewed session cookie past half its life) for a valid,
+// unrevoked credential; 200 without it when the original path is public
+// and no valid credential came; otherwise 401 JSON
 // with WWW-Authenticate, or for a browser navigation the way to the
 // sign-in page and back. Never cached.
 func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
@@ -124,6 +130,7 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 
 	token, src, out := h.credential(orig)
 	if src == sourceNone && public {
+		h.writeAppCookies(w, r)
 		w.WriteHeader(http.StatusOK) // anonymous on a public path
 		return
 	}
@@ -133,8 +140,21 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 	case out.allowed() && (src != sourceCookie || h.sameOrigin(orig)):
 		stateFrom(r.Context()).setClaims(out.claims)
 		w.Header()[h.identity.wire] = []string{out.claims.Subject}
+		h.writeAppCookies(w, r)
+		// A session cookie past half its life: the fresh one is for the
+		// ingress to copy to the app's response (nginx add_header, Traefik
+		// v3 addAuthCookiesToResponse, Envoy
+		// allowed_client_headers_on_success, ingress-nginx by itself). Not
+		// on public paths, as the sidecar: their responses are the ones a
+		// shared cache keeps, and here no-store cannot be added to them.
+		if src == sourceCookie && !public {
+			if fresh := h.renewedSessionCookie(r, out.claims); fresh != nil {
+				http.SetCookie(w, fresh)
+			}
+		}
 		w.WriteHeader(http.StatusOK)
 	case public:
+		h.writeAppCookies(w, r)
 		w.WriteHeader(http.StatusOK) // a bad credential on a public path: anonymous
 	case out.allowed(): // cookie, cross-site, unsafe method
 		writeError(w, errCrossOrigin)
@@ -156,5 +176,36 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set(signInHeader, location)
 		}
 		writeAuthError(w, out)
+	}
+}
+
+// writeAppCookies puts on an allowing answer the Cookie header the app
+// should receive: the request's cookies without tokengate's session and
+// CSRF cookies (appCookies, as the sidecar forwards them), joined into one
+// header. An ingress that copies Cookie from the answer overwrites the
+// request's with it (Traefik authResponseHeaders, ingress-nginx
+// auth-response-headers, the nginx template, Envoy
+// allowed_upstream_headers). Traefik and nginx also delete the request's
+// Cookie when the answer has none, so the header is echoed even when
+// nothing was removed; when nothing is left, the answer has no Cookie, and
+// X-Envoy-Auth-Headers-To-Remove tells Envoy, which only overwrites, to
+// remove it. A request without Cookie gets neither. Refusals never call it.
+func (h *handler) writeAppCookies(w http.ResponseWriter, r *http.Request) {
+	vals := r.Header["Cookie"]
+	if len(vals) == 0 {
+		return
+	}
+	if h.browser.enabled {
+		vals = h.browser.appCookies(vals)
+	}
+	switch len(vals) {
+	case 0:
+		w.Header()[envoyHeadersToRemove] = []string{"cookie"}
+	case 1:
+		w.Header()["Cookie"] = vals // shared with the request, which nothing modifies
+	default:
+		// One line, as RFC 6265 has browsers send it: nginx before 1.23 reads
+		// only the first of several into $upstream_http_cookie.
+		w.Header()["Cookie"] = []string{strings.Join(vals, "; ")}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 const verifyPath = "/tokengate/verify"
@@ -255,5 +256,167 @@ func TestVerifyEnvoyPathStyle(t *testing.T) {
 	e = newVerifyEnv(t, nil)
 	if res := e.send("GET", verifyPath+"/healthz", nil, ""); res.StatusCode != http.StatusUnauthorized {
 		t.Errorf("untrusted peer, %s/healthz: %d, want 401", verifyPath, res.StatusCode)
+	}
+}
+
+// TestVerifyAppCookies: an allowing answer carries the Cookie header the
+// app should get (the request's cookies without tokengate's), or, when only
+// tokengate's came, no Cookie and X-Envoy-Auth-Headers-To-Remove: cookie;
+// a refusal carries neither.
+func TestVerifyAppCookies(t *testing.T) {
+	e := newVerifyEnv(t, loopback)
+	cookie := e.signIn("marco", marcoPassword)
+	revoked := e.signIn("marco", marcoPassword)
+	if res := e.do("POST", "/user/logout", bearer(revoked.Value), ""); res.StatusCode != http.StatusNoContent {
+		t.Fatalf("logout: %d %s", res.StatusCode, res.body)
+	}
+	token := e.issue("marco", "marco")
+	tg := "tokengate=" + cookie.Value
+	caddy := func(uri string, kv ...string) http.Header {
+		return merge(hdr("X-Forwarded-Uri", uri, "X-Forwarded-Method", "GET", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Proto", "https"), hdr(kv...))
+	}
+	const noCookie = "-" // the answer has no Cookie header
+
+	tests := []struct {
+		name     string
+		target   string
+		hdr      http.Header
+		status   int
+		identity string
+		cookie   string // the answer's Cookie; noCookie: none
+		remove   string // X-Envoy-Auth-Headers-To-Remove
+	}{
+		{"tokengate's cookies out, the app's in order", verifyPath, caddy("/app", "Cookie", "app=1; "+tg+"; __Host-tokengate_csrf=x; other=2"), 200, "marco", "app=1; other=2", ""},
+		{"the CSRF cookie without its prefix is tokengate's too", verifyPath, caddy("/app", "Cookie", "app=1; "+tg+"; tokengate_csrf=x; other=2"), 200, "marco", "app=1; other=2", ""},
+		{"only tokengate's cookies: none left, Envoy told to remove", verifyPath, caddy("/app", "Cookie", tg+"; __Host-tokengate_csrf=x"), 200, "marco", noCookie, "cookie"},
+		{"several Cookie lines: one header", verifyPath, caddy("/app", "Cookie", "a=1", "Cookie", tg+"; b=2"), 200, "marco", "a=1; b=2", ""},
+		{"look-alike names pass", verifyPath, caddy("/app", "Cookie", tg+"; tokengate_pref=1; xtokengate=2"), 200, "marco", "tokengate_pref=1; xtokengate=2", ""},
+		{"bearer, only the app's cookies: echoed unchanged", verifyPath, merge(caddy("/app", "Cookie", "a=1;b=2"), bearer(token)), 200, "marco", "a=1;b=2", ""},
+		{"bearer beside the session cookie: the cookie still out", verifyPath, merge(caddy("/app", "Cookie", "a=1; "+tg), bearer(token)), 200, "marco", "a=1", ""},
+		{"no Cookie header: neither", verifyPath, merge(caddy("/app"), bearer(token)), 200, "marco", noCookie, ""},
+		{"public path, anonymous: the app's cookies echoed", verifyPath, caddy("/healthz", "Cookie", "a=1; b=2"), 200, "", "a=1; b=2", ""},
+		{"public path, bad session cookie: filtered", verifyPath, caddy("/healthz", "Cookie", "a=1; tokengate=garbage"), 200, "", "a=1", ""},
+		{"public path, revoked session cookie only: removed", verifyPath, caddy("/healthz", "Cookie", "tokengate="+revoked.Value), 200, "", noCookie, "cookie"},
+		{"public path, valid session cookie: identity and filtered", verifyPath, caddy("/static/x.js", "Cookie", tg+"; a=1"), 200, "marco", "a=1", ""},
+		{"Envoy's form", verifyPath + "/app", hdr("Cookie", "a=1; "+tg), 200, "marco", "a=1", ""},
+		{"refused: revoked cookie", verifyPath, caddy("/app", "Cookie", "a=1; tokengate="+revoked.Value), 401, "", noCookie, ""},
+		{"refused: garbage bearer beside app cookies", verifyPath, merge(caddy("/app", "Cookie", "a=1; "+tg), bearer("x.y.z")), 401, "", noCookie, ""},
+		{"refused: no credential, app cookies only", verifyPath, caddy("/app", "Cookie", "a=1"), 401, "", noCookie, ""},
+		{"refused: browser sent to sign in", verifyPath, caddy("/app", "Cookie", "a=1", "Accept", htmlAccept), 302, "", noCookie, ""},
+		{"refused: cross-site unsafe request with the cookie", verifyPath, merge(caddy("/app", "Cookie", "a=1; "+tg, "Sec-Fetch-Site", "cross-site"), hdr("X-Forwarded-Method", "POST")), 403, "", noCookie, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := tt.hdr.Clone()
+			if m := h["X-Forwarded-Method"]; len(m) > 1 {
+				h["X-Forwarded-Method"] = m[len(m)-1:]
+			}
+			res := e.send("GET", tt.target, h, "")
+			if res.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %s", res.StatusCode, tt.status, res.body)
+			}
+			if got := strings.Join(identityValues(res.Header), ","); got != tt.identity {
+				t.Errorf("identity %q, want %q", got, tt.identity)
+			}
+			got := noCookie
+			if vals, ok := res.Header["Cookie"]; ok {
+				got = strings.Join(vals, "\n")
+			}
+			if got != tt.cookie {
+				t.Errorf("Cookie on the answer %q, want %q", got, tt.cookie)
+			}
+			if got := strings.Join(res.Header.Values("X-Envoy-Auth-Headers-To-Remove"), ","); got != tt.remove {
+				t.Errorf("X-Envoy-Auth-Headers-To-Remove %q, want %q", got, tt.remove)
+			}
+			if strings.Contains(strings.Join(res.Header.Values("Cookie"), ";"), cookie.Value) {
+				t.Error("the session token is in the answer's Cookie")
+			}
+		})
+	}
+
+	// Without browser sign-in tokengate has no cookie: the app's Cookie is
+	// echoed as sent (the sidecar forwards it the same way).
+	off := newVerifyEnv(t, loopback, func(o *Options) { o.Routes.SignIn = ""; o.Routes.SignOut = "" })
+	res := off.send("GET", verifyPath, merge(caddy("/app", "Cookie", "tokengate=x; a=1"), bearer(off.issue("marco", "marco"))), "")
+	if res.StatusCode != 200 || res.Header.Get("Cookie") != "tokengate=x; a=1" {
+		t.Errorf("sign-in off: %d Cookie %q, want 200 %q", res.StatusCode, res.Header.Get("Cookie"), "tokengate=x; a=1")
+	}
+}
+
+// TestVerifyRenewsCookie: past half its life, a session cookie gets a
+// fresh token in verify's 200 (Set-Cookie, for the ingress to copy to the
+// app's response), as a proxied request does; never for other credentials,
+// public paths, refusals, or before half its life.
+func TestVerifyRenewsCookie(t *testing.T) {
+	e := newVerifyEnv(t, loopback)
+	cookie := e.signIn("marco", marcoPassword)
+	revoked := e.signIn("marco", marcoPassword)
+	if res := e.do("POST", "/user/logout", bearer(revoked.Value), ""); res.StatusCode != http.StatusNoContent {
+		t.Fatalf("logout: %d %s", res.StatusCode, res.body)
+	}
+	caddy := func(uri string) http.Header {
+		return hdr("X-Forwarded-Uri", uri, "X-Forwarded-Method", "GET", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Proto", "https")
+	}
+	verify := func(uri string, h http.Header) response {
+		t.Helper()
+		return e.send("GET", verifyPath, merge(caddy(uri), h), "")
+	}
+
+	if res := verify("/app", session(cookie)); res.StatusCode != 200 || len(res.Header["Set-Cookie"]) != 0 {
+		t.Fatalf("before half-life: %d, %d Set-Cookie", res.StatusCode, len(res.Header["Set-Cookie"]))
+	}
+	e.clock.Advance(31 * time.Minute) // past half of the hour
+
+	res := verify("/app", session(cookie, "Cookie", "a=1"))
+	fresh := cookieNamed(res.Cookies(), "tokengate")
+	if res.StatusCode != 200 || fresh == nil || fresh.Value == cookie.Value {
+		t.Fatalf("past half-life: %d, %d Set-Cookie, fresh %v", res.StatusCode, len(res.Header["Set-Cookie"]), fresh != nil)
+	}
+	claims, err := e.tokens.Verify(fresh.Value)
+	if err != nil || claims.Subject != "marco" || !claims.IssuedAt.Equal(e.clock.Now().UTC().Truncate(time.Microsecond)) {
+		t.Fatalf("fresh token %+v %v", claims, err)
+	}
+	if !fresh.HttpOnly || !fresh.Secure || fresh.Path != "/" || fresh.SameSite != http.SameSiteLaxMode || fresh.MaxAge != 3600 {
+		t.Errorf("fresh cookie %+v", fresh)
+	}
+	if got := res.Header.Values("Cache-Control"); strings.Join(got, ",") != "no-store" {
+		t.Errorf("Cache-Control %q, want one no-store", got)
+	}
+	if got := res.Header.Get("X-Auth-UserId"); got != "marco" {
+		t.Errorf("identity %q", got)
+	}
+	if got := res.Header.Get("Cookie"); strings.Contains(got, "tokengate") || !strings.Contains(got, "a=1") {
+		t.Errorf("Cookie for the app %q", got)
+	}
+	// Both tokens keep working; the fresh one is not renewed again.
+	if res := verify("/app", session(cookie)); res.StatusCode != 200 {
+		t.Errorf("the old token stopped working: %d", res.StatusCode)
+	}
+	if res := verify("/app", session(fresh)); res.StatusCode != 200 || len(res.Header["Set-Cookie"]) != 0 {
+		t.Errorf("fresh cookie: %d, %d Set-Cookie", res.StatusCode, len(res.Header["Set-Cookie"]))
+	}
+	// Envoy's form renews too.
+	if res := e.send("GET", verifyPath+"/app", session(cookie), ""); cookieNamed(res.Cookies(), "tokengate") == nil {
+		t.Errorf("Envoy's form: %d, no fresh cookie", res.StatusCode)
+	}
+
+	for _, c := range []struct {
+		name string
+		uri  string
+		hdr  http.Header
+	}{
+		{"public path", "/healthz", session(cookie)},
+		{"bearer", "/app", bearer(cookie.Value)},
+		{"revoked cookie", "/app", session(revoked)},
+		{"cross-site unsafe request", "/app", session(cookie, "Sec-Fetch-Site", "cross-site")},
+	} {
+		h := merge(caddy(c.uri), c.hdr)
+		if c.name == "cross-site unsafe request" {
+			h["X-Forwarded-Method"] = []string{"POST"}
+		}
+		res := e.send("GET", verifyPath, h, "")
+		if got := cookieNamed(res.Cookies(), "tokengate"); got != nil && got.MaxAge >= 0 {
+			t.Errorf("%s: %d carries a fresh session cookie (Max-Age %d)", c.name, res.StatusCode, got.MaxAge)
+		}
 	}
 }

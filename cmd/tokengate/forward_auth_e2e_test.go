@@ -54,8 +54,9 @@ func freeLoopbackPort(t *testing.T) string {
 }
 
 // startAuthServer runs tokengate with upstream "" and the routes of
-// deploy/forward-auth/tokengate.yaml, trusting loopback (the ingress).
-func startAuthServer(t *testing.T) *instance {
+// deploy/forward-auth/tokengate.yaml, trusting loopback (the ingress);
+// env overrides settings (TOKENGATE_...).
+func startAuthServer(t *testing.T, env ...string) *instance {
 	t.Helper()
 	dir := newDir(t, `""`)
 	extra := `trusted_proxies: ["127.0.0.1/32"]
@@ -81,7 +82,7 @@ browser:
 		t.Fatal(err)
 	}
 	f.Close()
-	return start(t, dir)
+	return start(t, dir, env...)
 }
 
 func shippedFile(t *testing.T, name string) string {
@@ -223,9 +224,16 @@ func startCaddy(t *testing.T, tokengateAddr, upstreamAddr string) ingress {
 type ingressKind struct {
 	name  string
 	start func(t *testing.T, tokengateAddr, upstreamAddr string) ingress
+	// verifyCookie: the app's Cookie header is verify's answer, exactly
+	// (nginx); otherwise the config filters it itself (Caddy's regex leaves
+	// empty pairs behind).
+	verifyCookie bool
+	// renewsCookie: the config copies a renewed session cookie from
+	// verify's 200 to the app's response (Caddy's forward_auth cannot).
+	renewsCookie bool
 }
 
-var ingresses = []ingressKind{{"nginx", startNginx}, {"caddy", startCaddy}}
+var ingresses = []ingressKind{{"nginx", startNginx, true, true}, {"caddy", startCaddy, false, false}}
 
 // forwardAuthSetup is tokengate, an upstream and one ingress in front.
 type forwardAuthSetup struct {
@@ -234,10 +242,10 @@ type forwardAuthSetup struct {
 	in ingress
 }
 
-func newForwardAuth(t *testing.T, kind ingressKind) forwardAuthSetup {
+func newForwardAuth(t *testing.T, kind ingressKind, env ...string) forwardAuthSetup {
 	t.Helper()
 	up := newEchoUpstream(t)
-	tg := startAuthServer(t)
+	tg := startAuthServer(t, env...)
 	in := kind.start(t, strings.TrimPrefix(tg.Public, "http://"), strings.TrimPrefix(up.URL, "http://"))
 	return forwardAuthSetup{tg: tg, up: up, in: in}
 }
@@ -280,6 +288,32 @@ func (s forwardAuthSetup) identitySeen(path string) (values []string, reached bo
 		}
 	}
 	return values, reached
+}
+
+// cookieSeen is the Cookie header values the upstream received for path.
+func (s forwardAuthSetup) cookieSeen(path string) (values []string, reached bool) {
+	s.up.mu.Lock()
+	defer s.up.mu.Unlock()
+	for i, p := range s.up.paths {
+		if p == path {
+			values, reached = append(values, s.up.seen[i]["Cookie"]...), true
+		}
+	}
+	return values, reached
+}
+
+// cookiePairs is the name=value pairs of Cookie header values, in order,
+// empty ones dropped.
+func cookiePairs(values []string) []string {
+	var pairs []string
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ";") {
+			if p := strings.TrimSpace(part); p != "" {
+				pairs = append(pairs, p)
+			}
+		}
+	}
+	return pairs
 }
 
 func (s forwardAuthSetup) login(t *testing.T) string {
@@ -390,9 +424,94 @@ func TestForwardAuthIngress(t *testing.T) {
 					t.Errorf("%d, reached %v", r.Code, reached)
 				}
 			})
+			t.Run("the app receives its own cookies, never tokengate's", func(t *testing.T) {
+				big := "big=" + strings.Repeat("x", 6000) // past nginx's default proxy buffer (one page)
+				for i, c := range []struct {
+					name, path, cookie string
+					hdr                [][2]string
+					want               string // the app's Cookie; "" none at all
+				}{
+					{"session and CSRF cookies among the app's", "/app/cookie%d", "app=1; tokengate=" + token + "; tokengate_csrf=x; __Host-tokengate_csrf=y; other=2", nil, "app=1; other=2"},
+					{"only tokengate's cookies", "/app/cookie%d", "tokengate=" + token + "; __Host-tokengate_csrf=y", nil, ""},
+					{"bearer, only the app's cookies", "/app/cookie%d", "a=1; b=2", [][2]string{{"Authorization", "Bearer " + token}}, "a=1; b=2"},
+					{"public path, anonymous with a bad session cookie", "/public/cookie%d", "a=1; tokengate=garbage", nil, "a=1"},
+					{"a large app cookie beside the session cookie", "/app/cookie%d", big + "; tokengate=" + token, nil, big},
+				} {
+					path := fmt.Sprintf(c.path, i)
+					r := s.fetch(t, "GET", path, append([][2]string{api, {"Cookie", c.cookie}}, c.hdr...))
+					got, reached := s.cookieSeen(path)
+					if r.Code != http.StatusOK || !reached {
+						t.Errorf("%s: %d, reached %v\n%s", c.name, r.Code, reached, logs())
+						continue
+					}
+					if gotPairs, wantPairs := strings.Join(cookiePairs(got), "; "), strings.Join(cookiePairs([]string{c.want}), "; "); gotPairs != wantPairs {
+						t.Errorf("%s: the app received cookies %q, want %q", c.name, redactCookies(gotPairs), redactCookies(wantPairs))
+					}
+					if kind.verifyCookie && strings.Join(got, "\n") != c.want {
+						t.Errorf("%s: the app received Cookie %q (%d lines), want exactly verify's %q", c.name, redactCookies(strings.Join(got, "; ")), len(got), redactCookies(c.want))
+					}
+					if strings.Contains(strings.Join(got, ";"), token) {
+						t.Errorf("%s: the app received the session token", c.name)
+					}
+				}
+			})
 			t.Run("browser sign-in and sign-out through the ingress", func(t *testing.T) {
 				browserSignInFlow(t, s, logs)
 			})
+		})
+	}
+}
+
+// TestForwardAuthCookieRenewal: with tokens living 4s, a session cookie
+// past half its life gets a fresh one on the app's response through nginx
+// (verify's Set-Cookie, add_header); the app never sees either token.
+// Behind Caddy, whose forward_auth copies answer headers into the request
+// only, no cookie is renewed (the README says so).
+func TestForwardAuthCookieRenewal(t *testing.T) {
+	for _, kind := range ingresses {
+		t.Run(kind.name, func(t *testing.T) {
+			s := newForwardAuth(t, kind, "TOKENGATE_TOKENS_TTL=4s", "TOKENGATE_TOKENS_LEEWAY=1s")
+			logs := func() string { return s.in.logs() + "\n" + s.tg.logs.String() }
+			token := s.login(t)
+			get := func(path string) reply {
+				t.Helper()
+				return s.fetch(t, "GET", path, [][2]string{{"Accept", "application/json"}, {"Cookie", "app=1; tokengate=" + token}})
+			}
+			if r := get("/app/young"); r.Code != http.StatusOK || len(r.Header["Set-Cookie"]) != 0 {
+				t.Fatalf("before half-life: %d, %d Set-Cookie\n%s", r.Code, len(r.Header["Set-Cookie"]), logs())
+			}
+			time.Sleep(2100 * time.Millisecond) // past half of 4s, well before exp
+			r := get("/app/old")
+			res := http.Response{Header: r.Header}
+			var fresh *http.Cookie
+			for _, c := range res.Cookies() {
+				if c.Name == "tokengate" {
+					fresh = c
+				}
+			}
+			if r.Code != http.StatusOK {
+				t.Fatalf("past half-life: %d\n%s", r.Code, logs())
+			}
+			if !kind.renewsCookie {
+				if fresh != nil {
+					t.Errorf("%s passed a renewed cookie: update renewsCookie and the README", kind.name)
+				}
+				return
+			}
+			if fresh == nil || fresh.Value == token || !fresh.HttpOnly || fresh.Path != "/" || fresh.MaxAge < 1 || fresh.MaxAge > 4 {
+				t.Fatalf("past half-life: want a fresh HttpOnly session cookie for 4s, got %d Set-Cookie (fresh %v)\n%s", len(r.Header["Set-Cookie"]), fresh != nil, logs())
+			}
+			for _, p := range []string{"/app/young", "/app/old"} {
+				got, _ := s.cookieSeen(p)
+				if strings.Join(got, "; ") != "app=1" {
+					t.Errorf("%s: the app received Cookie %q, want app=1", p, redactCookies(strings.Join(got, "; ")))
+				}
+			}
+			// The fresh cookie works through the ingress, and is young.
+			r = s.fetch(t, "GET", "/app/fresh", [][2]string{{"Accept", "application/json"}, {"Cookie", "tokengate=" + fresh.Value}})
+			if ids, _ := s.identitySeen("/app/fresh"); r.Code != http.StatusOK || strings.Join(ids, ",") != "alice" || len(r.Header["Set-Cookie"]) != 0 {
+				t.Errorf("the fresh cookie: %d, identity %q, %d Set-Cookie", r.Code, ids, len(r.Header["Set-Cookie"]))
+			}
 		})
 	}
 }
