@@ -472,12 +472,33 @@ var errCrossOrigin = apiError{http.StatusForbidden, "cross_origin_request", "a c
 // (cross-site WebSocket hijacking). Bearer and query tokens are not ambient
 // credentials, so their requests are never checked.
 func (h *handler) sameOrigin(r *http.Request) bool {
-	if r.Header.Get("Upgrade") != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && webSocketHandshake(r.Header) {
 		unsafe := *r // shallow: Check only reads the method and headers
 		unsafe.Method = http.MethodPost
 		return h.browser.crossOrigin.Check(&unsafe) == nil
 	}
 	return h.browser.crossOrigin.Check(r) == nil
+}
+
+// webSocketHandshake reports whether hdr shows a protocol upgrade, above
+// all a WebSocket opening handshake. Upgrade is hop-by-hop: an ingress's
+// auth request usually lacks it (nginx's proxy module and ingress-nginx
+// clear it, Traefik's ForwardAuth deletes it, Envoy's ext_authz sends only
+// the headers it is told to), so verify would see a plain GET. What a
+// browser's handshake always carries end to end counts too:
+// Sec-WebSocket-Key (RFC 6455 section 4.1; the app needs it to answer) and
+// Sec-Fetch-Mode: websocket (Fetch metadata), neither of which a page can
+// set or remove.
+func webSocketHandshake(hdr http.Header) bool {
+	if len(hdr["Upgrade"]) > 0 || len(hdr["Sec-Websocket-Key"]) > 0 {
+		return true
+	}
+	for _, m := range hdr["Sec-Fetch-Mode"] {
+		if strings.EqualFold(strings.TrimSpace(m), "websocket") {
+			return true
+		}
+	}
+	return false
 }
 
 // stripBrowserCredentials keeps tokengate's credentials from the app: its

@@ -249,6 +249,7 @@ func TestCrossSiteCookieRequests(t *testing.T) {
 		{"POST, user-typed (none)", "POST", session(cookie, "Sec-Fetch-Site", "none"), 200},
 		{"POST, no browser headers (curl)", "POST", session(cookie), 200},
 		{"GET, cross-site navigation", "GET", session(cookie, "Sec-Fetch-Site", "cross-site"), 200},
+		{"GET, cross-site WebSocket handshake a proxy stripped of Upgrade", "GET", session(cookie, "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "websocket", "Sec-Websocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), 403},
 		{"POST, Bearer, cross-site", "POST", http.Header{"Authorization": {"Bearer " + token}, "Sec-Fetch-Site": {"cross-site"}, "Origin": {"http://evil.example"}}, 200},
 	}
 	for _, tt := range tests {

@@ -259,6 +259,70 @@ func TestVerifyEnvoyPathStyle(t *testing.T) {
 	}
 }
 
+// TestVerifyWebSocketHandshake: cross-site WebSocket hijacking behind an
+// ingress. The ingress's auth request lacks the hop-by-hop Upgrade and
+// Connection headers (nginx's proxy module clears Upgrade, Traefik deletes
+// it, Envoy sends only the headers listed), so verify must know a
+// handshake by what reaches it end to end: Sec-WebSocket-Key, or
+// Sec-Fetch-Mode: websocket. With the session cookie from another origin it
+// is refused; from the app's own origin, or with a Bearer token, allowed.
+func TestVerifyWebSocketHandshake(t *testing.T) {
+	e := newVerifyEnv(t, loopback)
+	cookie := e.signIn("marco", marcoPassword)
+	token := e.issue("marco", "marco")
+	nginx := hdr("X-Original-Uri", "/app/ws", "X-Original-Method", "GET", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Proto", "https")
+	traefik := hdr("X-Forwarded-Uri", "/app/ws", "X-Forwarded-Method", "GET", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Proto", "https")
+	key := hdr("Sec-Websocket-Key", "dGhlIHNhbXBsZSBub25jZQ==", "Sec-Websocket-Version", "13")
+	fetchMeta := func(site string) http.Header {
+		return hdr("Sec-Fetch-Site", site, "Sec-Fetch-Mode", "websocket", "Sec-Fetch-Dest", "empty")
+	}
+	evil := hdr("Origin", "https://evil.example")
+	own := hdr("Origin", "https://app.example.com")
+	envoyOwn := hdr("Origin", e.srv.URL) // Envoy passes the original Host itself
+	cookies := session(cookie)
+	tests := []struct {
+		name     string
+		target   string
+		hdr      http.Header
+		status   int
+		identity string
+	}{
+		{"nginx: cross-site, no Upgrade", verifyPath, merge(nginx, cookies, key, fetchMeta("cross-site"), evil), 403, ""},
+		{"traefik: cross-site, no Upgrade", verifyPath, merge(traefik, cookies, key, fetchMeta("cross-site"), evil), 403, ""},
+		{"same-site, another origin", verifyPath, merge(nginx, cookies, key, fetchMeta("same-site"), hdr("Origin", "https://evil.example.com")), 403, ""},
+		{"old browser: foreign Origin and the key only", verifyPath, merge(nginx, cookies, key, evil), 403, ""},
+		{"Fetch metadata without the key", verifyPath, merge(nginx, cookies, fetchMeta("cross-site"), evil), 403, ""},
+		{"mode in capitals", verifyPath, merge(nginx, cookies, hdr("Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "WebSocket")), 403, ""},
+		{"Upgrade passed (Caddy)", verifyPath, merge(traefik, cookies, key, hdr("Upgrade", "websocket", "Connection", "Upgrade"), fetchMeta("cross-site"), evil), 403, ""},
+		{"envoy: cross-site", verifyPath + "/app/ws", merge(cookies, key, fetchMeta("cross-site"), evil), 403, ""},
+		{"same origin", verifyPath, merge(nginx, cookies, key, fetchMeta("same-origin"), own), 200, "marco"},
+		{"old browser: own Origin", verifyPath, merge(nginx, cookies, key, own), 200, "marco"},
+		{"envoy: own Origin", verifyPath + "/app/ws", merge(cookies, key, envoyOwn), 200, "marco"},
+		{"no browser headers (a script with the cookie)", verifyPath, merge(nginx, cookies, key), 200, "marco"},
+		{"bearer, cross-site", verifyPath, merge(nginx, bearer(token), key, fetchMeta("cross-site"), evil), 200, "marco"},
+		{"cookie, cross-site navigation (not a handshake)", verifyPath, merge(nginx, cookies, hdr("Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate"), evil), 200, "marco"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := e.send("GET", tt.target, tt.hdr, "")
+			if res.StatusCode != tt.status || strings.Join(identityValues(res.Header), ",") != tt.identity {
+				t.Fatalf("%d identity %q, want %d %q: %s", res.StatusCode, identityValues(res.Header), tt.status, tt.identity, res.body)
+			}
+			if tt.status == http.StatusForbidden {
+				if code := res.apiErr().Code; code != "cross_origin_request" {
+					t.Errorf("error %q, want cross_origin_request", code)
+				}
+				if len(res.Header["Set-Cookie"]) != 0 || res.Header.Get("Cookie") != "" {
+					t.Errorf("a refusal carries Set-Cookie %q / Cookie %q", res.Header["Set-Cookie"], res.Header.Get("Cookie"))
+				}
+			}
+		})
+	}
+	if n := len(e.up.requests()); n != 0 {
+		t.Errorf("verify reached the upstream %d times", n)
+	}
+}
+
 // TestVerifyAppCookies: an allowing answer carries the Cookie header the
 // app should get (the request's cookies without tokengate's), or, when only
 // tokengate's came, no Cookie and X-Envoy-Auth-Headers-To-Remove: cookie;

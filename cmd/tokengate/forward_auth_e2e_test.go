@@ -455,6 +455,9 @@ func TestForwardAuthIngress(t *testing.T) {
 					}
 				}
 			})
+			t.Run("cookie WebSocket handshake: cross-site refused, same-origin and Bearer pass", func(t *testing.T) {
+				webSocketHandshakes(t, s, token, logs)
+			})
 			t.Run("browser sign-in and sign-out through the ingress", func(t *testing.T) {
 				browserSignInFlow(t, s, logs)
 			})
@@ -606,4 +609,62 @@ func redactCookies(h string) string {
 		names = append(names, name+"=…")
 	}
 	return strings.Join(names, "; ")
+}
+
+// webSocketHandshakes sends WebSocket opening handshakes through the
+// ingress, as a browser sends them (RFC 6455 section 4.1, with Fetch
+// metadata where the browser has it): with the session cookie from another
+// site (cross-site WebSocket hijacking) verify must refuse with 403 and the
+// app must never be reached, whatever the ingress passes to the auth
+// request; from the app's own origin, and with a Bearer token from any
+// origin (not an ambient credential), verify must allow it, so the app is
+// reached with the identity. The app here does not speak WebSocket: that
+// it was reached with the identity is verify's allowing answer.
+func webSocketHandshakes(t *testing.T, s forwardAuthSetup, token string, logs func() string) {
+	handshake := [][2]string{
+		{"Connection", "Upgrade"}, {"Upgrade", "websocket"},
+		{"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}, {"Sec-WebSocket-Version", "13"},
+	}
+	fetchMetadata := func(site string) [][2]string {
+		return [][2]string{{"Sec-Fetch-Site", site}, {"Sec-Fetch-Mode", "websocket"}, {"Sec-Fetch-Dest", "empty"}}
+	}
+	cookie := [2]string{"Cookie", "tokengate=" + token}
+	own := [2]string{"Origin", s.in.base}
+	evil := [2]string{"Origin", "https://evil.example"}
+	otherPort := [2]string{"Origin", "http://127.0.0.1:1"} // same site, another origin
+	with := func(parts ...[][2]string) [][2]string {
+		var out [][2]string
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	for i, c := range []struct {
+		name    string
+		hdr     [][2]string
+		allowed bool
+	}{
+		{"cookie, cross-site (Fetch metadata and Origin)", with(handshake, fetchMetadata("cross-site"), [][2]string{cookie, evil}), false},
+		{"cookie, same-site but another origin", with(handshake, fetchMetadata("same-site"), [][2]string{cookie, otherPort}), false},
+		{"cookie, foreign Origin only (a browser without Fetch metadata)", with(handshake, [][2]string{cookie, evil}), false},
+		{"cookie, same origin", with(handshake, fetchMetadata("same-origin"), [][2]string{cookie, own}), true},
+		{"cookie, own Origin only (a browser without Fetch metadata)", with(handshake, [][2]string{cookie, own}), true},
+		{"bearer, cross-site", with(handshake, fetchMetadata("cross-site"), [][2]string{{"Authorization", "Bearer " + token}, evil}), true},
+	} {
+		path := fmt.Sprintf("/app/ws%d", i)
+		r := s.fetch(t, "GET", path, c.hdr)
+		ids, reached := s.identitySeen(path)
+		if !c.allowed {
+			// The body is verify's JSON behind Caddy, nginx's own 403 page behind nginx.
+			if r.Code != http.StatusForbidden || reached {
+				t.Errorf("%s: %d %s, the app reached %v (identity %q): want 403 and the app never reached\n%s",
+					c.name, r.Code, strings.TrimSpace(r.Body), reached, ids, logs())
+			}
+			continue
+		}
+		if !reached || strings.Join(ids, ",") != "alice" {
+			t.Errorf("%s: %d %s, the app reached %v with identity %q: want it reached as alice\n%s",
+				c.name, r.Code, strings.TrimSpace(r.Body), reached, ids, logs())
+		}
+	}
 }
