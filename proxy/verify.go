@@ -29,6 +29,10 @@ const (
 // answers 302 to it).
 const signInHeader = "X-Tokengate-Sign-In"
 
+// methodUnknown stands for an original method the ingress named in a way
+// verify cannot read: no real method, and not a safe one.
+const methodUnknown = "UNKNOWN"
+
 // envoyHeadersToRemove is the header Envoy's ext_authz HTTP service reads
 // on a 200: request headers (comma-separated names) it removes before
 // forwarding to the app.
@@ -81,6 +85,12 @@ func (h *handler) originalRequest(r *http.Request) original {
 	}
 	if m, ok := single(hdr, methodKey); ok && validHeaderName(m) {
 		req.Method = m
+	} else if hdr[methodKey] != nil {
+		// Named but repeated, empty or malformed: the method is unknown. It
+		// is judged as an unsafe one (the cross-site check applies, no
+		// sign-in redirect), never as verify's own method, which is a GET
+		// behind most ingresses whatever the original was.
+		req.Method = methodUnknown
 	}
 	uri, ok := single(hdr, uriKey)
 	if !ok || !strings.HasPrefix(uri, "/") || strings.HasPrefix(uri, "//") {

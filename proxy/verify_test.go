@@ -151,6 +151,38 @@ func TestVerify(t *testing.T) {
 	}
 }
 
+// An original method the ingress names twice (ingress-nginx sets
+// X-Original-Method itself, and a snippet may set it again), empty or
+// malformed is unknown, and judged as unsafe: a cookie request from another
+// site is refused, not taken for the GET verify itself receives.
+func TestVerifyUnreadableMethodIsUnsafe(t *testing.T) {
+	e := newVerifyEnv(t, loopback)
+	cookie := e.signIn("marco", marcoPassword)
+	crossSite := hdr("Sec-Fetch-Site", "cross-site", "Accept", "text/html")
+	nginx := hdr("X-Original-Uri", "/app", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Proto", "https")
+	for _, tt := range []struct {
+		name   string
+		method []string
+		status int
+	}{
+		{"one GET: a navigation, allowed", []string{"GET"}, 200},
+		{"one POST: refused", []string{"POST"}, 403},
+		{"POST twice: refused", []string{"POST", "POST"}, 403},
+		{"GET twice: unknown, refused", []string{"GET", "GET"}, 403},
+		{"empty: unknown, refused", []string{""}, 403},
+		{"malformed: unknown, refused", []string{"PO ST"}, 403},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := merge(nginx, session(cookie), crossSite)
+			h["X-Original-Method"] = tt.method
+			res := e.send("GET", verifyPath, h, "")
+			if res.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %s", res.StatusCode, tt.status, res.body)
+			}
+		})
+	}
+}
+
 // A client that reaches verify directly (not through a trusted ingress)
 // cannot make a private path public with X-Forwarded-Uri or X-Original-URI.
 func TestVerifyIgnoresOriginalFromUntrustedPeers(t *testing.T) {
