@@ -231,9 +231,12 @@ type ingressKind struct {
 	// renewsCookie: the config copies a renewed session cookie from
 	// verify's 200 to the app's response (Caddy's forward_auth cannot).
 	renewsCookie bool
+	// proxiesWebSocket: the config forwards a WebSocket upgrade to the app
+	// (the nginx template does not: the app gets a plain request).
+	proxiesWebSocket bool
 }
 
-var ingresses = []ingressKind{{"nginx", startNginx, true, true}, {"caddy", startCaddy, false, false}}
+var ingresses = []ingressKind{{"nginx", startNginx, true, true, false}, {"caddy", startCaddy, false, false, true}}
 
 // forwardAuthSetup is tokengate, an upstream and one ingress in front.
 type forwardAuthSetup struct {
@@ -461,6 +464,9 @@ func TestForwardAuthIngress(t *testing.T) {
 			t.Run("browser sign-in and sign-out through the ingress", func(t *testing.T) {
 				browserSignInFlow(t, s, logs)
 			})
+			t.Run("only a WebSocket upgrade reaches the app, never h2c or HTTP2-Settings", func(t *testing.T) {
+				upgradeOffers(t, s, kind, token, logs)
+			})
 		})
 	}
 }
@@ -667,4 +673,102 @@ func webSocketHandshakes(t *testing.T, s forwardAuthSetup, token string, logs fu
 				c.name, r.Code, strings.TrimSpace(r.Body), reached, ids, logs())
 		}
 	}
+}
+
+// upgradeOffers sends protocol upgrade offers through the ingress and
+// checks what the app receives. Once an app answers 101 to an h2c offer,
+// the connection is an HTTP/2 tunnel the ingress no longer reads: any
+// request on any path, without verify. So an h2c offer (however spelled,
+// with HTTP2-Settings named in Connection or not) must reach the app as a
+// plain HTTP/1.1 request: no Upgrade other than "websocket", no Connection
+// asking for one, never HTTP2-Settings. The request itself is not refused
+// (Java's HttpClient offers h2c on every plain-HTTP request), on a public
+// path without credentials and on a private one with a Bearer token alike.
+// A WebSocket upgrade still reaches the app with its Upgrade where the
+// config proxies WebSockets at all; HTTP2-Settings never does.
+func upgradeOffers(t *testing.T, s forwardAuthSetup, kind ingressKind, token string, logs func() string) {
+	const settings = "AAMAAABkAAQAAP__"
+	h2c := [][2]string{{"Connection", "Upgrade, HTTP2-Settings"}, {"Upgrade", "h2c"}, {"HTTP2-Settings", settings}}
+	ws := [][2]string{{"Connection", "Upgrade"}, {"Upgrade", "websocket"}, {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}, {"Sec-WebSocket-Version", "13"}}
+	bearer := [2]string{"Authorization", "Bearer " + token}
+	sameOrigin := [][2]string{{"Cookie", "tokengate=" + token}, {"Origin", s.in.base}, {"Sec-Fetch-Site", "same-origin"}, {"Sec-Fetch-Mode", "websocket"}}
+	with := func(parts ...[][2]string) [][2]string {
+		var out [][2]string
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	// What the app may receive: plainOnly, no upgrade at all; webSocket,
+	// exactly a WebSocket upgrade where the config proxies WebSockets (else
+	// a plain request); either, one of the two (the client offered
+	// WebSocket among other protocols), never anything else.
+	const (
+		plainOnly = iota
+		webSocket
+		either
+	)
+	type offer struct {
+		name string
+		path string // a public path is reached anonymously
+		hdr  [][2]string
+		want int
+	}
+	offers := []offer{
+		{"h2c, public path, no credentials", "/public/h2c", h2c, plainOnly},
+		{"h2c, private path, Bearer", "/app/h2c", with(h2c, [][2]string{bearer}), plainOnly},
+		{"h2c, HTTP2-Settings not named in Connection", "/app/h2c-unnamed", [][2]string{{"Connection", "Upgrade"}, {"Upgrade", "h2c"}, {"HTTP2-Settings", settings}, bearer}, plainOnly},
+		{"H2C in capitals", "/public/h2c-caps", [][2]string{{"Connection", "Upgrade, HTTP2-Settings"}, {"Upgrade", "H2C"}, {"HTTP2-Settings", settings}}, plainOnly},
+		{"websocket, h2c in one line", "/public/h2c-list", [][2]string{{"Connection", "Upgrade, HTTP2-Settings"}, {"Upgrade", "websocket, h2c"}, {"HTTP2-Settings", settings}}, plainOnly},
+		{"a protocol of the client's own", "/public/own-protocol", [][2]string{{"Connection", "Upgrade"}, {"Upgrade", "mine/1"}}, plainOnly},
+		{"h2c line, then websocket line", "/public/h2c-lines", [][2]string{{"Connection", "Upgrade, HTTP2-Settings"}, {"Upgrade", "h2c"}, {"Upgrade", "websocket"}, {"HTTP2-Settings", settings}}, either},
+		{"HTTP2-Settings alone", "/app/settings-alone", [][2]string{{"HTTP2-Settings", settings}, bearer}, plainOnly},
+		{"websocket, Bearer", "/app/ws-bearer", with(ws, [][2]string{bearer}), webSocket},
+		{"websocket, session cookie, same origin", "/app/ws-cookie", with(ws, sameOrigin), webSocket},
+		{"WebSocket in capitals, Bearer", "/app/ws-caps", [][2]string{{"Connection", "Upgrade"}, {"Upgrade", "WebSocket"}, {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}, {"Sec-WebSocket-Version", "13"}, bearer}, webSocket},
+		{"websocket with HTTP2-Settings, Bearer", "/app/ws-settings", with(ws, [][2]string{{"HTTP2-Settings", settings}, bearer}), webSocket},
+	}
+	for _, o := range offers {
+		r := s.fetch(t, "GET", o.path, o.hdr)
+		seen, reached := s.up.headersSeen(o.path)
+		if r.Code != http.StatusOK || !reached {
+			t.Errorf("%s: %d %s, the app reached %v: want the request to pass\n%s", o.name, r.Code, strings.TrimSpace(r.Body), reached, logs())
+			continue
+		}
+		got := fmt.Sprintf("Connection %q, Upgrade %q, HTTP2-Settings %q", seen.Values("Connection"), seen.Values("Upgrade"), seen.Values("Http2-Settings"))
+		if len(seen.Values("Http2-Settings")) > 0 {
+			t.Errorf("%s: the app received HTTP2-Settings (%s)", o.name, got)
+		}
+		upgrade, asks := seen.Values("Upgrade"), headerHasToken(seen.Values("Connection"), "upgrade")
+		plain := len(upgrade) == 0 && !asks
+		webSocketOnly := len(upgrade) == 1 && strings.EqualFold(upgrade[0], "websocket") && asks
+		switch {
+		case o.want == webSocket && kind.proxiesWebSocket:
+			if !webSocketOnly {
+				t.Errorf("%s: the app received %s: want the WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)", o.name, got)
+			}
+		case o.want == either:
+			if !plain && !webSocketOnly {
+				t.Errorf("%s: the app received %s: want a plain request or exactly a WebSocket upgrade", o.name, got)
+			}
+		case !plain:
+			t.Errorf("%s: the app received an upgrade offer: %s", o.name, got)
+		}
+		if ids, _ := s.identitySeen(o.path); strings.HasPrefix(o.path, "/app/") && strings.Join(ids, ",") != "alice" {
+			t.Errorf("%s: the app saw identity %q, want alice", o.name, ids)
+		}
+	}
+}
+
+// headerHasToken reports whether comma-separated header values name token,
+// case-insensitively.
+func headerHasToken(values []string, token string) bool {
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), token) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -71,6 +71,18 @@ func (u *echoUpstream) sawPath(path string) bool {
 	return false
 }
 
+// headersSeen is the headers of the last request for path.
+func (u *echoUpstream) headersSeen(path string) (h http.Header, reached bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for i := len(u.paths) - 1; i >= 0; i-- {
+		if u.paths[i] == path {
+			return u.seen[i], true
+		}
+	}
+	return nil, false
+}
+
 func newEchoUpstream(t *testing.T) *echoUpstream {
 	t.Helper()
 	u := &echoUpstream{}
