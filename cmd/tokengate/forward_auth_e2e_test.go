@@ -1,17 +1,20 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -771,4 +774,75 @@ func headerHasToken(values []string, token string) bool {
 		}
 	}
 	return false
+}
+
+// TestForwardAuthNoUpgradeTunnel puts each ingress in front of an app that
+// switches to any protocol it is offered on Upgrade alone, as an h2c app
+// would. A client offering h2c on a public path without a token must get a
+// plain answer: had the ingress forwarded the offer, the app's 101 would
+// open a tunnel in which the client reaches a private path as anyone (with
+// the previous Caddyfile it did: 101, then /app/secret as "admin" through
+// the tunnel, verify never asked).
+func TestForwardAuthNoUpgradeTunnel(t *testing.T) {
+	for _, kind := range ingresses {
+		t.Run(kind.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var seen []string
+			app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				up := r.Header.Get("Upgrade")
+				mu.Lock()
+				seen = append(seen, fmt.Sprintf("%s %s (Upgrade %q)", r.Method, r.URL.Path, up))
+				mu.Unlock()
+				if up == "" {
+					fmt.Fprint(w, "plain")
+					return
+				}
+				conn, brw, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					return
+				}
+				defer conn.Close()
+				fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", up)
+				brw.Flush()
+				req, err := http.ReadRequest(brw.Reader)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				seen = append(seen, fmt.Sprintf("through the tunnel: %s %s as %q", req.Method, req.URL.Path, req.Header.Get("X-Auth-Userid")))
+				mu.Unlock()
+				fmt.Fprint(brw, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret")
+				brw.Flush()
+			}))
+			t.Cleanup(app.Close)
+			tg := startAuthServer(t)
+			in := kind.start(t, strings.TrimPrefix(tg.Public, "http://"), strings.TrimPrefix(app.URL, "http://"))
+
+			conn, err := net.Dial("tcp", strings.TrimPrefix(in.base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(conn, "GET /public/h2c HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, HTTP2-Settings\r\n"+
+				"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
+			br := bufio.NewReader(conn)
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("reading the answer: %v\n%s", err, in.logs())
+			}
+			body, _ := io.ReadAll(res.Body)
+			if res.StatusCode == http.StatusSwitchingProtocols {
+				io.WriteString(conn, "GET /app/secret HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Auth-UserId: admin\r\n\r\n")
+				if res2, err := http.ReadResponse(br, nil); err == nil {
+					res2.Body.Close()
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if res.StatusCode != http.StatusOK || string(body) != "plain" {
+				t.Errorf("an h2c offer on a public path: %s %q, want 200 and the app's plain answer; the app saw %q", res.Status, body, seen)
+			}
+		})
+	}
 }
