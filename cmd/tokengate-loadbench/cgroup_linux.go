@@ -203,13 +203,15 @@ func makeMemCgroup(pl cgroupPlace, name string, limit int64) (*memCgroup, error)
 		cg.undoEnable()
 		return nil, fmt.Errorf("%s: %w", cg, err)
 	}
-	limitFile, swapFile, swapValue := "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", strconv.FormatInt(limit, 10)
+	// No swap, as in a Kubernetes container: the limit is on memory alone.
+	// v1 says so with swappiness 0 rather than a memory+swap limit, whose
+	// refusals recent kernels do not count in any failcnt. (Either file is
+	// absent when the kernel has no swap accounting.)
+	limitFile, swapFile, swapValue := "memory.limit_in_bytes", "memory.swappiness", "0"
 	if cg.v2 {
-		limitFile, swapFile, swapValue = "memory.max", "memory.swap.max", "0"
+		limitFile, swapFile = "memory.max", "memory.swap.max"
 	}
 	err := os.WriteFile(filepath.Join(cg.dir, limitFile), []byte(strconv.FormatInt(limit, 10)), 0)
-	// No swap, as in a Kubernetes container: the limit is on memory alone.
-	// (Absent when the kernel has no swap accounting.)
 	if err == nil {
 		if _, serr := os.Stat(filepath.Join(cg.dir, swapFile)); serr == nil {
 			err = os.WriteFile(filepath.Join(cg.dir, swapFile), []byte(swapValue), 0)
