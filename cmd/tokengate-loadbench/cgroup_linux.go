@@ -309,12 +309,16 @@ func cmdCgexec(args []string) int {
 
 // dropPageCache asks the kernel to forget path's cached pages (those no
 // process maps), so the next process to read them is charged for them, as
-// on a fresh node.
+// on a fresh node. Dirty pages cannot be dropped, so it writes them first
+// (a binary just built is all dirty).
 func dropPageCache(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return err
+	}
 	return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 }

@@ -166,7 +166,8 @@ func TestMemCgroupRunsAChild(t *testing.T) {
 			t.Errorf("%s still there", cg.dir)
 		}
 	}()
-	// A file three times the limit, out of the page cache.
+	// A file three times the limit, just written (dirty), then out of the
+	// page cache.
 	big := filepath.Join(t.TempDir(), "big")
 	if err := os.WriteFile(big, bytes.Repeat([]byte("tokengate"), 3*limit/9), 0o600); err != nil {
 		t.Fatal(err)
