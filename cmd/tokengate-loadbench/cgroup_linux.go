@@ -23,6 +23,7 @@ type cgroupStats struct {
 	limitHits   int64 // times usage reached the limit and the kernel had to reclaim (v1 memory.failcnt, v2 memory.events max)
 	ooms        int64 // times reclaim was not enough (v1 under_oom is not a count: -1; v2 memory.events oom)
 	oomKills    int64 // processes the OOM killer killed in it
+	majFaults   int64 // page faults that had to read from disk (bolt's pages read back after reclaim)
 }
 
 // cgroupLimit reads -cgroup-limit.
@@ -255,6 +256,7 @@ func (c *memCgroup) stats() cgroupStats {
 			usage: c.count("memory.current"), peak: c.count("memory.peak"), // memory.peak: Linux 5.19+
 			anon: st["anon"], file: st["file"],
 			limitHits: ev["max"], ooms: ev["oom"], oomKills: ev["oom_kill"],
+			majFaults: st["pgmajfault"],
 		}
 	}
 	st, oom := parseKeyValues(c.read("memory.stat")), parseKeyValues(c.read("memory.oom_control"))
@@ -266,6 +268,7 @@ func (c *memCgroup) stats() cgroupStats {
 		usage: c.count("memory.usage_in_bytes"), peak: c.count("memory.max_usage_in_bytes"),
 		anon: st["total_rss"], file: st["total_cache"],
 		limitHits: c.count("memory.failcnt"), ooms: -1, oomKills: kills,
+		majFaults: st["total_pgmajfault"],
 	}
 }
 

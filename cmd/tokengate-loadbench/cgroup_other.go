@@ -13,7 +13,7 @@ import (
 var errNoCgroups = errors.New("memory cgroups need Linux")
 
 type cgroupStats struct {
-	usage, peak, anon, file, limitHits, ooms, oomKills int64
+	usage, peak, anon, file, limitHits, ooms, oomKills, majFaults int64
 }
 
 type memCgroup struct{ limit int64 }

@@ -155,8 +155,8 @@ func runMem(ctx context.Context, out, logw io.Writer, o memOptions) error {
 	}
 	fmt.Fprintln(out)
 	if o.cgroupLimit > 0 {
-		fmt.Fprintln(out, "| case | RSS | anonymous (heap, stacks) | file-backed (binary, bolt's mmap) | Go heap in use | cgroup usage (anon + page cache) | cgroup peak | limit reached (reclaim) | OOM kills | note |")
-		fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+		fmt.Fprintln(out, "| case | RSS | anonymous (heap, stacks) | file-backed (binary, bolt's mmap) | Go heap in use | cgroup usage (anon + page cache) | cgroup peak | limit reached (reclaim) | major faults (read back from disk) | OOM kills | note |")
+		fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	} else {
 		fmt.Fprintln(out, "| case | RSS | anonymous (heap, stacks) | file-backed (binary, bolt's mmap) | Go heap in use | note |")
 		fmt.Fprintln(out, "|---|---:|---:|---:|---:|---|")
@@ -170,9 +170,10 @@ func runMem(ctx context.Context, out, logw io.Writer, o memOptions) error {
 		fmt.Fprintf(out, "| %s | %.1f MB | %.1f MB | %.1f MB | %s |", name, mb(st["VmRSS"]), mb(st["RssAnon"]), mb(st["RssFile"]+st["RssShmem"]), heap)
 		if cg := tg.cfg.cgroup; cg != nil {
 			c := cg.stats()
-			fmt.Fprintf(out, " %s (%s + %s) | %s | %s | %s |", mbOrUnknown(c.usage), mbOrUnknown(c.anon), mbOrUnknown(c.file), mbOrUnknown(c.peak), countOrUnknown(c.limitHits), countOrUnknown(c.oomKills))
-			fmt.Fprintf(logw, "mem: %s: cgroup usage %s (anon %s, file %s), peak %s, limit reached %s times, OOM kills %s\n",
-				name, mbOrUnknown(c.usage), mbOrUnknown(c.anon), mbOrUnknown(c.file), mbOrUnknown(c.peak), countOrUnknown(c.limitHits), countOrUnknown(c.oomKills))
+			fmt.Fprintf(out, " %s (%s + %s) | %s | %s | %s | %s |", mbOrUnknown(c.usage), mbOrUnknown(c.anon), mbOrUnknown(c.file), mbOrUnknown(c.peak),
+				countOrUnknown(c.limitHits), countOrUnknown(c.majFaults), countOrUnknown(c.oomKills))
+			fmt.Fprintf(logw, "mem: %s: cgroup usage %s (anon %s, file %s), peak %s, limit reached %s times, %s major faults, OOM kills %s\n",
+				name, mbOrUnknown(c.usage), mbOrUnknown(c.anon), mbOrUnknown(c.file), mbOrUnknown(c.peak), countOrUnknown(c.limitHits), countOrUnknown(c.majFaults), countOrUnknown(c.oomKills))
 		}
 		fmt.Fprintf(out, " %s |\n", note)
 		fmt.Fprintf(logw, "mem: %s: RSS %.1f MB (anon %.1f, file %.1f), heap %s\n", name, mb(st["VmRSS"]), mb(st["RssAnon"]), mb(st["RssFile"]), heap)
