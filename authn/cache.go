@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
+	"time"
 	"unsafe"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -21,9 +23,52 @@ func hashToken(token string) tokenHash {
 	return sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
 }
 
+// cachedClaims is one verified token's claims in as little memory as the
+// cache's 10,000 entries can have them: the strings in one allocation, sub
+// stored once when it is also the name (the usual case: a user id defaults
+// to the login name), and the times as seconds and nanoseconds instead of
+// time.Time's 24 bytes (all UTC, as parse makes them). 72 bytes instead of
+// 128, and one string instead of three.
 type cachedClaims struct {
-	gen    uint64 // the keySet generation that verified the token
-	claims Claims
+	gen  uint64 // the keySet generation that verified the token
+	text string // sub, then the name unless it is sub, then jti
+	// sub is text[:subEnd], the name text[nameStart:nameEnd], jti text[nameEnd:].
+	subEnd, nameStart, nameEnd uint32
+	nsec                       [3]uint32 // exp, iat, nbf: nanoseconds within the second
+	sec                        [3]int64  // exp, iat, nbf: unix seconds
+}
+
+// packClaims packs c, or reports false when the packed form would not give
+// back exactly c (a time not in UTC or with a monotonic reading; parse
+// never makes one): the cache never changes what Verify returns.
+func packClaims(gen uint64, c Claims) (cachedClaims, bool) {
+	if uint64(len(c.Subject))+uint64(len(c.Username))+uint64(len(c.ID)) > math.MaxUint32 {
+		return cachedClaims{}, false
+	}
+	p := cachedClaims{gen: gen, subEnd: uint32(len(c.Subject))}
+	if c.Username == c.Subject {
+		p.text = c.Subject + c.ID
+		p.nameEnd = p.subEnd
+	} else {
+		p.text = c.Subject + c.Username + c.ID
+		p.nameStart, p.nameEnd = p.subEnd, p.subEnd+uint32(len(c.Username))
+	}
+	for i, t := range [3]time.Time{c.ExpiresAt, c.IssuedAt, c.NotBefore} {
+		p.sec[i], p.nsec[i] = t.Unix(), uint32(t.Nanosecond())
+	}
+	return p, p.claims() == c
+}
+
+// claims unpacks; the strings share text, so a hit does not allocate.
+func (p *cachedClaims) claims() Claims {
+	return Claims{
+		Subject:   p.text[:p.subEnd],
+		Username:  p.text[p.nameStart:p.nameEnd],
+		ID:        p.text[p.nameEnd:],
+		ExpiresAt: time.Unix(p.sec[0], int64(p.nsec[0])).UTC(),
+		IssuedAt:  time.Unix(p.sec[1], int64(p.nsec[1])).UTC(),
+		NotBefore: time.Unix(p.sec[2], int64(p.nsec[2])).UTC(),
+	}
 }
 
 // cacheShards spreads lock contention: an LRU takes a lock even on Get.
@@ -83,7 +128,7 @@ func (c *tokenCache) get(h tokenHash, gen uint64) (Claims, bool) {
 		if c.hit != nil {
 			c.hit.Inc()
 		}
-		return v.claims, true
+		return v.claims(), true
 	}
 	if c.miss != nil {
 		c.miss.Inc()
@@ -92,7 +137,9 @@ func (c *tokenCache) get(h tokenHash, gen uint64) (Claims, bool) {
 }
 
 func (c *tokenCache) add(h tokenHash, gen uint64, claims Claims) {
-	c.shard(h).Add(h, cachedClaims{gen: gen, claims: claims})
+	if p, ok := packClaims(gen, claims); ok {
+		c.shard(h).Add(h, p)
+	}
 }
 
 func (c *tokenCache) remove(h tokenHash) { c.shard(h).Remove(h) }

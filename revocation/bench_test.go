@@ -2,6 +2,8 @@ package revocation
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -52,4 +54,35 @@ func BenchmarkCheckerMissRedis(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkCheckerCacheEntry reports the heap one cached answer holds
+// (B/entry): a full cache of distinct jtis (the default size) over an empty
+// one. Run it with -benchtime 1x; it is a memory figure, not a timing.
+func BenchmarkCheckerCacheEntry(b *testing.B) {
+	const n = DefaultCacheSize
+	jtis := make([]string, n)
+	for i := range jtis {
+		jtis[i] = fmt.Sprintf("%022d", i) // the length of tokengate's jtis
+	}
+	ctx := context.Background()
+	iat := time.Now()
+	for b.Loop() {
+		c := newChecker(b, NewMemoryStore(nil), CheckerOptions{CacheSize: n})
+		before := heapAlloc()
+		for _, j := range jtis[:n-1] { // one entry is the user's
+			if _, err := c.Revoked(ctx, j, "user-42", iat); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(heapAlloc()-before)/n, "B/entry")
+		runtime.KeepAlive(c)
+	}
+}
+
+func heapAlloc() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math"
 	"sync"
@@ -74,28 +75,94 @@ const (
 	kindUser
 )
 
-// cacheKey is a struct rather than a concatenated string so that a lookup
-// does not allocate.
-type cacheKey struct {
-	kind entryKind
-	id   string
+// cacheKey names one jti or one user in the LRU without holding the id: a
+// 127-bit keyed hash of the id, and the kind in the low bit of the first
+// word, so a jti and a user id never share an entry. Holding 16 fixed bytes
+// instead of the id's string keeps an entry small (the LRU holds up to
+// CacheSize of them, 100,000 by default), and a lookup does not allocate.
+//
+// Why a hash is safe here. The ids are public (the jti is in the token, the
+// user id is sent upstream), so the hash hides nothing; it only has to make
+// two ids sharing an entry practically impossible, and impossible to
+// arrange. Sharing could matter: one id's cached "not revoked" (or "no
+// cutoff") answer would be taken for the other's, and a revoked token could
+// pass until the answer goes stale. The other way round (one id's
+// revocation refusing the other id's tokens) fails closed. So the hash is
+// keyed with random seeds made when the Checker is made (hash/maphash, two
+// independent 64-bit functions per kind): the seeds never leave the process,
+// and neither does a hash value (never logged, exported, or used for
+// anything a client can time or see: the LRU's order is by use, not by
+// key). Without the seeds, nobody can compute a key, test a guess, or learn
+// from a collision; the only way to a shared entry is luck, about 2^-127
+// per pair of ids (for a full default cache and 2^40 attempts, about
+// 2^-70). maphash is not a cryptographic MAC, but a MAC's strength only
+// matters against someone who sees its outputs, and nobody does; maphash
+// costs nanoseconds on every proxied request where an HMAC would cost
+// hundreds.
+type cacheKey [2]uint64
+
+// keyer makes cache keys with the Checker's seeds.
+type keyer struct {
+	token, user [2]maphash.Seed
 }
 
-// cacheEntry is what the Checker knows about one jti or one user.
+func newKeyer() keyer {
+	return keyer{
+		token: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		user:  [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+	}
+}
+
+func (k *keyer) key(kind entryKind, id string) cacheKey {
+	seeds := &k.token
+	if kind == kindUser {
+		seeds = &k.user
+	}
+	return cacheKey{
+		maphash.String(seeds[0], id)&^1 | uint64(kind-kindToken),
+		maphash.String(seeds[1], id),
+	}
+}
+
+// kind is what the key names: a jti or a user.
+func (k cacheKey) kind() entryKind { return kindToken + entryKind(k[0]&1) }
+
+// cacheEntry is what the Checker knows about one jti or one user. Its zero
+// value means "nothing known" for either kind.
 type cacheEntry struct {
-	revoked   bool  // jti entries: revoked (final, never re-asked)
-	hasCutoff bool  // user entries
-	cutoff    int64 // user entries: unix ns
-	checked   int64 // unix ns when this was last true; trusted for MaxStaleness
+	// mark is the verdict: for a jti, nonzero when revoked (final, never
+	// re-asked); for a user, the cutoff (unix ns) with its sign bit flipped,
+	// so that 0, the zero value, means no cutoff (see cutoffMark).
+	mark    uint64
+	checked int64 // unix ns when this was last true; trusted for MaxStaleness
 	// invalidated: unix ns of the last event about this id; a store answer
 	// fetched before it may predate the revocation and is not trusted.
 	invalidated int64
+}
+
+const revokedMark = 1
+
+// revoked reports whether a jti entry says the token is revoked.
+func (e cacheEntry) revoked() bool { return e.mark != 0 }
+
+// cutoff is a user entry's cutoff, if it has one.
+func (e cacheEntry) cutoff() (int64, bool) {
+	return int64(e.mark ^ 1<<63), e.mark != 0
+}
+
+// cutoffMark encodes a user's cutoff. math.MinInt64 would encode as "no
+// cutoff", so it is kept as math.MinInt64+1, which kills exactly the same
+// tokens: an issuedAt is either math.MinInt64 (no iat) or a whole number of
+// microseconds, and none of those lies between the two.
+func cutoffMark(cutoff int64) uint64 {
+	return uint64(max(cutoff, math.MinInt64+1)) ^ 1<<63
 }
 
 // Checker answers revocation questions through an LRU cache.
 type Checker struct {
 	store     Store
 	cache     *lru.Cache[cacheKey, cacheEntry]
+	keys      keyer
 	maxStale  int64
 	cutoffTTL time.Duration
 	now       func() time.Time
@@ -147,6 +214,7 @@ func NewChecker(store Store, opts CheckerOptions) (*Checker, error) {
 	c := &Checker{
 		store:     store,
 		cache:     cache,
+		keys:      newKeyer(),
 		maxStale:  int64(opts.MaxStaleness),
 		cutoffTTL: opts.UserCutoffTTL,
 		now:       opts.Now,
@@ -182,14 +250,14 @@ func NewChecker(store Store, opts CheckerOptions) (*Checker, error) {
 func (c *Checker) Revoked(ctx context.Context, jti, userID string, iat time.Time) (bool, error) {
 	now := c.now().UnixNano()
 	issued := issuedAt(iat)
-	tok, tokOK := c.cache.Get(cacheKey{kindToken, jti})
-	if tokOK && tok.revoked {
+	tok, tokOK := c.cache.Get(c.keys.key(kindToken, jti))
+	if tokOK && tok.revoked() {
 		c.m.hit.Inc()
 		return true, nil
 	}
-	usr, usrOK := c.cache.Get(cacheKey{kindUser, userID})
+	usr, usrOK := c.cache.Get(c.keys.key(kindUser, userID))
 	// Cutoffs only move forward, so a cutoff that kills the token stays true.
-	if usrOK && usr.hasCutoff && issued <= usr.cutoff {
+	if cutoff, ok := usr.cutoff(); usrOK && ok && issued <= cutoff {
 		c.m.hit.Inc()
 		return true, nil
 	}
@@ -228,7 +296,7 @@ func (c *Checker) RevokeToken(ctx context.Context, jti string, exp time.Time) er
 // replica sharing the store, exactly one gets true. A token cached as
 // revoked reports false without asking the store.
 func (c *Checker) RevokeTokenOnce(ctx context.Context, jti string, exp time.Time) (bool, error) {
-	if e, ok := c.cache.Get(cacheKey{kindToken, jti}); ok && e.revoked {
+	if e, ok := c.cache.Get(c.keys.key(kindToken, jti)); ok && e.revoked() {
 		return false, nil
 	}
 	start := time.Now()
@@ -363,28 +431,35 @@ func (c *Checker) remember(gen uint64, checked int64, jti, userID string, st Sta
 
 // mergeToken records what is known about jti; a revoked entry stays revoked.
 func (c *Checker) mergeToken(jti string, checked int64, revoked bool) {
-	key := cacheKey{kindToken, jti}
+	key := c.keys.key(kindToken, jti)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old, ok := c.cache.Peek(key)
-	if ok && old.revoked {
+	if ok && old.revoked() {
 		return
 	}
 	if ok && !revoked && old.invalidated >= checked {
 		return // fetched before an event about it: stays stale, re-asked next time
 	}
-	c.cache.Add(key, cacheEntry{revoked: revoked, checked: checked, invalidated: old.invalidated})
+	e := cacheEntry{checked: checked, invalidated: old.invalidated}
+	if revoked {
+		e.mark = revokedMark
+	}
+	c.cache.Add(key, e)
 }
 
 // mergeUser records what is known about a user's cutoff; it never moves back.
 func (c *Checker) mergeUser(userID string, checked int64, hasCutoff bool, cutoff int64) {
-	key := cacheKey{kindUser, userID}
+	key := c.keys.key(kindUser, userID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := cacheEntry{hasCutoff: hasCutoff, cutoff: cutoff, checked: checked}
+	e := cacheEntry{checked: checked}
+	if hasCutoff {
+		e.mark = cutoffMark(cutoff)
+	}
 	if old, ok := c.cache.Peek(key); ok {
-		if old.hasCutoff && (!e.hasCutoff || old.cutoff > e.cutoff) {
-			e.hasCutoff, e.cutoff = true, old.cutoff
+		if oldCutoff, had := old.cutoff(); had && (!hasCutoff || oldCutoff > cutoff) {
+			e.mark = old.mark
 		}
 		e.invalidated = old.invalidated
 		if old.invalidated >= checked {
@@ -404,9 +479,9 @@ func (c *Checker) apply(ev Event) {
 	var key cacheKey
 	switch ev.Kind {
 	case EventToken:
-		key = cacheKey{kindToken, ev.ID}
+		key = c.keys.key(kindToken, ev.ID)
 	case EventUser:
-		key = cacheKey{kindUser, ev.ID}
+		key = c.keys.key(kindUser, ev.ID)
 	default:
 		return
 	}
@@ -414,7 +489,7 @@ func (c *Checker) apply(ev Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, _ := c.cache.Peek(key)
-	if e.revoked {
+	if ev.Kind == EventToken && e.revoked() {
 		return
 	}
 	e.checked, e.invalidated = math.MinInt64, now
@@ -436,8 +511,8 @@ func (c *Checker) reset() {
 	for _, key := range c.cache.Keys() {
 		e, ok := c.cache.Peek(key)
 		switch {
-		case !ok || e.revoked:
-		case e.hasCutoff:
+		case !ok || key.kind() == kindToken && e.revoked():
+		case key.kind() == kindUser && e.mark != 0: // has a cutoff
 			e.checked = math.MinInt64
 			c.cache.Add(key, e)
 		default:

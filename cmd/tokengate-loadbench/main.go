@@ -40,6 +40,8 @@ func main() {
 			os.Exit(cmdUpstream(os.Args[2:]))
 		case "bare":
 			os.Exit(cmdBare(os.Args[2:]))
+		case "cgexec": // used by mem -cgroup-limit
+			os.Exit(cmdCgexec(os.Args[2:]))
 		case "mem":
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			code := cmdMem(ctx, os.Args[2:], os.Stdout, os.Stderr)

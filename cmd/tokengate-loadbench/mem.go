@@ -35,33 +35,75 @@ import (
 //
 //	tokengate-loadbench mem [-tokengate bin/tokengate] [-conns 1000]
 //	    [-revocations 1000000] [-requests 120000] [-redis URL]
+//	    [-gomemlimit SIZE] [-cgroup-limit SIZE]
+//
+// With -cgroup-limit each tokengate runs in a fresh memory cgroup with that
+// hard limit and GOMEMLIMIT set from it, as in a Kubernetes container, and
+// the report adds what the cgroup saw: usage, peak, how often the limit
+// forced reclaim, OOM kills.
 func cmdMem(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tokengate-loadbench mem", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	bin := fs.String("tokengate", "bin/tokengate", "tokengate binary")
-	conns := fs.Int("conns", 1000, "idle keep-alive client connections")
-	nRev := fs.Int("revocations", 1_000_000, "live revocations written to each store")
-	nReq := fs.Int("requests", 120_000, "requests with distinct revoked tokens (fills the 100000-entry revocation cache)")
-	memLimit := fs.String("gomemlimit", "", "GOMEMLIMIT for tokengate (as the Kubernetes kit sets from the container's limit); \"\" leaves the Go default (none)")
-	redisURL := fs.String("redis", "redis://127.0.0.1:6379/13", "Redis for the Redis case (a db of its own: the run deletes exactly the keys it wrote); \"\" skips it")
+	var o memOptions
+	fs.StringVar(&o.bin, "tokengate", "bin/tokengate", "tokengate binary")
+	fs.IntVar(&o.conns, "conns", 1000, "idle keep-alive client connections")
+	fs.IntVar(&o.nRev, "revocations", 1_000_000, "live revocations written to each store")
+	fs.IntVar(&o.nReq, "requests", 120_000, "requests with distinct revoked tokens (fills the 100000-entry revocation cache)")
+	fs.StringVar(&o.memLimit, "gomemlimit", "", "GOMEMLIMIT for tokengate (as the Kubernetes kit sets from the container's limit); \"\" leaves the Go default (none), or with -cgroup-limit sets it to the limit")
+	fs.StringVar(&o.redisURL, "redis", "redis://127.0.0.1:6379/13", "Redis for the Redis case (a db of its own: the run deletes exactly the keys it wrote); \"\" skips it")
+	fs.StringVar(&o.cgroupFlag, "cgroup-limit", "", "run each tokengate in a fresh memory cgroup with this hard limit (e.g. 64MiB; Linux, root), GOMEMLIMIT set from it")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if o.cgroupFlag != "" {
+		n, err := cgroupLimit(o.cgroupFlag)
+		switch {
+		case errors.Is(err, errNoCgroups):
+			fmt.Fprintf(stdout, "cgroup-limited run skipped: %v\n", err)
+			return 0
+		case err != nil:
+			fmt.Fprintf(stderr, "tokengate-loadbench mem: -cgroup-limit: %v\n", err)
+			return 2
+		}
+		o.cgroupLimit = n
+		if o.memLimit == "" {
+			// What the kit's resourceFieldRef gives: limits.memory in bytes.
+			o.memLimit = strconv.FormatInt(n, 10)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	if err := runMem(ctx, &out, stderr, *bin, *conns, *nRev, *nReq, *redisURL, *memLimit); err != nil {
+	err := runMem(ctx, &out, stderr, o)
+	_, _ = stdout.Write(out.Bytes())
+	if err != nil {
 		fmt.Fprintf(stderr, "tokengate-loadbench mem: %v\n", err)
 		return 1
 	}
-	_, _ = stdout.Write(out.Bytes())
 	return 0
 }
 
-func runMem(ctx context.Context, out, logw io.Writer, bin string, conns, nRev, nReq int, redisURL, memLimit string) error {
+// memOptions are cmdMem's flags.
+type memOptions struct {
+	bin                string
+	conns, nRev, nReq  int
+	redisURL, memLimit string
+	cgroupFlag         string // -cgroup-limit as given
+	cgroupLimit        int64  // bytes; 0: no cgroup
+}
+
+func (o memOptions) command() string {
+	cmd := fmt.Sprintf("tokengate-loadbench mem -conns %d -revocations %d -requests %d -gomemlimit %q", o.conns, o.nRev, o.nReq, o.memLimit)
+	if o.cgroupFlag != "" {
+		cmd += " -cgroup-limit " + o.cgroupFlag
+	}
+	return cmd
+}
+
+func runMem(ctx context.Context, out, logw io.Writer, o memOptions) error {
 	var env []string
-	if memLimit != "" {
-		env = []string{"GOMEMLIMIT=" + memLimit}
+	if o.memLimit != "" {
+		env = []string{"GOMEMLIMIT=" + o.memLimit}
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -72,6 +114,29 @@ func runMem(ctx context.Context, out, logw io.Writer, bin string, conns, nRev, n
 		return err
 	}
 	defer os.RemoveAll(dir)
+	// Cgroups go after their processes: this runs after killAll.
+	var cgroups []*memCgroup
+	defer func() {
+		for _, cg := range cgroups {
+			if err := cg.remove(); err != nil {
+				fmt.Fprintf(logw, "mem: %v\n", err)
+			}
+		}
+	}()
+	if o.cgroupLimit > 0 {
+		// Find out now, before the long fill, whether a cgroup can be made.
+		cg, err := newMemCgroup(fmt.Sprintf("tokengate-loadbench-%d-probe", os.Getpid()), o.cgroupLimit)
+		if err != nil {
+			fmt.Fprintf(out, "cgroup-limited run skipped: %v\n", err)
+			fmt.Fprintf(logw, "mem: cgroup-limited run skipped: %v\n", err)
+			return nil
+		}
+		kind := cg.String()
+		if err := cg.remove(); err != nil {
+			return err
+		}
+		fmt.Fprintf(logw, "mem: cgroups work here (%s)\n", kind)
+	}
 	var p procs
 	defer p.killAll()
 	_, upAddr, err := p.startServer(ctx, "upstream", self, []string{"upstream"}, 10*time.Second)
@@ -81,16 +146,78 @@ func runMem(ctx context.Context, out, logw io.Writer, bin string, conns, nRev, n
 	upstream := "http://" + upAddr
 
 	fmt.Fprintf(out, "### Memory %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(out, "- command: `tokengate-loadbench mem -conns %d -revocations %d -requests %d -gomemlimit %q`\n", conns, nRev, nReq, memLimit)
-	fmt.Fprintf(out, "- machine: %d CPUs (%s), %s; default cache sizes (tokens.cache_size 10000, revocation.cache_size 100000), access log on\n\n",
+	fmt.Fprintf(out, "- command: `%s`\n", o.command())
+	fmt.Fprintf(out, "- machine: %d CPUs (%s), %s; default cache sizes (tokens.cache_size 10000, revocation.cache_size 100000), access log on\n",
 		runtime.NumCPU(), cpuModel(), runtime.Version())
-	fmt.Fprintln(out, "| case | RSS | anonymous (heap, stacks) | file-backed (binary, bolt's mmap) | Go heap in use | note |")
-	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---|")
+	if o.cgroupLimit > 0 {
+		fmt.Fprintf(out, "- container limit: each tokengate runs in a fresh memory cgroup (a child of the run's own) with a hard limit of %d bytes and no swap, GOMEMLIMIT=%s as the Kubernetes kit sets it from limits.memory; the binary and the bolt file are dropped from the page cache before each start, so the cgroup is charged for every page tokengate reads\n",
+			o.cgroupLimit, o.memLimit)
+	}
+	fmt.Fprintln(out)
+	if o.cgroupLimit > 0 {
+		fmt.Fprintln(out, "| case | RSS | anonymous (heap, stacks) | file-backed (binary, bolt's mmap) | Go heap in use | cgroup usage (anon + page cache) | cgroup peak | limit reached (reclaim) | major faults (read back from disk) | OOM kills | note |")
+		fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	} else {
+		fmt.Fprintln(out, "| case | RSS | anonymous (heap, stacks) | file-backed (binary, bolt's mmap) | Go heap in use | note |")
+		fmt.Fprintln(out, "|---|---:|---:|---:|---:|---|")
+	}
 	row := func(name string, tg *tokengateSetup, note string) {
+		if tg.proc.exited() {
+			note += fmt.Sprintf("; **tokengate is gone** (%v)", tg.proc.cmd.ProcessState)
+		}
 		st := processMem(tg.pid)
 		heap := goHeap(ctx, tg.admin)
-		fmt.Fprintf(out, "| %s | %.1f MB | %.1f MB | %.1f MB | %s | %s |\n", name, mb(st["VmRSS"]), mb(st["RssAnon"]), mb(st["RssFile"]+st["RssShmem"]), heap, note)
+		fmt.Fprintf(out, "| %s | %.1f MB | %.1f MB | %.1f MB | %s |", name, mb(st["VmRSS"]), mb(st["RssAnon"]), mb(st["RssFile"]+st["RssShmem"]), heap)
+		if cg := tg.cfg.cgroup; cg != nil {
+			c := cg.stats()
+			fmt.Fprintf(out, " %s (%s + %s) | %s | %s | %s | %s |", mbOrUnknown(c.usage), mbOrUnknown(c.anon), mbOrUnknown(c.file), mbOrUnknown(c.peak),
+				countOrUnknown(c.limitHits), countOrUnknown(c.majFaults), countOrUnknown(c.oomKills))
+			fmt.Fprintf(logw, "mem: %s: cgroup usage %s (anon %s, file %s), peak %s, limit reached %s times, %s major faults, OOM kills %s\n",
+				name, mbOrUnknown(c.usage), mbOrUnknown(c.anon), mbOrUnknown(c.file), mbOrUnknown(c.peak), countOrUnknown(c.limitHits), countOrUnknown(c.majFaults), countOrUnknown(c.oomKills))
+		}
+		fmt.Fprintf(out, " %s |\n", note)
 		fmt.Fprintf(logw, "mem: %s: RSS %.1f MB (anon %.1f, file %.1f), heap %s\n", name, mb(st["VmRSS"]), mb(st["RssAnon"]), mb(st["RssFile"]), heap)
+	}
+	// start starts one tokengate, in its own cgroup with -cgroup-limit.
+	// Each is stopped before the next starts: a running one would keep the
+	// binary's pages in memory, charged to its own cgroup.
+	start := func(ic instanceConfig) (*tokengateSetup, error) {
+		ic.env = env
+		if o.cgroupLimit > 0 {
+			cg, err := newMemCgroup(fmt.Sprintf("tokengate-loadbench-%d-%s", os.Getpid(), ic.backend), o.cgroupLimit)
+			if err != nil {
+				return nil, err
+			}
+			cgroups = append(cgroups, cg)
+			ic.cgroup = cg
+		}
+		return startTokengate(ctx, &p, o.bin, filepath.Join(dir, ic.backend), upstream, ic)
+	}
+	var failures []error
+	var verdicts []string
+	// fill sends the revoked tokens; a failure (tokengate killed by the
+	// limit, a wrong answer) is reported in the table and the run goes on.
+	fill := func(tg *tokengateSetup, backend string, jtis []string, exp time.Time) {
+		n, err := sendRevoked(ctx, tg, jtis, exp)
+		note := fmt.Sprintf("after %d requests with distinct revoked tokens (all 401 revoked)", n)
+		if err != nil {
+			note = fmt.Sprintf("**requests failed**: %v", err)
+			failures = append(failures, fmt.Errorf("%s: %w", backend, err))
+		}
+		row(backend+", caches full", tg, note)
+		if cg := tg.cfg.cgroup; cg != nil {
+			c := cg.stats()
+			answered := fmt.Sprintf("all %d requests answered 401 token_revoked", n)
+			if err != nil {
+				answered = "not every request was answered correctly"
+			}
+			verdict := "within the limit"
+			if err != nil || c.oomKills != 0 || tg.proc.exited() {
+				verdict = "**not within the limit**"
+			}
+			verdicts = append(verdicts, fmt.Sprintf("%s under a %s limit: %s; %s; OOM kills %s; cgroup peak %s.",
+				backend, o.cgroupFlag, verdict, answered, countOrUnknown(c.oomKills), mbOrUnknown(c.peak)))
+		}
 	}
 
 	// 0. What one cache entry costs, measured in this process.
@@ -108,58 +235,72 @@ func runMem(ctx context.Context, out, logw io.Writer, bin string, conns, nRev, n
 	if err := os.Mkdir(boltDir, 0o700); err != nil {
 		return err
 	}
-	jtis := newJTIs(nRev)
+	jtis := newJTIs(o.nRev)
 	exp := time.Now().Add(2 * time.Hour)
-	if err := fillBolt(filepath.Join(boltDir, "revocations.db"), jtis, exp); err != nil {
-		return err
-	}
-	ic := instanceConfig{name: "tokengate-bolt", algorithm: "HS256", backend: "bolt", defaultCaches: true, env: env}
-	tg, err := startTokengate(ctx, &p, bin, boltDir, upstream, ic)
+	boltFile := filepath.Join(boltDir, "revocations.db")
+	layout, err := fillBolt(boltFile, jtis, exp)
 	if err != nil {
 		return err
 	}
-	row("bolt, idle after start", tg, fmt.Sprintf("%d live revocations in the bolt file (%s)", nRev, fileSize(filepath.Join(boltDir, "revocations.db"))))
-	held, err := holdConns(ctx, tg, conns)
+	fmt.Fprintf(logw, "mem: bolt %s\n", layout)
+	defer fmt.Fprintf(out, "\nThe bolt file, filled one revocation per transaction as the store writes them: %s.\n", layout)
+	defer func() {
+		for _, v := range verdicts {
+			fmt.Fprintf(out, "\n%s\n", v)
+		}
+	}()
+	_ = dropPageCache(boltFile)
+	tg, err := start(instanceConfig{name: "tokengate-bolt", algorithm: "HS256", backend: "bolt", defaultCaches: true})
 	if err != nil {
 		return err
 	}
-	row(fmt.Sprintf("bolt, %d idle keep-alive connections", conns), tg, "each sent one authenticated request, then idles")
+	row("bolt, idle after start", tg, fmt.Sprintf("%d live revocations in the bolt file (%s)", o.nRev, fileSize(boltFile)))
+	held, err := holdConns(ctx, tg, o.conns)
+	if err != nil {
+		return err
+	}
+	row(fmt.Sprintf("bolt, %d idle keep-alive connections", o.conns), tg, "each sent one authenticated request, then idles")
 	for _, c := range held {
 		c.Close()
 	}
-	n, err := sendRevoked(ctx, tg, jtis[:min(nReq, len(jtis))], exp)
-	if err != nil {
-		return err
-	}
-	row("bolt, caches full", tg, fmt.Sprintf("after %d requests with distinct revoked tokens (all 401 revoked)", n))
+	fill(tg, "bolt", jtis[:min(o.nReq, len(jtis))], exp)
+	p.stop(tg.proc)
 
 	// 2. Redis: the same with the revocations in Redis.
-	if redisURL == "" {
-		return nil
+	if o.redisURL == "" {
+		return errors.Join(failures...)
 	}
-	rdb, cleanup, err := fillRedis(ctx, redisURL, jtis, exp)
+	_, cleanup, err := fillRedis(ctx, o.redisURL, jtis, exp)
 	if err != nil {
 		fmt.Fprintf(out, "\nRedis case skipped: %v\n", err)
-		return nil
+		return errors.Join(failures...)
 	}
 	defer cleanup()
-	_ = rdb
-	redisDir := filepath.Join(dir, "redis")
-	if err := os.Mkdir(redisDir, 0o700); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, "redis"), 0o700); err != nil {
 		return err
 	}
-	ic = instanceConfig{name: "tokengate-redis", algorithm: "HS256", backend: "redis", redisURL: redisURL, defaultCaches: true, env: env}
-	tg, err = startTokengate(ctx, &p, bin, redisDir, upstream, ic)
+	tg, err = start(instanceConfig{name: "tokengate-redis", algorithm: "HS256", backend: "redis", redisURL: o.redisURL, defaultCaches: true})
 	if err != nil {
 		return err
 	}
-	row("redis, idle after start", tg, fmt.Sprintf("%d live revocations in Redis", nRev))
-	n, err = sendRevoked(ctx, tg, jtis[:min(nReq, len(jtis))], exp)
-	if err != nil {
-		return err
+	row("redis, idle after start", tg, fmt.Sprintf("%d live revocations in Redis", o.nRev))
+	fill(tg, "redis", jtis[:min(o.nReq, len(jtis))], exp)
+	p.stop(tg.proc)
+	return errors.Join(failures...)
+}
+
+func mbOrUnknown(b int64) string {
+	if b < 0 {
+		return "?"
 	}
-	row("redis, caches full", tg, fmt.Sprintf("after %d requests with distinct revoked tokens (all 401 revoked)", n))
-	return nil
+	return fmt.Sprintf("%.1f MB", mb(b))
+}
+
+func countOrUnknown(n int64) string {
+	if n < 0 {
+		return "?"
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // processMem reads the kB lines of /proc/PID/status (VmRSS, RssAnon,
@@ -226,40 +367,64 @@ func newJTIs(n int) []string {
 }
 
 // fillBolt writes the revocations with the bolt store's own layout (bucket
-// tokens: jti -> exp as big-endian unix ns), in large transactions: a
-// logout per revocation would take hours of fsyncs.
-func fillBolt(path string, jtis []string, exp time.Time) error {
+// tokens: jti -> exp as big-endian unix ns) and its own write pattern: one
+// revocation per transaction, as each logout commits one, so the file has
+// the page fill and size the store itself would give it. Without fsync: a
+// million fsynced commits would take hours, and fsync changes nothing in
+// the file's layout. (Large transactions would be quicker but misleading:
+// each rewrites most of the tree, and the pages the last one freed stay in
+// the file; 100,000-key transactions left a 146 MB file for an 84 MB tree.)
+// It returns boltLayout's description of the file.
+func fillBolt(path string, jtis []string, exp time.Time) (string, error) {
 	st, err := revocation.OpenBoltStore(path, revocation.BoltOptions{}) // creates the buckets
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := st.Close(); err != nil {
-		return err
+		return "", err
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer db.Close()
+	db.NoSync = true
 	v := binary.BigEndian.AppendUint64(nil, uint64(exp.UnixNano()))
-	for start := 0; start < len(jtis); start += 100_000 {
+	for _, j := range jtis {
 		err := db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket([]byte("tokens"))
 			if b == nil {
 				return errors.New(`bolt store has no "tokens" bucket: layout changed?`)
 			}
-			for _, j := range jtis[start:min(start+100_000, len(jtis))] {
-				if err := b.Put([]byte(j), v); err != nil {
-					return err
-				}
-			}
-			return nil
+			return b.Put([]byte(j), v)
 		})
 		if err != nil {
-			return err
+			return "", err
 		}
 	}
-	return nil
+	if err := db.Sync(); err != nil {
+		return "", err
+	}
+	return boltLayout(db, path), nil
+}
+
+// boltLayout describes what a bolt file holds: its size, the pages its
+// tokens bucket's B-tree takes and how full they are, and the free pages.
+func boltLayout(db *bolt.DB, path string) string {
+	out := "?"
+	_ = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("tokens"))
+		if b == nil {
+			return nil
+		}
+		st := b.Stats()
+		free := db.Stats().FreePageN + db.Stats().PendingPageN
+		out = fmt.Sprintf("file %s: tokens B-tree %.0f MB (%d keys, leaf pages %.0f%% full), %.0f MB of free pages",
+			fileSize(path), float64(st.LeafAlloc+st.BranchAlloc)/(1<<20), st.KeyN,
+			100*float64(st.LeafInuse)/float64(max(st.LeafAlloc, 1)), float64(free*tx.DB().Info().PageSize)/(1<<20))
+		return nil
+	})
+	return out
 }
 
 // fillRedis writes the revocations with the Redis store's layout

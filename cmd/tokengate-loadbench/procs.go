@@ -106,6 +106,19 @@ func (p *procs) killAll() {
 	}
 }
 
+// stop kills one child by PID and waits for it; killAll then skips it.
+func (p *procs) stop(c *child) {
+	p.mu.Lock()
+	p.children = slices.DeleteFunc(p.children, func(x *child) bool { return x == c })
+	p.mu.Unlock()
+	_ = c.cmd.Process.Kill()
+	select {
+	case <-c.done:
+	case <-time.After(5 * time.Second):
+		fmt.Fprintf(os.Stderr, "loadbench: %s (pid %d) did not exit after SIGKILL\n", c.name, c.cmd.Process.Pid)
+	}
+}
+
 // exited reports whether the child has already exited.
 func (c *child) exited() bool {
 	select {

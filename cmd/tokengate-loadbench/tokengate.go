@@ -38,7 +38,8 @@ type instanceConfig struct {
 	// defaultCaches keeps tokens.cache_size at its default instead of the
 	// small cache that makes every unique token miss.
 	defaultCaches bool
-	env           []string // extra environment (GOMEMLIMIT=...)
+	env           []string   // extra environment (GOMEMLIMIT=...)
+	cgroup        *memCgroup // run in this memory cgroup; nil: where the run is
 }
 
 // tokengateSetup is what the run needs to know of the tokengate it started.
@@ -53,6 +54,7 @@ type tokengateSetup struct {
 	cacheNote     string        // how the verified-token cache is made to miss
 	version       string
 	pid           int
+	proc          *child
 }
 
 // tokenCacheSize is the verified-token cache size the run asks for: far
@@ -201,11 +203,24 @@ func startTokengate(ctx context.Context, p *procs, bin, dir, upstream string, ic
 		s.cacheNote = "tokens.cache_size is not a config key: relies on the pool being larger than the default cache"
 	}
 
-	c, err := p.start(ic.name, bin, []string{"serve", "--config", cfgPath}, append(childEnv(), ic.env...))
+	path, args := bin, []string{"serve", "--config", cfgPath}
+	if ic.cgroup != nil {
+		// This binary joins the cgroup, then execs tokengate (same pid).
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		path, args = self, append([]string{"cgexec", ic.cgroup.procsFile(), bin}, args...)
+		// The tools run above read the binary into the page cache, charged
+		// to the run's cgroup; dropped, its pages are charged to tokengate's
+		// as a container's are.
+		_ = dropPageCache(bin)
+	}
+	c, err := p.start(ic.name, path, args, append(childEnv(), ic.env...))
 	if err != nil {
 		return nil, err
 	}
-	s.public, s.admin, s.pid = "http://"+listen, "http://"+admin, c.cmd.Process.Pid
+	s.public, s.admin, s.pid, s.proc = "http://"+listen, "http://"+admin, c.cmd.Process.Pid, c
 	if err := waitReady(ctx, c, s.admin+"/readyz", 20*time.Second); err != nil {
 		return nil, err
 	}
