@@ -284,11 +284,19 @@ func BenchmarkTokenCacheEntry(b *testing.B) {
 		tk := newTestTokens(b, key, nil, TokenOptions{CacheSize: n})
 		before := heapAlloc()
 		for _, tok := range toks {
-			if _, err := tk.Verify(tok); err != nil {
-				b.Fatal(err)
+			for range 2 { // the cache admits a token on its second sighting
+				if _, err := tk.Verify(tok); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
-		b.ReportMetric(float64(heapAlloc()-before)/n, "B/entry")
+		// The shards fill unevenly: a few entries are evicted before the
+		// cache as a whole is full. Divide by what is held.
+		held := tk.cache.len()
+		if held < n*9/10 {
+			b.Fatalf("%d tokens cached, want about %d", held, n)
+		}
+		b.ReportMetric(float64(heapAlloc()-before)/float64(held), "B/entry")
 		runtime.KeepAlive(tk)
 	}
 }
