@@ -164,7 +164,7 @@ func checkSecurityContext(where string, sc *corev1.SecurityContext) []error {
 // Resource policy for tokengate: see deploy/README.md, "Resources".
 var (
 	// fullCacheRSS is tokengate's resident memory with both caches full at
-	// the kit's sizes (TestMeasureFullCacheRSS: about 75 MiB), rounded up.
+	// the kit's sizes (TestMeasureFullCacheRSS: about 66 MiB), rounded up.
 	fullCacheRSS = resource.MustParse("96Mi")
 	// minSidecarCPULimit: a CPU limit on tokengate, if any, must be at
 	// least this, or bcrypt logins throttle the proxy.

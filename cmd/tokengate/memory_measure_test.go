@@ -81,26 +81,30 @@ func TestMeasureFullCacheRSS(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				req, _ := http.NewRequest("GET", in.Public+"/app", nil)
-				req.Header.Set("Authorization", "Bearer "+s)
-				resp, err := c.Do(req)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					ok.Add(1)
+				// Twice: the verified-token cache admits a token on its
+				// second sighting.
+				for range 2 {
+					req, _ := http.NewRequest("GET", in.Public+"/app", nil)
+					req.Header.Set("Authorization", "Bearer "+s)
+					resp, err := c.Do(req)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						ok.Add(1)
+					}
 				}
 			}
 		})
 	}
 	wg.Wait()
-	if ok.Load() != requests {
-		t.Fatalf("%d of %d requests allowed", ok.Load(), requests)
+	if ok.Load() != 2*requests {
+		t.Fatalf("%d of %d requests allowed", ok.Load(), 2*requests)
 	}
-	t.Logf("%d requests with distinct tokens in %s", requests, time.Since(began).Round(time.Second))
+	t.Logf("%d distinct tokens, each sent twice, in %s", requests, time.Since(began).Round(time.Second))
 	t.Logf("caches full: RSS %s, heap in use %s, heap from the OS %s",
 		mib("process_resident_memory_bytes"), mib("go_memstats_heap_inuse_bytes"), mib("go_memstats_heap_sys_bytes"))
 }
