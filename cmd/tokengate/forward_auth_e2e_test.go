@@ -797,22 +797,17 @@ func TestForwardAuthNoUpgradeTunnel(t *testing.T) {
 					fmt.Fprint(w, "plain")
 					return
 				}
-				conn, brw, err := http.NewResponseController(w).Hijack()
-				if err != nil {
-					return
-				}
-				defer conn.Close()
-				fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", up)
-				brw.Flush()
-				req, err := http.ReadRequest(brw.Reader)
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				seen = append(seen, fmt.Sprintf("through the tunnel: %s %s as %q", req.Method, req.URL.Path, req.Header.Get("X-Auth-Userid")))
-				mu.Unlock()
-				fmt.Fprint(brw, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret")
-				brw.Flush()
+				switchAnyProtocol(w, up, func(brw *bufio.ReadWriter) {
+					req, err := http.ReadRequest(brw.Reader)
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					seen = append(seen, fmt.Sprintf("through the tunnel: %s %s as %q", req.Method, req.URL.Path, req.Header.Get("X-Auth-Userid")))
+					mu.Unlock()
+					fmt.Fprint(brw, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret")
+					brw.Flush()
+				})
 			}))
 			t.Cleanup(app.Close)
 			tg := startAuthServer(t)

@@ -13,6 +13,20 @@ import (
 	"time"
 )
 
+// switchAnyProtocol answers with 101 for whatever protocol up names, as an
+// app that speaks h2c would, and hands the hijacked connection to tunnel:
+// what a client sends after that reaches the app unchecked.
+func switchAnyProtocol(w http.ResponseWriter, up string, tunnel func(*bufio.ReadWriter)) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", up)
+	brw.Flush()
+	tunnel(brw)
+}
+
 // TestUpgradeH2CNotForwarded runs the binary in front of an app that switches
 // to any protocol it is offered on the Upgrade header alone. An h2c offer,
 // with or without a token, must reach it as a plain request (issue 13: a 101
@@ -30,17 +44,12 @@ func TestUpgradeH2CNotForwarded(t *testing.T) {
 			fmt.Fprintf(w, "plain as %q", r.Header.Get("X-Auth-Userid"))
 			return
 		}
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", up)
-		brw.Flush()
-		if line, err := brw.ReadString('\n'); err == nil {
-			brw.WriteString("tunnel: " + line)
-			brw.Flush()
-		}
+		switchAnyProtocol(w, up, func(brw *bufio.ReadWriter) {
+			if line, err := brw.ReadString('\n'); err == nil {
+				brw.WriteString("tunnel: " + line)
+				brw.Flush()
+			}
+		})
 	}))
 	t.Cleanup(app.Close)
 	in := start(t, newDir(t, app.URL))
