@@ -192,37 +192,31 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 	var client redis.UniversalClient
 	var cluster *redis.ClusterClient
 	db := 0
+	// One set of options for every shape; the cluster case takes its
+	// ClusterOptions from them (Cluster copies the shared fields).
+	universal := &redis.UniversalOptions{
+		Addrs:                 opts.Addrs,
+		MasterName:            opts.MasterName,
+		Password:              opts.Password,
+		TLSConfig:             opts.TLS,
+		DialTimeout:           opts.DialTimeout,
+		ReadTimeout:           opts.ReadTimeout,
+		WriteTimeout:          opts.ReadTimeout,
+		MaxRetries:            1,
+		DialerRetries:         1,
+		ContextTimeoutEnabled: true,
+	}
 	switch {
 	case len(opts.Addrs) > 1 && opts.MasterName == "":
 		// Built here rather than by NewUniversalClient, which cannot set
 		// the slot map's reload interval (60s by default: a promoted
 		// replica would go unused that long).
-		cluster = redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:                      opts.Addrs,
-			Password:                   opts.Password,
-			TLSConfig:                  opts.TLS,
-			DialTimeout:                opts.DialTimeout,
-			ReadTimeout:                opts.ReadTimeout,
-			WriteTimeout:               opts.ReadTimeout,
-			MaxRetries:                 1,
-			DialerRetries:              1,
-			ContextTimeoutEnabled:      true,
-			ClusterStateReloadInterval: opts.ClusterReloadInterval,
-		})
+		co := universal.Cluster()
+		co.ClusterStateReloadInterval = opts.ClusterReloadInterval
+		cluster = redis.NewClusterClient(co)
 		client = cluster
 	case len(opts.Addrs) > 0:
-		client = redis.NewUniversalClient(&redis.UniversalOptions{
-			Addrs:                 opts.Addrs,
-			MasterName:            opts.MasterName,
-			Password:              opts.Password,
-			TLSConfig:             opts.TLS,
-			DialTimeout:           opts.DialTimeout,
-			ReadTimeout:           opts.ReadTimeout,
-			WriteTimeout:          opts.ReadTimeout,
-			MaxRetries:            1,
-			DialerRetries:         1,
-			ContextTimeoutEnabled: true,
-		})
+		client = redis.NewUniversalClient(universal)
 	case opts.URL != "":
 		o, err := redis.ParseURL(opts.URL)
 		if err != nil {
