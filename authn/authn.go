@@ -55,6 +55,34 @@ type Claims struct {
 	IssuedAt  time.Time // iat
 	NotBefore time.Time // nbf
 	ExpiresAt time.Time // exp
+	// AuthTime is auth_time: when the person actually signed in (password,
+	// or an identity provider). Renewal and refresh copy it, so a user's
+	// logout-all cutoff ends every token derived from an earlier sign-in.
+	// Zero for tokens issued without it (compare with IssuedAt then).
+	AuthTime time.Time
+	// SessionID is the private claim "sid": the identity provider's session
+	// the sign-in came from (OpenID Connect), copied on renewal; "" for
+	// password sign-ins.
+	SessionID string
+}
+
+// SignedInAt is when the sign-in behind the token happened: AuthTime, or
+// IssuedAt for tokens that carry no auth_time.
+func (c Claims) SignedInAt() time.Time {
+	if c.AuthTime.IsZero() {
+		return c.IssuedAt
+	}
+	return c.AuthTime
+}
+
+// Session is what a token is issued for. A new sign-in leaves AuthTime
+// zero (it becomes the issue time); a renewal or refresh copies AuthTime
+// and SessionID from the token it replaces.
+type Session struct {
+	Subject   string    // the user id; required
+	Username  string    // the login name
+	AuthTime  time.Time // zero: now (a new sign-in)
+	SessionID string    // optional: the identity provider's session id
 }
 
 // User is an account known to a UserStore.
@@ -62,4 +90,7 @@ type User struct {
 	ID           string // the token's sub; defaults to Username
 	Username     string
 	PasswordHash string // bcrypt or argon2id PHC string; never logged or echoed
+	// Groups are the user's groups (access rules match them); nil for none.
+	// Every user source (file, SQL, LDAP, OpenID Connect) fills the same field.
+	Groups []string
 }

@@ -27,33 +27,38 @@ func hashToken(token string) tokenHash {
 // cache's 10,000 entries can have them: the strings in one allocation, sub
 // stored once when it is also the name (the usual case: a user id defaults
 // to the login name), and the times as seconds and nanoseconds instead of
-// time.Time's 24 bytes (all UTC, as parse makes them). 72 bytes instead of
-// 128, and one string instead of three.
+// time.Time's 24 bytes (all UTC, as parse makes them). 88 bytes instead of
+// 168, and one string instead of four.
 type cachedClaims struct {
 	gen  uint64 // the keySet generation that verified the token
-	text string // sub, then the name unless it is sub, then jti
-	// sub is text[:subEnd], the name text[nameStart:nameEnd], jti text[nameEnd:].
-	subEnd, nameStart, nameEnd uint32
-	nsec                       [3]uint32 // exp, iat, nbf: nanoseconds within the second
-	sec                        [3]int64  // exp, iat, nbf: unix seconds
+	text string // sub, then the name unless it is sub, then jti, then sid
+	// sub is text[:subEnd], the name text[nameStart:nameEnd], jti
+	// text[nameEnd:jtiEnd], sid text[jtiEnd:].
+	subEnd, nameStart, nameEnd, jtiEnd uint32
+	nsec                               [4]uint32 // exp, iat, nbf, auth_time: nanoseconds within the second
+	sec                                [4]int64  // exp, iat, nbf, auth_time: unix seconds
+	// hasAuthTime is false for tokens without auth_time (a zero time does
+	// not survive the seconds/nanoseconds round trip as zero).
+	hasAuthTime bool
 }
 
 // packClaims packs c, or reports false when the packed form would not give
 // back exactly c (a time not in UTC or with a monotonic reading; parse
 // never makes one): the cache never changes what Verify returns.
 func packClaims(gen uint64, c Claims) (cachedClaims, bool) {
-	if uint64(len(c.Subject))+uint64(len(c.Username))+uint64(len(c.ID)) > math.MaxUint32 {
+	if uint64(len(c.Subject))+uint64(len(c.Username))+uint64(len(c.ID))+uint64(len(c.SessionID)) > math.MaxUint32 {
 		return cachedClaims{}, false
 	}
-	p := cachedClaims{gen: gen, subEnd: uint32(len(c.Subject))}
+	p := cachedClaims{gen: gen, subEnd: uint32(len(c.Subject)), hasAuthTime: !c.AuthTime.IsZero()}
 	if c.Username == c.Subject {
-		p.text = c.Subject + c.ID
+		p.text = c.Subject + c.ID + c.SessionID
 		p.nameEnd = p.subEnd
 	} else {
-		p.text = c.Subject + c.Username + c.ID
+		p.text = c.Subject + c.Username + c.ID + c.SessionID
 		p.nameStart, p.nameEnd = p.subEnd, p.subEnd+uint32(len(c.Username))
 	}
-	for i, t := range [3]time.Time{c.ExpiresAt, c.IssuedAt, c.NotBefore} {
+	p.jtiEnd = p.nameEnd + uint32(len(c.ID))
+	for i, t := range [4]time.Time{c.ExpiresAt, c.IssuedAt, c.NotBefore, c.AuthTime} {
 		p.sec[i], p.nsec[i] = t.Unix(), uint32(t.Nanosecond())
 	}
 	return p, p.claims() == c
@@ -61,14 +66,19 @@ func packClaims(gen uint64, c Claims) (cachedClaims, bool) {
 
 // claims unpacks; the strings share text, so a hit does not allocate.
 func (p *cachedClaims) claims() Claims {
-	return Claims{
+	c := Claims{
 		Subject:   p.text[:p.subEnd],
 		Username:  p.text[p.nameStart:p.nameEnd],
-		ID:        p.text[p.nameEnd:],
+		ID:        p.text[p.nameEnd:p.jtiEnd],
+		SessionID: p.text[p.jtiEnd:],
 		ExpiresAt: time.Unix(p.sec[0], int64(p.nsec[0])).UTC(),
 		IssuedAt:  time.Unix(p.sec[1], int64(p.nsec[1])).UTC(),
 		NotBefore: time.Unix(p.sec[2], int64(p.nsec[2])).UTC(),
 	}
+	if p.hasAuthTime {
+		c.AuthTime = time.Unix(p.sec[3], int64(p.nsec[3])).UTC()
+	}
+	return c
 }
 
 // cacheShards spreads lock contention: an LRU takes a lock even on Get.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -23,7 +24,7 @@ func TestRegistrarRegister(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Register: %v", err)
 	}
-	if want := (User{ID: "marco@example.com", Username: "marco@example.com"}); u != want {
+	if want := (User{ID: "marco@example.com", Username: "marco@example.com"}); !reflect.DeepEqual(u, want) {
 		t.Fatalf("Register = %+v, want %+v (id = username, no hash)", u, want)
 	}
 	if strings.Contains(fmt.Sprintf("%+v", u), password) {

@@ -188,8 +188,15 @@ func (t *Tokens) MaxLifetime() time.Duration {
 	return t.opts.TTL + t.opts.RefreshWindow + t.opts.Leeway
 }
 
-// Issue signs a new token for the user id subject with login name username.
+// Issue signs a token for a new sign-in of the user id subject with login
+// name username: IssueSession with AuthTime now.
 func (t *Tokens) Issue(subject, username string) (string, Claims, error) {
+	return t.IssueSession(Session{Subject: subject, Username: username})
+}
+
+// IssueSession signs a new token for s. A zero s.AuthTime is the issue time.
+func (t *Tokens) IssueSession(s Session) (string, Claims, error) {
+	subject, username := s.Subject, s.Username
 	if subject == "" {
 		return "", Claims{}, errors.New("authn: issue: empty subject")
 	}
@@ -205,6 +212,11 @@ func (t *Tokens) Issue(subject, username string) (string, Claims, error) {
 		IssuedAt:  now,
 		NotBefore: now,
 		ExpiresAt: now.Add(t.opts.TTL).Truncate(time.Microsecond),
+		AuthTime:  s.AuthTime.UTC().Truncate(time.Microsecond),
+		SessionID: s.SessionID,
+	}
+	if s.AuthTime.IsZero() {
+		c.AuthTime = now
 	}
 	tc := &tokenClaims{
 		Issuer:    t.opts.Issuer,
@@ -214,20 +226,22 @@ func (t *Tokens) Issue(subject, username string) (string, Claims, error) {
 		IssuedAt:  &numericDate{c.IssuedAt},
 		ID:        c.ID,
 		Name:      c.Username,
+		AuthTime:  &numericDate{c.AuthTime},
+		SID:       c.SessionID,
 	}
 	if t.opts.Audience != "" {
 		tc.Audience = jwt.ClaimStrings{t.opts.Audience}
 	}
 	tok := jwt.NewWithClaims(ks.signing.method(), tc)
 	tok.Header["kid"] = ks.signing.ID
-	s, err := tok.SignedString(ks.signing.signingKey())
+	signed, err := tok.SignedString(ks.signing.signingKey())
 	if err != nil {
 		return "", Claims{}, fmt.Errorf("authn: sign token: %w", err)
 	}
 	if t.door != nil {
-		t.door.remember(hashToken(s)) // its first use is cached (admission.go)
+		t.door.remember(hashToken(signed)) // its first use is cached (admission.go)
 	}
-	return s, c, nil
+	return signed, c, nil
 }
 
 // Verify checks a token (cache first) and returns its claims, or an error
@@ -289,7 +303,10 @@ func (t *Tokens) parse(ks *keySet, token string, grace time.Duration) (Claims, e
 	if tc.Subject == "" || tc.ID == "" {
 		return Claims{}, fmt.Errorf("%w: sub and jti are required", ErrInvalid)
 	}
-	c := Claims{Subject: tc.Subject, Username: tc.Name, ID: tc.ID, ExpiresAt: tc.ExpiresAt.Time}
+	c := Claims{Subject: tc.Subject, Username: tc.Name, ID: tc.ID, ExpiresAt: tc.ExpiresAt.Time, SessionID: tc.SID}
+	if tc.AuthTime != nil {
+		c.AuthTime = tc.AuthTime.Time
+	}
 	if tc.IssuedAt != nil {
 		c.IssuedAt = tc.IssuedAt.Time
 	}
@@ -363,6 +380,8 @@ type tokenClaims struct {
 	IssuedAt  *numericDate     `json:"iat,omitempty"`
 	ID        string           `json:"jti,omitempty"`
 	Name      string           `json:"name,omitempty"`
+	AuthTime  *numericDate     `json:"auth_time,omitempty"`
+	SID       string           `json:"sid,omitempty"`
 
 	// expGrace moves the exp golang-jwt's validator sees later: the refresh
 	// window for VerifyRefreshable, 0 otherwise. Never serialised.

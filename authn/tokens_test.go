@@ -500,3 +500,34 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// A renewal carries the sign-in's auth_time and sid; a new sign-in's
+// auth_time is its issue time; Verify returns both exactly.
+func TestIssueSessionAuthTime(t *testing.T) {
+	clock := newTestClock()
+	tk := newTestTokens(t, testKey(t, AlgEdDSA, 0), nil, TokenOptions{Now: clock.Now})
+
+	_, first, err := tk.Issue("u1", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.AuthTime.Equal(first.IssuedAt) || first.SessionID != "" {
+		t.Fatalf("new sign-in: auth_time %v, iat %v, sid %q; want auth_time = iat, no sid", first.AuthTime, first.IssuedAt, first.SessionID)
+	}
+	signedIn := first.AuthTime
+	clock.Advance(40 * time.Minute)
+	tok, renewed, err := tk.IssueSession(Session{Subject: "u1", Username: "alice", AuthTime: signedIn, SessionID: "idp-s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tk.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.AuthTime.Equal(signedIn) || got.SessionID != "idp-s1" || !got.IssuedAt.After(signedIn) {
+		t.Fatalf("renewal verified as auth_time %v sid %q iat %v; want auth_time %v sid idp-s1, later iat", got.AuthTime, got.SessionID, got.IssuedAt, signedIn)
+	}
+	if !renewed.SignedInAt().Equal(signedIn) || !(Claims{IssuedAt: clock.Now()}).SignedInAt().Equal(clock.Now()) {
+		t.Fatal("SignedInAt must be auth_time, or iat without it")
+	}
+}

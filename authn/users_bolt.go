@@ -39,9 +39,10 @@ var (
 )
 
 type boltUser struct {
-	ID           string `json:"id"`
-	Username     string `json:"username"`
-	PasswordHash string `json:"password_hash"`
+	ID           string   `json:"id"`
+	Username     string   `json:"username"`
+	PasswordHash string   `json:"password_hash"`
+	Groups       []string `json:"groups,omitempty"`
 }
 
 // OpenBoltUsers opens (creating when absent, mode 0600 in a 0700 directory)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -60,11 +61,11 @@ func TestBoltUsersCreateLookup(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := s.CreateUser(ctx, tt.in)
-			if err != nil || got != tt.want {
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("CreateUser = %+v, %v; want %+v", got, err, tt.want)
 			}
 			got, err = s.LookupUser(ctx, tt.want.Username)
-			if err != nil || got != tt.want {
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("LookupUser = %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
@@ -102,7 +103,7 @@ func TestBoltUsersDuplicates(t *testing.T) {
 		})
 	}
 	got, err := s.LookupUser(ctx, "marco")
-	if err != nil || got != first {
+	if err != nil || !reflect.DeepEqual(got, first) {
 		t.Fatalf("original user = %+v, %v; want %+v untouched", got, err, first)
 	}
 }
@@ -132,7 +133,7 @@ func TestBoltUsersPersistAcrossReopen(t *testing.T) {
 	}
 	s = openTestBolt(t, path)
 	got, err := s.LookupUser(ctx, "marco")
-	if err != nil || got != want {
+	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("after reopen LookupUser = %+v, %v; want %+v", got, err, want)
 	}
 	// The id index survived too.

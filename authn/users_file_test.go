@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ func TestLoadFileUsers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		u, err := f.LookupUser(context.Background(), tt.name)
-		if u != tt.want || !errors.Is(err, tt.err) {
+		if !reflect.DeepEqual(u, tt.want) || !errors.Is(err, tt.err) {
 			t.Errorf("LookupUser(%q) = %+v, %v; want %+v, %v", tt.name, u, err, tt.want, tt.err)
 		}
 	}

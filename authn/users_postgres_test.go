@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -184,7 +185,7 @@ func TestPostgresUsersCreateLookup(t *testing.T) {
 		t.Fatalf("LookupUser before create = %v, want ErrUserNotFound", err)
 	}
 	marco := User{ID: "marco", Username: "marco", PasswordHash: "$2a$10$x"}
-	if got, err := s.CreateUser(ctx, User{Username: "marco", PasswordHash: "$2a$10$x"}); err != nil || got != marco {
+	if got, err := s.CreateUser(ctx, User{Username: "marco", PasswordHash: "$2a$10$x"}); err != nil || !reflect.DeepEqual(got, marco) {
 		t.Fatalf("CreateUser = %+v, %v; want %+v (id defaulted)", got, err, marco)
 	}
 	anna := User{ID: "u-42", Username: "anna@example.com", PasswordHash: "$argon2id$y"}
@@ -193,7 +194,7 @@ func TestPostgresUsersCreateLookup(t *testing.T) {
 	}
 	for _, store := range []*PostgresUsers{s, replica} {
 		for _, want := range []User{marco, anna} {
-			if got, err := store.LookupUser(ctx, want.Username); err != nil || got != want {
+			if got, err := store.LookupUser(ctx, want.Username); err != nil || !reflect.DeepEqual(got, want) {
 				t.Fatalf("LookupUser(%q) = %+v, %v; want %+v", want.Username, got, err, want)
 			}
 		}
@@ -378,7 +379,7 @@ func TestPostgresUsersLegacyQuery(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := User{ID: tt.wantID, Username: tt.login, PasswordHash: tt.wantHash}
-			if u != want {
+			if !reflect.DeepEqual(u, want) {
 				t.Fatalf("LookupUser = %+v, want %+v", u, want)
 			}
 			if ok, err := CheckPassword(u.PasswordHash, tt.password); !ok || err != nil {

@@ -445,6 +445,13 @@ func (h *handler) renewCookie(w http.ResponseWriter, r *http.Request, c authn.Cl
 	w.Header().Add("Cache-Control", "no-store")
 }
 
+// renewalOf is the session a renewal or refresh of c continues: the same
+// sign-in (auth_time) and provider session, so a logout-all cutoff after
+// that sign-in still ends the new token.
+func renewalOf(c authn.Claims) authn.Session {
+	return authn.Session{Subject: c.Subject, Username: c.Username, AuthTime: c.SignedInAt(), SessionID: c.SessionID}
+}
+
 // renewedSessionCookie is the cookie replacing a session cookie whose
 // token c is past half its life, with a fresh token; nil before that, or
 // when issuing fails (the current cookie still works). Verify sends it
@@ -455,7 +462,7 @@ func (h *handler) renewedSessionCookie(r *http.Request, c authn.Claims) *http.Co
 	if life <= 0 || now.Sub(c.IssuedAt) < life/2 {
 		return nil
 	}
-	token, fresh, err := h.tokens.Issue(c.Subject, c.Username)
+	token, fresh, err := h.tokens.IssueSession(renewalOf(c))
 	if err != nil {
 		h.logError(r.Context(), "renewing the session cookie failed", err)
 		return nil

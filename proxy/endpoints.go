@@ -75,7 +75,7 @@ func (h *handler) loginFailed(w http.ResponseWriter, r *http.Request, err error)
 
 // issue signs a token and answers {"token"}; false when it could not.
 func (h *handler) issue(w http.ResponseWriter, r *http.Request, subject, username string, status int) bool {
-	token, _, err := h.tokens.Issue(subject, username)
+	token, _, err := h.tokens.IssueSession(authn.Session{Subject: subject, Username: username})
 	if err != nil {
 		h.logError(r.Context(), "issuing a token failed", err)
 		writeError(w, errInternal)
@@ -230,7 +230,7 @@ func (h *handler) refresh(w http.ResponseWriter, r *http.Request) {
 	}
 	old := out.claims
 	stateFrom(r.Context()).setClaims(old)
-	token, _, err := h.tokens.Issue(old.Subject, old.Username)
+	token, _, err := h.tokens.IssueSession(renewalOf(old))
 	if err != nil {
 		h.logError(r.Context(), "refresh: issuing a token failed", err)
 		writeError(w, errInternal)

@@ -21,9 +21,10 @@ type Verifier interface {
 	Verify(token string) (authn.Claims, error)
 }
 
-// Issuer signs tokens (authn.Tokens).
+// Issuer signs tokens (authn.Tokens): for a new sign-in (zero AuthTime),
+// or a renewal that carries the old token's AuthTime and SessionID over.
 type Issuer interface {
-	Issue(subject, username string) (string, authn.Claims, error)
+	IssueSession(s authn.Session) (string, authn.Claims, error)
 }
 
 // Refresher accepts tokens still inside the refresh window (authn.Tokens).

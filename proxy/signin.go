@@ -161,7 +161,7 @@ func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
 	if subject == "" {
 		subject = user.Username
 	}
-	token, claims, err := h.tokens.Issue(subject, user.Username)
+	token, claims, err := h.tokens.IssueSession(authn.Session{Subject: subject, Username: user.Username})
 	if err != nil {
 		h.countLogin(r, loginError, "")
 		h.logError(r.Context(), "sign-in: issuing a token failed", err)
