@@ -38,6 +38,9 @@ var (
 	ErrThrottled = errors.New("authn: too many failed attempts")
 	// ErrReadOnly: the user store cannot create users.
 	ErrReadOnly = errors.New("authn: user store is read-only")
+	// ErrUsersUnavailable: the user store could not say who a user is now
+	// (an outage past the staleness bound): callers fail closed (503).
+	ErrUsersUnavailable = errors.New("authn: user store unavailable")
 	// ErrUsersTable: the PostgreSQL users table is missing or lacks the
 	// columns the store uses (a configuration problem, not an outage).
 	ErrUsersTable = errors.New("authn: users table missing or unusable")

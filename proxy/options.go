@@ -43,6 +43,15 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, username, password, clientAddr string) (authn.User, error)
 }
 
+// Identities says who a token's user is now (authn.Identities): the
+// current groups, from the user store's in-memory snapshot or cache.
+// authn.ErrUserNotFound: the user was removed (401 user_unknown);
+// authn.ErrUsersUnavailable: the store cannot answer within its staleness
+// bound (503). A hit must cost no I/O.
+type Identities interface {
+	Identity(ctx context.Context, id string) (authn.User, error)
+}
+
 // Revoker records and answers revocations (revocation.Checker).
 type Revoker interface {
 	Revoked(ctx context.Context, jti, userID string, iat time.Time) (bool, error)
