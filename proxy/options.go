@@ -119,6 +119,10 @@ type Options struct {
 	Registration string
 	Registrar    Registrar // required unless Registration is off
 	Revocation   Revoker
+	// Identities looks up the current groups of a token's user for access
+	// rules, and refuses users removed from the store. nil: no lookups (every
+	// valid token's user is taken as existing, with no groups).
+	Identities Identities
 	// OnStoreError allow: a revocation store failure lets the request through
 	// (dangerous). Default false: deny with 503.
 	AllowOnStoreError bool
