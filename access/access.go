@@ -480,6 +480,13 @@ func (rs *Rules) Names() []string {
 	return append(out, NameDefault)
 }
 
+// Configured reports whether the rules can refuse a valid credential:
+// some configured rule, or access.default deny. Without, only public paths
+// and "any valid credential" remain.
+func (rs *Rules) Configured() bool {
+	return rs.def.policy == PolicyDeny || len(rs.rules) > 0 && rs.rules[len(rs.rules)-1].index >= 0
+}
+
 // UsesMethods reports whether any rule names methods: only then do method
 // overrides change a decision.
 func (rs *Rules) UsesMethods() bool { return rs.usesMethods }
