@@ -39,9 +39,9 @@ type requestState struct {
 	overrides        [maxOverrides]string // method override header values (when rules name methods)
 	nOverrides       int
 	tooManyOverrides bool
-	auth    string   // access log: the auth decision, or on login the login result
-	login   string   // access log: the login name a login request gave
-	loginID string   // access log: the user id a successful login issued a token for
+	auth             string // access log: the auth decision, or on login the login result
+	login            string // access log: the login name a login request gave
+	loginID          string // access log: the user id a successful login issued a token for
 
 	status      int
 	bytes       int64

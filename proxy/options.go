@@ -100,9 +100,9 @@ type Options struct {
 	// auth): the identity endpoints, the sign-in pages and verify are
 	// served, and every other path is 404.
 	Upstream        *url.URL
-	UpstreamTimeout time.Duration  // wait for response headers; default 60s; 504 past it
-	IdentityHeader  string         // default X-Auth-UserId
-	PublicPaths     []string       // whole-segment prefixes proxied without a token; used when Access is nil
+	UpstreamTimeout time.Duration // wait for response headers; default 60s; 504 past it
+	IdentityHeader  string        // default X-Auth-UserId
+	PublicPaths     []string      // whole-segment prefixes proxied without a token; used when Access is nil
 	// Access are the compiled access rules (public paths included: see
 	// access.Config.PublicPaths). nil: PublicPaths as public rules, and
 	// every other path needs a valid credential. Set one or the other.
@@ -111,11 +111,11 @@ type Options struct {
 	// the app and on verify's answer; every client-sent spelling of it is
 	// stripped, as the identity header's. Default "": not sent, nor
 	// stripped (cmd/tokengate's default is X-Auth-Groups).
-	GroupsHeader string
-	TrustedProxies  []netip.Prefix // peers whose X-Forwarded-* are kept; none by default
-	Routes          Routes
-	Browser         BrowserOptions // browser sign-in; only used when Routes.SignIn is set
-	MaxBodyBytes    int64          // identity endpoint bodies; default 64 KiB; 413 past it
+	GroupsHeader   string
+	TrustedProxies []netip.Prefix // peers whose X-Forwarded-* are kept; none by default
+	Routes         Routes
+	Browser        BrowserOptions // browser sign-in; only used when Routes.SignIn is set
+	MaxBodyBytes   int64          // identity endpoint bodies; default 64 KiB; 413 past it
 
 	Tokens interface {
 		Verifier
