@@ -61,6 +61,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 )
 
 // Policy is what a rule asks of the caller.
@@ -320,12 +321,12 @@ func Compile(c Config) (*Rules, error) {
 		}
 		for j, g := range r.Groups {
 			if !validMember(g) {
-				bad(i, "groups", j, "%q must be a non-empty name without spaces, commas or control characters", g)
+				bad(i, "groups", j, "%q must be a group name: no comma, control character or leading/trailing space", g)
 			}
 		}
 		for j, u := range r.Users {
 			if !validMember(u) {
-				bad(i, "users", j, "%q must be a non-empty user id without spaces, commas or control characters", u)
+				bad(i, "users", j, "%q must be a user id: no comma, control character or leading/trailing space", u)
 			}
 		}
 		cr.groups, cr.users = r.Groups, r.Users
@@ -430,13 +431,15 @@ func validName(s string) bool {
 }
 
 // validMember accepts a group name or user id that can travel in a
-// comma-separated header.
+// comma-separated header: the user stores' rule for group names (valid
+// UTF-8, no control character, no comma, no leading or trailing space;
+// "Domain Admins" is fine).
 func validMember(s string) bool {
-	if s == "" || len(s) > 256 {
+	if s == "" || len(s) > 256 || !utf8.ValidString(s) || strings.TrimSpace(s) != s {
 		return false
 	}
 	for _, r := range s {
-		if r <= ' ' || r == 0x7f || r == ',' {
+		if r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == ',' {
 			return false
 		}
 	}

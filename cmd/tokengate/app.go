@@ -182,11 +182,16 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 			return nil, err
 		}
 	}
+	rules, err := compileAccess(cfg)
+	if err != nil {
+		return nil, err
+	}
 	a.public, err = proxy.New(proxy.Options{
 		Upstream:          upstream,
 		UpstreamTimeout:   cfg.UpstreamTimeout,
 		IdentityHeader:    cfg.IdentityHeader,
-		PublicPaths:       cfg.PublicPaths,
+		Access:            rules, // public_paths included
+		GroupsHeader:      cfg.Access.GroupsHeader,
 		TrustedProxies:    parsePrefixes(cfg.TrustedProxies),
 		Routes:            proxy.Routes(cfg.Routes),
 		Browser:           browser,
