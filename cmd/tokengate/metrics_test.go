@@ -32,6 +32,7 @@ var contractMetrics = []string{
 	"tokengate_ready",
 	"tokengate_dependency_up",
 	"tokengate_users_last_reload_success",
+	"tokengate_access_rule_matches_total",
 	"go_goroutines",
 	"process_resident_memory_bytes",
 }
