@@ -30,7 +30,7 @@ test-deploy: ## build every kustomization and decode it strictly (separate modul
 bench: bench-go bench-load ## Go benchmarks plus the load run against a bare ReverseProxy
 
 bench-go: ## Go benchmarks of the hot path (allocs reported)
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./authn ./revocation ./proxy
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./access ./authn ./revocation ./proxy
 
 bench-load: build ## load run: every scenario vs bare httputil.ReverseProxy, in turns; report in bench-load.md, chart in docs/bench.svg
 	$(GO) run ./cmd/tokengate-loadbench -tokengate $(BIN) -out bench-load.md -svg docs/bench.svg

@@ -68,6 +68,7 @@ type options struct {
 	check       bool
 	redisURL    string          // "" skips the Redis scenario
 	svg         string          // chart output file; "" writes none
+	accessRules int             // access rules in every instance's config (0: none, the default config)
 	only        map[string]bool // run only these scenarios (and bare); nil: all
 }
 
@@ -86,6 +87,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.check, "check", false, "exit 3 when a scenario is over budget")
 	fs.StringVar(&o.redisURL, "redis", "redis://127.0.0.1:6379/0", "Redis for the tokengate-redis scenario (read only: the run revokes nothing); \"\" skips it")
 	fs.StringVar(&o.svg, "svg", "", "also write an SVG chart of the ratios and CPU per request to this file")
+	fs.IntVar(&o.accessRules, "access-rules", 0, "configure this many access rules in every tokengate (the last one decides the load's path, authenticated); 0: none")
 	only := fs.String("only", "", "comma-separated scenarios to run (bare always runs)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -212,6 +214,7 @@ func runBench(ctx context.Context, o options, command string, logw io.Writer) ([
 		if err := os.Mkdir(idir, 0o700); err != nil {
 			return nil, "", err
 		}
+		ic.accessRules = o.accessRules
 		tg, err := startTokengate(ctx, &p, o.tokengate, idir, upstream, ic)
 		if err != nil {
 			if ic.backend == "redis" {

@@ -39,6 +39,7 @@ type instanceConfig struct {
 	// small cache that makes every unique token miss.
 	defaultCaches bool
 	env           []string   // extra environment (GOMEMLIMIT=...)
+	accessRules   int        // access rules in the config; 0: none
 	cgroup        *memCgroup // run in this memory cgroup; nil: where the run is
 }
 
@@ -86,6 +87,7 @@ func writeConfig(path string, listen, admin, upstream string, ic instanceConfig,
 		fmt.Fprintf(&b, "  cache_size: %d\n", tokenCacheSize)
 	}
 	b.WriteString("users:\n  backend: file\n  file: users.yaml\n")
+	writeAccessRules(&b, ic.accessRules)
 	fmt.Fprintf(&b, "revocation:\n  backend: %s\n", ic.backend)
 	switch ic.backend {
 	case "bolt":
@@ -94,6 +96,26 @@ func writeConfig(path string, listen, admin, upstream string, ic instanceConfig,
 		fmt.Fprintf(&b, "  redis_url: %s\n", ic.redisURL)
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+// writeAccessRules writes n access rules: n-1 allow-lists on other paths
+// (some also on a method or a host), then one that decides the load's
+// paths for any signed-in user, so every request is judged past them.
+func writeAccessRules(b *strings.Builder, n int) {
+	if n <= 0 {
+		return
+	}
+	b.WriteString("access:\n  rules:\n")
+	for i := range n - 1 {
+		fmt.Fprintf(b, "    - name: area%d\n      paths: [/area%d]\n      groups: [team%d]\n", i, i, i)
+		switch i % 3 {
+		case 1:
+			b.WriteString("      methods: [POST, DELETE]\n")
+		case 2:
+			fmt.Fprintf(b, "      hosts: [.h%d.example.com]\n", i)
+		}
+	}
+	b.WriteString("    - name: bench\n      paths: [/bench]\n      policy: authenticated\n")
 }
 
 // childEnv is the environment without TOKENGATE_* overrides, which would
