@@ -2,7 +2,10 @@ package proxy
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -377,5 +380,99 @@ func TestRulesDefaultConfigUnchanged(t *testing.T) {
 	e := newVerifyEnv(t, loopback)
 	if res := e.do("GET", verifyPath, bearer(e.issue("marco", "marco")), ""); res.StatusCode != http.StatusOK {
 		t.Errorf("no rules, no original URL: %d %s", res.StatusCode, res.body)
+	}
+}
+
+// accessOnly is authOnly with the access decision the proxied routes make
+// (both Decides, the identity lookup, the groups kept for the header),
+// without the ReverseProxy.
+func accessOnly(tb testing.TB, more ...func(*Options)) (http.Handler, *http.Request) {
+	e := newEnv(tb, envConfig{options: func(o *Options) {
+		o.Logger = slog.New(slog.DiscardHandler)
+		for _, f := range more {
+			f(o)
+		}
+	}})
+	opts := e.opts
+	opts.Registerer = nil
+	h, err := New(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hh := h.(*handler)
+	next := chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := stateFrom(r.Context())
+		var req access.Request
+		hh.accessRequest(&req, r, r)
+		anon := hh.rules.Decide(&req, access.Identity{})
+		if anon.Outcome != access.Unauthenticated {
+			tb.Fatalf("anonymous: %v", anon.Outcome)
+		}
+		token, _, out := hh.credential(r)
+		out = hh.check(r, token, out, false)
+		d := hh.rules.Decide(&req, identityOf(out))
+		if !out.allowed() || d.Outcome != access.Allow {
+			tb.Fatalf("refused: %s %v", out.decision, d.Outcome)
+		}
+		hh.decided(st, d)
+		hh.countDecision(r, out.decision)
+		st.setIdentity(out.claims, out.groups)
+		w.WriteHeader(http.StatusNoContent)
+	}), hh.recoverPanics, hh.assignRequestID, hh.observe, hh.stripIdentity)
+	req := httptest.NewRequest("GET", "/reports/2026/q1", nil)
+	req.Header = bearer(e.issue("u-alice", "alice"))
+	req.Header.Set("X-Request-Id", "bench-request-id")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "bench")
+	return next, req
+}
+
+// twentyRules is the example rules plus 15 more on other paths.
+func twentyRules(ids *memIdentities) func(*Options) {
+	return func(o *Options) {
+		c := exampleRules
+		c.Rules = append([]access.Rule(nil), c.Rules...)
+		for i := range 15 {
+			c.Rules = append(c.Rules, access.Rule{Name: fmt.Sprintf("area%d", i), Paths: []string{fmt.Sprintf("/area%d", i)}, Groups: []string{fmt.Sprintf("team%d", i)}})
+		}
+		rules, err := access.Compile(c)
+		if err != nil {
+			panic(err)
+		}
+		o.PublicPaths, o.Access, o.GroupsHeader, o.Identities = nil, rules, "X-Auth-Groups", ids
+	}
+}
+
+// TestAccessPathAllocations: judging a request costs no allocation beyond
+// the two of the allowed path, with no rules (public_paths only) and with
+// 20 rules and an identity lookup.
+func TestAccessPathAllocations(t *testing.T) {
+	for name, opts := range map[string][]func(*Options){
+		"no rules": nil,
+		"20 rules": {twentyRules(newIdentities())},
+	} {
+		next, req := accessOnly(t, opts...)
+		w := &nopWriter{h: http.Header{}}
+		if n := testing.AllocsPerRun(200, func() { next.ServeHTTP(w, req) }); n > 2 {
+			t.Errorf("%s: the judged path allocates %v times per request, want <= 2", name, n)
+		}
+	}
+}
+
+// BenchmarkAccessMiddleware is BenchmarkAuthMiddleware with the access
+// decision: compare the two for the rules' cost per request.
+func BenchmarkAccessMiddleware(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		opts []func(*Options)
+	}{{"no-rules", nil}, {"20-rules", []func(*Options){twentyRules(newIdentities())}}} {
+		b.Run(c.name, func(b *testing.B) {
+			next, req := accessOnly(b, c.opts...)
+			w := &nopWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				next.ServeHTTP(w, req)
+			}
+		})
 	}
 }
