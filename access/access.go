@@ -172,12 +172,13 @@ type host struct {
 	suffix bool   // ".example.com": the name and every name under it
 }
 
+// matches compares with the request's host, already lower-cased.
 func (h host) matches(reqHost string) bool {
 	if len(reqHost) == len(h.name) {
-		return asciiEqualFold(reqHost, h.name)
+		return reqHost == h.name
 	}
 	return h.suffix && len(reqHost) > len(h.name) && reqHost[len(reqHost)-len(h.name)-1] == '.' &&
-		asciiEqualFold(reqHost[len(reqHost)-len(h.name):], h.name)
+		reqHost[len(reqHost)-len(h.name):] == h.name
 }
 
 // rule is a compiled rule.
@@ -210,6 +211,7 @@ type Rules struct {
 	// Whether any rule looks at these at all: Decide skips the work when not.
 	usesMethods  bool
 	usesNetworks bool
+	usesHosts    bool
 }
 
 // Compile checks and compiles c. Every problem is reported (errors.Join of
@@ -332,6 +334,7 @@ func Compile(c Config) (*Rules, error) {
 		cr.groups, cr.users = r.Groups, r.Users
 		rs.usesMethods = rs.usesMethods || cr.methods != 0
 		rs.usesNetworks = rs.usesNetworks || len(cr.networks) > 0
+		rs.usesHosts = rs.usesHosts || len(cr.hosts) > 0
 		cr.source = fmt.Sprintf("rules[%d] %s", i, cr.name)
 		rs.rules = append(rs.rules, cr)
 	}

@@ -117,7 +117,7 @@ func (rs *Rules) Decide(req *Request, id Identity) Decision {
 
 // prepared holds the forms of the path each kind of rule compares.
 type prepared struct {
-	host      string // without port or trailing dot
+	host      string // lower case, without port or trailing dot; "" unless a rule names hosts
 	public    string // what public rules compare; "" when none may match
 	canonical string // what the other rules compare
 	// decodedAgain is the canonical form after decoding what is still
@@ -128,7 +128,10 @@ type prepared struct {
 }
 
 func (rs *Rules) prepare(req *Request, class PathClass) prepared {
-	p := prepared{host: hostOnly(req.Host), client: req.Client.Unmap()}
+	p := prepared{client: req.Client.Unmap()}
+	if rs.usesHosts {
+		p.host = asciiLower(hostOnly(req.Host)) // allocates only for upper case
+	}
 	canon := Canonical(req.Path)
 	if class == PathClean {
 		p.public = req.Path
