@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"tokengate/internal/testkit"
 )
 
 // accessRules is appended to the test config: the README's example with
@@ -31,6 +33,35 @@ const accessRules = `access:
       methods: [DELETE]
       users: [alice]
 `
+
+// groupRules is the README's worked example: /admin for ops, /reports for
+// finance, everything else for any signed-in user.
+const groupRules = `access:
+  rules:
+    - name: admin
+      paths: [/admin]
+      groups: [ops]
+    - name: reports
+      paths: [/reports]
+      groups: [finance]
+`
+
+// writeAccessUsers writes the users file by rename, each user with the
+// password "<name>-password-1" and the groups after the name.
+func writeAccessUsers(t *testing.T, path string, users ...[]string) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("users:\n")
+	for _, u := range users {
+		fmt.Fprintf(&b, "  - username: %s\n    password_hash: %q\n    groups: [%s]\n", u[0], testkit.BcryptHash(t, u[0]+"-password-1"), strings.Join(u[1:], ", "))
+	}
+	if err := os.WriteFile(path+".tmp", []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+}
 
 func appendConfig(t *testing.T, dir, extra string) {
 	t.Helper()
@@ -334,11 +365,36 @@ func TestCheckAccessE2E(t *testing.T) {
 			}
 		}
 	}
+	// Groups from the users file: --user shows the store's groups.
+	writeAccessUsers(t, filepath.Join(dir, "users.yaml"), []string{"olivia", "ops"}, []string{"frank", "finance"})
+	groupsCfg := filepath.Join(dir, "groups.yaml")
+	if err := os.WriteFile(groupsCfg, []byte(baseConfig("http://127.0.0.1:9")+groupRules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		user, path string
+		code       int
+		want       string
+	}{
+		{"olivia", "/admin/x", 0, "one of the user's groups is in the rule's groups"},
+		{"frank", "/admin/x", 1, "neither the user nor any of their groups"},
+		{"frank", "/reports", 0, `user "frank" (groups [finance], from users.backend file)`},
+	} {
+		out, errOut, code := runBin(t, dir, "", "check-access", "--config", groupsCfg, "--user", c.user, "GET", c.path)
+		if code != c.code || !strings.Contains(out, c.want) {
+			t.Errorf("--user %s %s: exit %d, want %d with %q\n%s%s", c.user, c.path, code, c.code, c.want, out, errOut)
+		}
+	}
+	_, errOut, code := runBin(t, dir, "", "check-config", "--config", groupsCfg)
+	if code != 0 || strings.Contains(errOut, "warning") {
+		t.Errorf("groups every rule names exist: exit %d, warnings\n%s", code, errOut)
+	}
+
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("access:\n  rules:\n    - name: x\n      paths: [admin]\n      policy: deny\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, errOut, code := runBin(t, dir, "", "check-access", "--config", bad, "GET", "/")
+	_, errOut, code = runBin(t, dir, "", "check-access", "--config", bad, "GET", "/")
 	if code != 2 || !strings.Contains(errOut, `access.rules[0].paths[0]: "admin" must start with / (line 4)`) {
 		t.Errorf("bad config: exit %d\n%s", code, errOut)
 	}
