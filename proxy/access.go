@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"errors"
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"tokengate/access"
 	"tokengate/authn"
@@ -20,7 +23,7 @@ func (h *handler) accessRequest(req *access.Request, r, orig *http.Request) {
 	req.RawPath = orig.URL.RawPath
 	req.Method = orig.Method
 	req.MethodOverrides = st.overrides[:st.nOverrides]
-	if h.rules.UsesNetworks() {
+	if st.access.rules.UsesNetworks() {
 		req.Client = h.clientIP(r)
 	}
 }
@@ -34,9 +37,35 @@ func identityOf(out authOutcome) access.Identity {
 // access line.
 func (h *handler) decided(st *requestState, d access.Decision) {
 	st.rule = d.Name
-	if c, ok := h.metrics.ruleHits[d.Name]; ok {
+	if c, ok := st.access.hits[d.Name]; ok {
 		c.Inc()
 	}
+}
+
+// accessState is a rule set and its counters, replaced whole.
+type accessState struct {
+	rules *access.Rules
+	hits  map[string]prometheus.Counter // tokengate_access_rule_matches_total by rule name
+}
+
+func newAccessState(rules *access.Rules, m *metrics) *accessState {
+	s := &accessState{rules: rules, hits: map[string]prometheus.Counter{}}
+	for _, n := range rules.Names() {
+		s.hits[n] = m.rules.WithLabelValues(n) // the series exist from the start
+	}
+	return s
+}
+
+// SetAccess replaces the access rules of a handler New returned (a
+// configuration reload): requests that started keep the rules they
+// started with. rules nil is refused.
+func SetAccess(h http.Handler, rules *access.Rules) error {
+	hh, ok := h.(*handler)
+	if !ok || rules == nil {
+		return errors.New("proxy: SetAccess needs the handler New returned and a rule set")
+	}
+	hh.access.Store(newAccessState(rules, hh.metrics))
+	return nil
 }
 
 // writeForbidden answers 403: JSON for API clients; for a browser with

@@ -404,13 +404,13 @@ func accessOnly(tb testing.TB, more ...func(*Options)) (http.Handler, *http.Requ
 		st := stateFrom(r.Context())
 		var req access.Request
 		hh.accessRequest(&req, r, r)
-		anon := hh.rules.Decide(&req, access.Identity{})
+		anon := st.access.rules.Decide(&req, access.Identity{})
 		if anon.Outcome != access.Unauthenticated {
 			tb.Fatalf("anonymous: %v", anon.Outcome)
 		}
 		token, _, out := hh.credential(r)
 		out = hh.check(r, token, out, false)
-		d := hh.rules.Decide(&req, identityOf(out))
+		d := st.access.rules.Decide(&req, identityOf(out))
 		if !out.allowed() || d.Outcome != access.Allow {
 			tb.Fatalf("refused: %s %v", out.decision, d.Outcome)
 		}
@@ -474,5 +474,39 @@ func BenchmarkAccessMiddleware(b *testing.B) {
 				next.ServeHTTP(w, req)
 			}
 		})
+	}
+}
+
+// TestSetAccess: a reload's rules apply to the next request, with their
+// rule counters.
+func TestSetAccess(t *testing.T) {
+	ids := newIdentities()
+	var h http.Handler
+	e := newEnv(t, envConfig{options: withRules(ids)})
+	alice := e.issue("u-alice", "alice")
+	if res := e.do("GET", "/admin", bearer(alice), ""); res.StatusCode != http.StatusForbidden {
+		t.Fatalf("before: %d", res.StatusCode)
+	}
+	// The env's handler is behind its test server; build the rules and
+	// swap them on it.
+	h = e.srv.Config.Handler
+	next, err := access.Compile(access.Config{Rules: []access.Rule{{Name: "admin-finance", Paths: []string{"/admin"}, Groups: []string{"finance"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SetAccess(h, next); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.do("GET", "/admin", bearer(alice), ""); res.StatusCode != http.StatusOK {
+		t.Fatalf("after: %d %s", res.StatusCode, res.body)
+	}
+	if res := e.do("GET", "/healthz", nil, ""); res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("public_paths left with the old rules: %d", res.StatusCode)
+	}
+	if got := metricValue(t, e.reg, "tokengate_access_rule_matches_total", map[string]string{"rule": "admin-finance"}); got != 1 {
+		t.Errorf("the new rule's counter = %v, want 1", got)
+	}
+	if SetAccess(http.NotFoundHandler(), next) == nil || SetAccess(h, nil) == nil {
+		t.Error("SetAccess accepted a foreign handler or no rules")
 	}
 }

@@ -31,10 +31,11 @@ type requestState struct {
 	id      string
 	route   string
 	claims  authn.Claims
-	authed  bool     // claims hold a verified, non-revoked token
-	claimed []string // identity header values the client sent (stripped)
-	groups  []string // the user's current groups, when authed
-	rule    string   // access log: the access rule that decided
+	authed  bool         // claims hold a verified, non-revoked token
+	claimed []string     // identity header values the client sent (stripped)
+	groups  []string     // the user's current groups, when authed
+	rule    string       // access log: the access rule that decided
+	access  *accessState // the rules judging this request
 
 	overrides        [maxOverrides]string // method override header values (when rules name methods)
 	nOverrides       int

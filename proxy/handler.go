@@ -26,7 +26,7 @@ type handler struct {
 	identity          identityHeader
 	groups            identityHeader // GroupsHeader; groupsOn says whether it is set
 	groupsOn          bool
-	rules             *access.Rules
+	access            atomic.Pointer[accessState] // the rules in force; SetAccess replaces them
 	identities        Identities
 	trusted           []netip.Prefix
 	endpoints         map[string]endpoint
@@ -78,7 +78,6 @@ func New(opts Options) (http.Handler, error) {
 		identity:          newIdentityHeader(opts.IdentityHeader),
 		groups:            newIdentityHeader(opts.GroupsHeader),
 		groupsOn:          opts.GroupsHeader != "",
-		rules:             opts.Access,
 		identities:        opts.Identities,
 		trusted:           opts.TrustedProxies,
 		maxBody:           opts.MaxBodyBytes,
@@ -96,12 +95,13 @@ func New(opts Options) (http.Handler, error) {
 		browser:           newBrowser(opts.Routes, opts.Browser),
 		verifyRoute:       opts.Routes.Verify,
 	}
-	if h.rules == nil {
-		if h.rules, err = access.Compile(access.Config{PublicPaths: opts.PublicPaths}); err != nil {
+	rules := opts.Access
+	if rules == nil {
+		if rules, err = access.Compile(access.Config{PublicPaths: opts.PublicPaths}); err != nil {
 			return nil, fmt.Errorf("proxy: PublicPaths: %w", err)
 		}
 	}
-	m.addRules(h.rules.Names())
+	h.access.Store(newAccessState(rules, m))
 	if h.upstream != nil {
 		h.rp = h.newReverseProxy(opts.UpstreamTimeout)
 	}
@@ -284,9 +284,12 @@ func (h *handler) finish(r *http.Request, st *requestState, start time.Time, pan
 // aside for logout_all's 403. When rules name methods, the method override
 // headers' values are kept aside too (in the same pass over the headers).
 func (h *handler) stripIdentity(next http.Handler) http.Handler {
-	overrides := h.rules.UsesMethods()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st := stateFrom(r.Context())
+		// One rule set for the whole request, even if SetAccess replaces
+		// it meanwhile.
+		st.access = h.access.Load()
+		overrides := st.access.rules.UsesMethods()
 		for k, vv := range r.Header {
 			switch {
 			case h.identity.matches(k):
@@ -337,7 +340,7 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 	}
 	var req access.Request
 	h.accessRequest(&req, r, r)
-	switch d := h.rules.Decide(&req, access.Identity{}); d.Outcome {
+	switch d := st.access.rules.Decide(&req, access.Identity{}); d.Outcome {
 	case access.Allow:
 		h.decided(st, d)
 		st.route = routePublic
@@ -373,7 +376,7 @@ func (h *handler) servePrivate(w http.ResponseWriter, r *http.Request, req *acce
 		writeAuthError(w, out)
 		return
 	}
-	d := h.rules.Decide(req, identityOf(out))
+	d := st.access.rules.Decide(req, identityOf(out))
 	h.decided(st, d)
 	if d.Outcome != access.Allow {
 		h.countDecision(r, decisionForbidden)

@@ -69,8 +69,7 @@ type metrics struct {
 	decisions map[string]prometheus.Counter
 	logins    map[string]prometheus.Counter
 	upstream  map[string]prometheus.Counter
-	rules     *prometheus.CounterVec // tokengate_access_rule_matches_total; children in ruleHits
-	ruleHits  map[string]prometheus.Counter
+	rules     *prometheus.CounterVec // tokengate_access_rule_matches_total; children in accessState
 
 	// codes caches the requests_total child per (route, status code),
 	// filled lazily: statuses are 100..599; anything else counts as 0.
@@ -119,7 +118,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		logins:    map[string]prometheus.Counter{},
 		upstream:  map[string]prometheus.Counter{},
 		rules:     rules,
-		ruleHits:  map[string]prometheus.Counter{},
 	}
 	for _, r := range routeNames {
 		m.durations[r] = durations.WithLabelValues(r)
@@ -165,12 +163,4 @@ func (m *metrics) observe(route string, code int, seconds float64) {
 		c = slot.Load()
 	}
 	(*c).Inc()
-}
-
-// addRules pre-creates a rule counter per name a decision can carry, so
-// the series exist from the start and the hot path only looks one up.
-func (m *metrics) addRules(names []string) {
-	for _, n := range names {
-		m.ruleHits[n] = m.rules.WithLabelValues(n)
-	}
 }

@@ -152,7 +152,7 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 	anon := unknown
 	if o.known {
 		h.accessRequest(&req, r, orig)
-		if anon = h.rules.Decide(&req, access.Identity{}); anon.Outcome == access.BadPath {
+		if anon = st.access.rules.Decide(&req, access.Identity{}); anon.Outcome == access.BadPath {
 			o.known, anon = false, unknown
 		}
 	}
@@ -176,8 +176,8 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 	if out.allowed() && !public {
 		switch {
 		case o.known:
-			d = h.rules.Decide(&req, identityOf(out))
-		case h.rules.Configured():
+			d = st.access.rules.Decide(&req, identityOf(out))
+		case st.access.rules.Configured():
 			d = access.Decision{Outcome: access.Forbidden, Name: access.NameDefault, Index: -1}
 		default:
 			d = access.Decision{Outcome: access.Allow, Name: access.NameDefault, Index: -1}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -509,5 +510,53 @@ func TestExampleRulesPassCheckConfig(t *testing.T) {
 	out, _, code = runBin(t, dir, "", "check-access", "--config", "config.yaml", "--groups", "finance", "GET", "/admin")
 	if code != 1 || !strings.Contains(out, `"admin"`) {
 		t.Errorf("check-access on the example: exit %d\n%s", code, out)
+	}
+}
+
+// TestAccessRulesReloadE2E: SIGHUP applies an edited rule set to the next
+// request; a config that does not validate keeps the previous rules.
+func TestAccessRulesReloadE2E(t *testing.T) {
+	up := newEchoUpstream(t)
+	dir := newDir(t, up.URL)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	appendConfig(t, dir, accessRules)
+	in := start(t, dir)
+	bob := login(t, in.Public, "bob", testUsers["bob"])
+	if r := call(t, "GET", in.Public+"/admin", bob, ""); r.Code != http.StatusForbidden {
+		t.Fatalf("before: %d", r.Code)
+	}
+	writeCfg := func(extra string) {
+		t.Helper()
+		if err := os.WriteFile(cfgPath+".tmp", []byte(baseConfig(up.URL)+extra), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(cfgPath+".tmp", cfgPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// admin now lists bob; /public is no longer a public path.
+	writeCfg(strings.Replace(accessRules, "users: [alice]", "users: [alice, bob]", 1))
+	cfg, _ := os.ReadFile(cfgPath)
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(string(cfg), `public_paths: ["/healthz", "/public"]`, `public_paths: ["/healthz"]`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in.signal(syscall.SIGHUP)
+	eventually(t, 5*time.Second, "the reloaded rules", func() bool {
+		return call(t, "GET", in.Public+"/admin", bob, "").Code == http.StatusOK
+	})
+	if r := call(t, "GET", in.Public+"/public/x", "", ""); r.Code != http.StatusUnauthorized {
+		t.Errorf("/public after it left public_paths: %d, want 401", r.Code)
+	}
+	if strings.Contains(in.logs.String(), "need a restart") {
+		t.Errorf("a rule change was reported as needing a restart:\n%s", in.logs)
+	}
+	// A broken rule: the reload fails, the previous rules stay.
+	writeCfg(strings.Replace(accessRules, "paths: [/admin]", "paths: [admin]", 1))
+	in.signal(syscall.SIGHUP)
+	eventually(t, 5*time.Second, "the failed reload", func() bool {
+		return strings.Contains(in.logs.String(), "reload failed")
+	})
+	if r := call(t, "GET", in.Public+"/admin", bob, ""); r.Code != http.StatusOK {
+		t.Errorf("after a failed reload: %d, want the previous rules' 200", r.Code)
 	}
 }
