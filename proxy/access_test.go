@@ -470,9 +470,11 @@ func BenchmarkAccessMiddleware(b *testing.B) {
 			next, req := accessOnly(b, c.opts...)
 			w := &nopWriter{h: http.Header{}}
 			b.ReportAllocs()
+			cpu0 := processCPU()
 			for b.Loop() {
 				next.ServeHTTP(w, req)
 			}
+			b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
