@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -178,4 +180,68 @@ func statusOf(t *testing.T, srv *httptest.Server, method, path string, h http.He
 
 // sessionCookieName is the session cookie's name with the test envs'
 // defaults (Secure, no Domain).
-const sessionCookieName = "tokengate"
+const sessionCookieName = "__Host-tokengate"
+
+// Issue 21 point 3: a Secure, host-only session cookie is __Host-
+// prefixed, and only that name is read then. A planted un-prefixed cookie
+// (a sibling subdomain can set one, a prefixed one it cannot) is no
+// credential, however valid its token (the attacker's own session: login
+// CSRF), is not passed to the app, and does not make the real cookie
+// ambiguous. Without Secure (the plain-HTTP demo) or with a cookie
+// domain, the cookie keeps its plain name.
+func TestSessionCookieHostPrefix(t *testing.T) {
+	e := newBrowserEnv(t)
+	cookie := e.signIn("marco", marcoPassword)
+	if cookie.Name != "__Host-tokengate" || !cookie.Secure || cookie.Path != "/" || cookie.Domain != "" {
+		t.Fatalf("session cookie %s: want __Host-tokengate, Secure, Path=/, no Domain", cookie.Raw)
+	}
+	attacker := e.issue("u-alice", "alice")
+	planted := http.Header{"Cookie": {"tokengate=" + attacker}, "Accept": {"application/json"}}
+	if res := e.send("GET", "/app", planted, ""); res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a planted un-prefixed session cookie: %d, want 401", res.StatusCode)
+	}
+	if res := e.send("GET", "/app", http.Header{"Cookie": {"tokengate=" + attacker}, "Accept": {htmlAccept}}, ""); res.StatusCode != http.StatusFound {
+		t.Errorf("a browser with only a planted cookie: %d, want the sign-in redirect", res.StatusCode)
+	}
+	// Beside the real one: the real one counts, the planted one is stripped.
+	both := http.Header{"Cookie": {"tokengate=" + attacker + "; a=1; " + cookie.Name + "=" + cookie.Value}}
+	res := e.send("GET", "/app", both, "")
+	if res.StatusCode != 200 {
+		t.Fatalf("the real cookie beside a planted one: %d %s", res.StatusCode, res.body)
+	}
+	seen := e.up.last(t)
+	if got := seen.header.Get("X-Auth-UserId"); got != "marco" {
+		t.Errorf("identity %q, want marco (the planted cookie is alice's)", got)
+	}
+	if got := strings.Join(seen.header.Values("Cookie"), "; "); got != "a=1" {
+		t.Errorf("the app received Cookie %q, want a=1", got)
+	}
+	// Signing out clears the prefixed cookie.
+	p := e.getPage(signOutPath, cookie)
+	res = e.postForm(signOutPath, url.Values{"csrf": {p.csrf}}, nil, cookie, p.csrfCookie)
+	if cleared := cookieNamed(res.Cookies(), "__Host-tokengate"); res.StatusCode != http.StatusSeeOther || cleared == nil || cleared.MaxAge >= 0 || !cleared.Secure {
+		t.Errorf("sign-out: %d %v, want the __Host- cookie cleared", res.StatusCode, res.Header["Set-Cookie"])
+	}
+
+	for _, tc := range []struct {
+		name string
+		opts func(*Options)
+	}{
+		{"plain HTTP (cookie_secure: false)", func(o *Options) { o.Browser.InsecureCookie = true }},
+		{"a cookie domain", func(o *Options) { o.Browser.CookieDomain = "example.test" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newBrowserEnv(t, envConfig{options: tc.opts})
+			cookie := e.signIn("marco", marcoPassword)
+			if cookie.Name != "tokengate" {
+				t.Fatalf("session cookie %q, want tokengate", cookie.Name)
+			}
+			if res := e.send("GET", "/app", http.Header{"Cookie": {"tokengate=" + cookie.Value}}, ""); res.StatusCode != 200 {
+				t.Errorf("the cookie: %d", res.StatusCode)
+			}
+			if res := e.send("GET", "/app", http.Header{"Cookie": {"__Host-tokengate=" + cookie.Value}, "Accept": {"application/json"}}, ""); res.StatusCode != http.StatusUnauthorized {
+				t.Errorf("the other spelling: %d, want 401", res.StatusCode)
+			}
+		})
+	}
+}

@@ -450,7 +450,7 @@ func TestVerifyAppCookies(t *testing.T) {
 		t.Fatalf("logout: %d %s", res.StatusCode, res.body)
 	}
 	token := e.issue("marco", "marco")
-	tg := "tokengate=" + cookie.Value
+	tg := sessionCookieName + "=" + cookie.Value
 	caddy := func(uri string, kv ...string) http.Header {
 		return merge(hdr("X-Forwarded-Uri", uri, "X-Forwarded-Method", "GET", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Proto", "https"), hdr(kv...))
 	}
@@ -474,11 +474,11 @@ func TestVerifyAppCookies(t *testing.T) {
 		{"bearer beside the session cookie: the cookie still out", verifyPath, merge(caddy("/app", "Cookie", "a=1; "+tg), bearer(token)), 200, "marco", "a=1", ""},
 		{"no Cookie header: neither", verifyPath, merge(caddy("/app"), bearer(token)), 200, "marco", noCookie, ""},
 		{"public path, anonymous: the app's cookies echoed", verifyPath, caddy("/healthz", "Cookie", "a=1; b=2"), 200, "", "a=1; b=2", ""},
-		{"public path, bad session cookie: filtered", verifyPath, caddy("/healthz", "Cookie", "a=1; tokengate=garbage"), 200, "", "a=1", ""},
-		{"public path, revoked session cookie only: removed", verifyPath, caddy("/healthz", "Cookie", "tokengate="+revoked.Value), 200, "", noCookie, "cookie"},
+		{"public path, bad session cookie: filtered", verifyPath, caddy("/healthz", "Cookie", "a=1; "+sessionCookieName+"=garbage"), 200, "", "a=1", ""},
+		{"public path, revoked session cookie only: removed", verifyPath, caddy("/healthz", "Cookie", sessionCookieName+"="+revoked.Value), 200, "", noCookie, "cookie"},
 		{"public path, valid session cookie: identity and filtered", verifyPath, caddy("/static/x.js", "Cookie", tg+"; a=1"), 200, "marco", "a=1", ""},
 		{"Envoy's form", verifyPath + "/app", hdr("Cookie", "a=1; "+tg), 200, "marco", "a=1", ""},
-		{"refused: revoked cookie", verifyPath, caddy("/app", "Cookie", "a=1; tokengate="+revoked.Value), 401, "", noCookie, ""},
+		{"refused: revoked cookie", verifyPath, caddy("/app", "Cookie", "a=1; "+sessionCookieName+"="+revoked.Value), 401, "", noCookie, ""},
 		{"refused: garbage bearer beside app cookies", verifyPath, merge(caddy("/app", "Cookie", "a=1; "+tg), bearer("x.y.z")), 401, "", noCookie, ""},
 		{"refused: no credential, app cookies only", verifyPath, caddy("/app", "Cookie", "a=1"), 401, "", noCookie, ""},
 		{"refused: browser sent to sign in", verifyPath, caddy("/app", "Cookie", "a=1", "Accept", htmlAccept), 302, "", noCookie, ""},
@@ -547,7 +547,7 @@ func TestVerifyRenewsCookie(t *testing.T) {
 	e.clock.Advance(31 * time.Minute) // past half of the hour
 
 	res := verify("/app", session(cookie, "Cookie", "a=1"))
-	fresh := cookieNamed(res.Cookies(), "tokengate")
+	fresh := cookieNamed(res.Cookies(), sessionCookieName)
 	if res.StatusCode != 200 || fresh == nil || fresh.Value == cookie.Value {
 		t.Fatalf("past half-life: %d, %d Set-Cookie, fresh %v", res.StatusCode, len(res.Header["Set-Cookie"]), fresh != nil)
 	}
@@ -575,7 +575,7 @@ func TestVerifyRenewsCookie(t *testing.T) {
 		t.Errorf("fresh cookie: %d, %d Set-Cookie", res.StatusCode, len(res.Header["Set-Cookie"]))
 	}
 	// Envoy's form renews too.
-	if res := e.send("GET", verifyPath+"/app", session(cookie), ""); cookieNamed(res.Cookies(), "tokengate") == nil {
+	if res := e.send("GET", verifyPath+"/app", session(cookie), ""); cookieNamed(res.Cookies(), sessionCookieName) == nil {
 		t.Errorf("Envoy's form: %d, no fresh cookie", res.StatusCode)
 	}
 
@@ -594,7 +594,7 @@ func TestVerifyRenewsCookie(t *testing.T) {
 			h["X-Forwarded-Method"] = []string{"POST"}
 		}
 		res := e.send("GET", verifyPath, h, "")
-		if got := cookieNamed(res.Cookies(), "tokengate"); got != nil && got.MaxAge >= 0 {
+		if got := cookieNamed(res.Cookies(), sessionCookieName); got != nil && got.MaxAge >= 0 {
 			t.Errorf("%s: %d carries a fresh session cookie (Max-Age %d)", c.name, res.StatusCode, got.MaxAge)
 		}
 	}

@@ -17,7 +17,7 @@ import (
 
 // sessionCookie is the session cookie's name with the defaults
 // (cookie_secure: true, no cookie_domain).
-const sessionCookie = "tokengate"
+const sessionCookie = "__Host-tokengate"
 
 // derivedTokens collects every token the storm obtained from one sign-in.
 type derivedTokens struct {
