@@ -233,6 +233,22 @@ func TestMethodOverrides(t *testing.T) {
 	}
 }
 
+// TestMethodUnknown: a request whose method is unknown is judged under
+// every method, the strictest answer winning.
+func TestMethodUnknown(t *testing.T) {
+	rs := mustCompile(t, example)
+	r := req(t, "UNKNOWN", "/anything")
+	r.MethodUnknown = true
+	if d := rs.Decide(r, carol); d.Outcome != Forbidden || d.Name != "no-delete" {
+		t.Errorf("unknown method: %v by %q, want forbidden by no-delete", d.Outcome, d.Name)
+	}
+	r = req(t, "UNKNOWN", "/docs/x")
+	r.MethodUnknown = true
+	if d := rs.Decide(r, anonymous); d.Outcome == Allow {
+		t.Errorf("unknown method on a GET-only public rule: allowed by %q", d.Name)
+	}
+}
+
 func TestDefaultDeny(t *testing.T) {
 	rs := mustCompile(t, Config{Default: "deny", Rules: []Rule{{Name: "app", Paths: []string{"/app"}, Policy: "authenticated"}}})
 	if d := rs.Decide(req(t, "GET", "/app/x"), carol); d.Outcome != Allow {

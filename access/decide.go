@@ -20,6 +20,10 @@ type Request struct {
 	// too, and the stricter answer wins.
 	MethodOverrides []string
 	Client          netip.Addr // after trusted_proxies; the zero value matches no network
+	// MethodUnknown: the method could not be read (forward auth, an
+	// ingress that named none): the request is judged under every method
+	// a rule can name, the strictest answer winning.
+	MethodUnknown bool
 }
 
 // Identity is who the caller is, as far as the proxy knows.
@@ -110,6 +114,13 @@ func (rs *Rules) Decide(req *Request, id Identity) Decision {
 		}
 		if o := rs.decideMethod(&p, m, id); o.Outcome > d.Outcome {
 			d = o
+		}
+	}
+	if req.MethodUnknown {
+		for _, m := range knownMethods {
+			if o := rs.decideMethod(&p, m, id); o.Outcome > d.Outcome {
+				d = o
+			}
 		}
 	}
 	return d

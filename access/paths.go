@@ -56,7 +56,7 @@ func ClassifyPath(path, rawPath string) PathClass {
 		}
 		start = i + 1
 	}
-	if rawPath != "" && containsEncodedSlash(rawPath) {
+	if rawPath != "" && ContainsEncodedSlash(rawPath) {
 		// "/healthz%2fadmin" decodes to "/healthz/admin", but an upstream
 		// that keeps %2f sees one segment "healthz%2fadmin".
 		class = PathUnclean
@@ -73,7 +73,9 @@ func IsDotSegment(seg string) bool {
 	return seg == "." || seg == ".."
 }
 
-func containsEncodedSlash(raw string) bool {
+// ContainsEncodedSlash reports an encoded "/" or "\\" (%2f, %5c, either
+// case) in a raw path.
+func ContainsEncodedSlash(raw string) bool {
 	for i := 0; i+2 < len(raw); i++ {
 		if raw[i] != '%' {
 			continue

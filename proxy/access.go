@@ -23,6 +23,7 @@ func (h *handler) accessRequest(req *access.Request, r, orig *http.Request) {
 	req.RawPath = orig.URL.RawPath
 	req.Method = orig.Method
 	req.MethodOverrides = st.overrides[:st.nOverrides]
+	req.MethodUnknown = orig.Method == methodUnknown
 	if st.access.rules.UsesNetworks() {
 		req.Client = h.clientIP(r)
 	}

@@ -347,6 +347,8 @@ func TestVerifyAccessRules(t *testing.T) {
 		{"DELETE by finance", merge(nginx("DELETE", "/x"), bearer(alice)), http.StatusForbidden, ""},
 		{"override by finance", merge(nginx("POST", "/x"), bearer(alice), hdr("X-Http-Method-Override", "DELETE")), http.StatusForbidden, ""},
 		{"no original URL, rules configured", bearer(alice), http.StatusForbidden, ""},
+		{"no original method: judged as every method", merge(hdr("X-Original-Uri", "/x"), bearer(alice)), http.StatusForbidden, ""},
+		{"no original method, ops", merge(hdr("X-Original-Uri", "/x"), bearer(marco)), http.StatusOK, "ops,staff"},
 		{"spoofed groups", merge(nginx("GET", "/reports"), bearer(alice), hdr("X-Auth-Groups", "ops")), http.StatusOK, "finance"},
 		{"Caddy", merge(hdr("X-Forwarded-Uri", "/admin", "X-Forwarded-Method", "GET", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Proto", "https"), bearer(alice)), http.StatusForbidden, ""},
 	}
