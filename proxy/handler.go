@@ -40,6 +40,7 @@ type handler struct {
 	now               func() time.Time
 	browser           browser
 	verifyRoute       string // Routes.Verify; "" when off
+	forwardAuthz      bool   // Options.ForwardAuthorization
 
 	rp    *httputil.ReverseProxy
 	serve http.Handler // the assembled middleware chain
@@ -88,6 +89,7 @@ func New(opts Options) (http.Handler, error) {
 		now:               opts.Now,
 		browser:           newBrowser(opts.Routes, opts.Browser),
 		verifyRoute:       opts.Routes.Verify,
+		forwardAuthz:      opts.ForwardAuthorization,
 	}
 	if h.upstream != nil {
 		h.rp = h.newReverseProxy(opts.UpstreamTimeout)
