@@ -30,7 +30,7 @@ const (
 	helpUpstream  = "# HELP tokengate_upstream_errors_total Proxied requests that got no response from the upstream, by kind.\n# TYPE tokengate_upstream_errors_total counter\n"
 )
 
-// contractRoutes is the route label's whole vocabulary (ARCHITECTURE.md).
+// contractRoutes is the route label's whole vocabulary (README, "Metrics").
 var contractRoutes = []string{"jwks", "login", "logout", "logout_all", "proxy", "public", "session", "sign_in", "sign_out", "users", "verify"}
 
 // durationCounts is the expected exposition of the duration histogram

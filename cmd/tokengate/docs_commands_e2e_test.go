@@ -20,7 +20,7 @@ func docsCheckConfigCommands(t *testing.T, root string) (cmds []docCommand) {
 		t.Skipf("git ls-files: %v", err)
 	}
 	cmdRe := regexp.MustCompile(`^((?:[A-Z][A-Z0-9_]*=\S+\s+)*)(?:bin/)?tokengate check-config\b(.*)$`)
-	inline := regexp.MustCompile("`([^`]+)`") // a blank line ends a paragraph: no span crosses one
+	inline := regexp.MustCompile("`([^`]+)`")
 	for _, name := range strings.Fields(string(out)) {
 		b, err := os.ReadFile(filepath.Join(root, name))
 		if err != nil {
@@ -114,4 +114,28 @@ func TestDocsCheckConfigCommands(t *testing.T) {
 		t.Errorf("ran only %d commands", ran)
 	}
 	t.Logf("ran %d check-config commands from the docs", ran)
+}
+
+// The repository stands alone: no file it holds cites the project's
+// contract file or a directory outside the repository, whose contents a
+// reader does not have (README.md holds the health rules and the
+// performance budget).
+func TestDocsStandAlone(t *testing.T) {
+	root, _ := filepath.Abs(filepath.Join("..", ".."))
+	out, err := exec.Command("git", "-C", root, "ls-files").Output()
+	if err != nil {
+		t.Skipf("git ls-files: %v", err)
+	}
+	outside := []string{"ARCHITECTURE" + ".md", "../" + "shared/"}
+	for _, name := range strings.Fields(string(out)) {
+		b, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			continue // a file deleted in the worktree
+		}
+		for _, s := range outside {
+			if strings.Contains(string(b), s) {
+				t.Errorf("%s cites %s, which is not in the repository", name, s)
+			}
+		}
+	}
 }
