@@ -286,6 +286,9 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 	switch classifyPath(r.URL.Path, r.URL.RawPath) {
 	case pathHostile:
 		st.route = routeProxy
+		if h.upstream == nil {
+			st.route = routeNotFound // auth-server mode: nothing would be proxied
+		}
 		writeError(w, errBadPath)
 		return
 	case pathClean:
@@ -308,11 +311,12 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	st.route = routeProxy
 	if h.upstream == nil {
+		st.route = routeNotFound
 		writeError(w, errNotFound)
 		return
 	}
+	st.route = routeProxy
 	h.servePrivate(w, r)
 }
 
