@@ -139,3 +139,21 @@ func TestDocsStandAlone(t *testing.T) {
 		}
 	}
 }
+
+// The README's deploy-config folder for `docker run -v` is a working one:
+// its commands, run in a scratch copy of the repository root, make a
+// config that check-config passes with the users file it copied.
+func TestREADMEDockerConfigFolder(t *testing.T) {
+	block := readmeBlock(t, "A minimal one, made\nfrom the repository root")
+	dir := t.TempDir()
+	copyFile(t, filepath.Join("..", "..", "users.yaml"), filepath.Join(dir, "users.yaml"))
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", block)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the README's deploy-config commands: %v\n%s", err, out)
+	}
+	out, errOut, code := runBin(t, dir, "", "check-config", "--config", "deploy-config/config.yaml")
+	if code != 0 || !strings.Contains(out, "configuration OK") {
+		t.Fatalf("check-config on the README's deploy-config: exit %d\n%s%s", code, out, errOut)
+	}
+}
