@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,5 +105,28 @@ func TestDemoBannerWording(t *testing.T) {
 	}
 	if !strings.Contains(text, "--ignore-stdin") {
 		t.Errorf("the banner's httpie lines do not say what scripts need:\n%s", text)
+	}
+}
+
+// The app gets no Bearer token unless forward_authorization says so (here
+// through its TOKENGATE_ variable): the wiring from config to proxy.
+func TestForwardAuthorizationOption(t *testing.T) {
+	for _, tc := range []struct {
+		env      []string
+		forwards bool
+	}{
+		{nil, false},
+		{[]string{"TOKENGATE_FORWARD_AUTHORIZATION=true"}, true},
+	} {
+		up := newEchoUpstream(t)
+		in := start(t, newDir(t, up.URL), tc.env...)
+		token := login(t, in.Public, "alice", testUsers["alice"])
+		if r := call(t, "GET", in.Public+"/app/authz", token, ""); r.Code != http.StatusOK {
+			t.Fatalf("%v: %d %s", tc.env, r.Code, r.Body)
+		}
+		h, _ := up.headersSeen("/app/authz")
+		if got := h.Get("Authorization"); (got == "Bearer "+token) != tc.forwards || (got != "" && !tc.forwards) {
+			t.Errorf("%v: the app received an Authorization header: %v, want %v", tc.env, got != "", tc.forwards)
+		}
 	}
 }
