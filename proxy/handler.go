@@ -44,6 +44,7 @@ type handler struct {
 	now               func() time.Time
 	browser           browser
 	verifyRoute       string // Routes.Verify; "" when off
+	forwardAuthz      bool   // Options.ForwardAuthorization
 
 	rp    *httputil.ReverseProxy
 	serve http.Handler // the assembled middleware chain
@@ -94,6 +95,7 @@ func New(opts Options) (http.Handler, error) {
 		now:               opts.Now,
 		browser:           newBrowser(opts.Routes, opts.Browser),
 		verifyRoute:       opts.Routes.Verify,
+		forwardAuthz:      opts.ForwardAuthorization,
 	}
 	rules := opts.Access
 	if rules == nil {
@@ -312,6 +314,9 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 	switch classifyPath(r.URL.Path, r.URL.RawPath) {
 	case pathHostile:
 		st.route = routeProxy
+		if h.upstream == nil {
+			st.route = routeNotFound // auth-server mode: nothing would be proxied
+		}
 		writeError(w, errBadPath)
 		return
 	case pathClean:
@@ -329,11 +334,12 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 			break // auth-server mode: nothing is proxied
 		}
 	}
-	st.route = routeProxy
 	if h.upstream == nil {
+		st.route = routeNotFound
 		writeError(w, errNotFound)
 		return
 	}
+	st.route = routeProxy
 	if st.tooManyOverrides {
 		writeError(w, errTooManyMethods)
 		return
