@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"tokengate/internal/testsvc"
 )
 
 func TestCheckGroupName(t *testing.T) {
@@ -145,4 +147,90 @@ func TestFileUsersReloadGroups(t *testing.T) {
 	if !slices.Equal(u.Groups, []string{"finance"}) {
 		t.Fatalf("after a refused reload groups = %q, want the previous [finance]", u.Groups)
 	}
+}
+
+func TestBoltUsersGroups(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "users.db")
+	s := openTestBolt(t, path)
+	if _, err := s.CreateUser(ctx, User{ID: "u1", Username: "alice", PasswordHash: marcoHash, Groups: []string{"ops", "finance"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateUser(ctx, User{Username: "bob", PasswordHash: marcoHash}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][]string{{"ops", ""}, {"a,b"}, {"x\x00"}} {
+		if _, err := s.CreateUser(ctx, User{Username: "eve", PasswordHash: marcoHash, Groups: bad}); err == nil {
+			t.Fatalf("CreateUser with groups %q accepted", bad)
+		}
+	}
+	check := func(s *BoltUsers) {
+		t.Helper()
+		for _, tt := range []struct {
+			name, id string
+			want     []string
+		}{{"alice", "u1", []string{"ops", "finance"}}, {"bob", "bob", nil}} {
+			u, err := s.LookupUser(ctx, tt.name)
+			if err != nil || !slices.Equal(u.Groups, tt.want) {
+				t.Errorf("LookupUser(%q) groups = %q, %v; want %q", tt.name, u.Groups, err, tt.want)
+			}
+			u, err = s.LookupUserByID(ctx, tt.id)
+			if err != nil || !slices.Equal(u.Groups, tt.want) {
+				t.Errorf("LookupUserByID(%q) groups = %q, %v; want %q", tt.id, u.Groups, err, tt.want)
+			}
+		}
+	}
+	check(s)
+	// Identities reads bolt through its cache.
+	c, err := NewIdentities(s, IdentitiesOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := c.Identity(ctx, "u1")
+	c.Close()
+	if err != nil || !slices.Equal(u.Groups, []string{"ops", "finance"}) || u.PasswordHash != "" {
+		t.Fatalf("Identity over bolt = %+v, %v", u, err)
+	}
+	s.Close()
+	check(openTestBolt(t, path)) // kept across restarts
+}
+
+func TestRegistrarDefaultGroups(t *testing.T) {
+	ctx := context.Background()
+	stores := map[string]UserCreator{"bolt": openTestBolt(t, filepath.Join(t.TempDir(), "users.db"))}
+	if url := pgURLIfAvailable(t); url != "" {
+		stores["postgres"] = openTestPostgres(t, PostgresUsersOptions{URL: url, Table: pgTestTable(t, url, "tg_defgroups"), Migrate: true})
+	}
+	for name, store := range stores {
+		t.Run(name, func(t *testing.T) {
+			r := NewRegistrar(store, UserPolicy{}, HashOptions{BcryptCost: 4})
+			r.DefaultGroups = []string{"members", "readers"}
+			u, err := r.Register(ctx, "newcomer", "correct horse battery")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(u.Groups, []string{"members", "readers"}) {
+				t.Fatalf("Register returned groups %q", u.Groups)
+			}
+			stored, err := store.(UserStore).LookupUser(ctx, "newcomer")
+			if err != nil || !slices.Equal(stored.Groups, []string{"members", "readers"}) {
+				t.Fatalf("stored groups = %q, %v", stored.Groups, err)
+			}
+			r.DefaultGroups = nil
+			if _, err := r.Register(ctx, "plain", "correct horse battery"); err != nil {
+				t.Fatal(err)
+			}
+			if stored, _ := store.(UserStore).LookupUser(ctx, "plain"); stored.Groups != nil {
+				t.Fatalf("without default groups: %q", stored.Groups)
+			}
+		})
+	}
+}
+
+// pgURLIfAvailable is testsvc.PostgresURL for a test that also has a part
+// without PostgreSQL: "" when it is not reachable and not required.
+func pgURLIfAvailable(t *testing.T) string {
+	var url string
+	t.Run("postgres available", func(t *testing.T) { url = testsvc.PostgresURL(t) })
+	return url
 }
