@@ -123,7 +123,6 @@ func (p *stallProxy) Resume() {
 	}
 }
 
-
 // Identities over the real PostgreSQL store: a changed group and a removed
 // row are seen within the refresh interval; an outage (a database that
 // stops answering, then a renamed column) serves the last answer up to
