@@ -366,7 +366,13 @@ func (c *Identities) run(id string, f *flight, prev *identity) {
 		} else if held, ok := c.cache.Peek(id); ok {
 			held.nextTry.Store(now.Add(c.retry).UnixNano())
 		}
-		if c.failedAt.Swap(now.UnixNano()) == 0 {
+		switch {
+		case errors.Is(err, errBadRecord):
+			// One user's record: the store itself answers, other users
+			// are not affected.
+			c.log.Error("user store lookup failed for one user; serving their last known identity until it is max_stale old, then refusing (503)",
+				"user_id", id, "max_stale", c.maxStale, "error", err)
+		case c.failedAt.Swap(now.UnixNano()) == 0:
 			c.log.Error("user store lookup failed; serving the last known identities until they are max_stale old, then refusing (503)",
 				"max_stale", c.maxStale, "error", err)
 		}

@@ -3,6 +3,7 @@ package authn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -459,5 +460,32 @@ func TestIdentitiesFileStoreReadsSnapshot(t *testing.T) {
 	wantIdentityErr(t, c, "bob", ErrUserNotFound)
 	if hit := testutil.ToFloat64(c.hit); hit != 3 {
 		t.Fatalf("hits = %v, want 3", hit)
+	}
+}
+
+// badRecordStore fails for one id with a record error, answers the others.
+type badRecordStore struct{ *fakeByID }
+
+func (s badRecordStore) LookupUserByID(ctx context.Context, id string) (User, error) {
+	if id == "broken" {
+		s.calls.Add(1)
+		return User{}, fmt.Errorf("authn: users postgres: %w: groups column: cannot decode", errBadRecord)
+	}
+	return s.fakeByID.LookupUserByID(ctx, id)
+}
+
+// One user's unusable row is that user's problem: it does not make the
+// cache treat the store as down for everybody else.
+func TestIdentitiesBadRecordIsNotAnOutage(t *testing.T) {
+	store := badRecordStore{newFakeByID(User{ID: "alice", Groups: []string{"ops"}})}
+	clock := testclock.New(identStart)
+	c := newTestIdentities(t, store, clock, IdentitiesOptions{})
+	for range 3 {
+		wantIdentityErr(t, c, "broken", ErrUsersUnavailable)
+		wantGroups(t, c, "alice", "ops") // a miss right after: asked, answered
+		clock.Advance(70 * time.Second)
+	}
+	if c.failedAt.Load() != 0 {
+		t.Fatal("a bad record marked the store as failing")
 	}
 }

@@ -114,7 +114,7 @@ func (b *BoltUsers) LookupUser(ctx context.Context, username string) (User, erro
 		}
 		var bu boltUser
 		if err := json.Unmarshal(v, &bu); err != nil {
-			return fmt.Errorf("authn: users db: corrupt record: %w", err)
+			return fmt.Errorf("authn: users db: %w: %w", errBadRecord, err)
 		}
 		u = User(bu)
 		return nil

@@ -498,7 +498,7 @@ func scanLegacyRow(rows pgx.Rows, g groupsColumn, log *slog.Logger) (u User, fou
 		if g.present {
 			gv := groupsValue{col: g}
 			if err := gv.scanText(vals[2]); err != nil {
-				return User{}, false, fmt.Errorf("groups column: %w", err)
+				return User{}, false, fmt.Errorf("%w: groups column: %w", errBadRecord, err)
 			}
 			u.Groups = gv.groups(log, u.ID)
 		}
@@ -519,7 +519,7 @@ func (s *PostgresUsers) LookupUserByID(ctx context.Context, id string) (User, er
 	if s.legacy != "" {
 		u, err := s.queryLegacy(ctx, s.idQuery, s.idGroups, id)
 		if err == nil && u.ID != id {
-			return User{}, fmt.Errorf("authn: users postgres: users.id_query returned id %q for id %q: it must return the row of the id it is given, in the text form users.query returns", u.ID, id)
+			return User{}, fmt.Errorf("authn: users postgres: %w: users.id_query returned id %q for id %q: it must return the row of the id it is given, in the text form users.query returns", errBadRecord, u.ID, id)
 		}
 		return u, err
 	}
