@@ -83,6 +83,9 @@ func TestFileUsersGroups(t *testing.T) {
 			t.Errorf("LookupUserByID(%q) groups = %q, %v; want %q", tt.id, u.Groups, err, tt.want)
 		}
 	}
+	if got := f.Groups(); !slices.Equal(got, []string{"finance", "ops", "reports"}) {
+		t.Errorf("Groups() = %q, want every group of the file, sorted", got)
+	}
 }
 
 func TestFileUsersGroupsRefused(t *testing.T) {
