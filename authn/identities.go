@@ -29,8 +29,9 @@ type IdentitiesOptions struct {
 	// it); past it Identity fails with ErrUsersUnavailable. Default 5m;
 	// never less than RefreshInterval.
 	MaxStale time.Duration
-	// CacheSize caps the ids held (least recently used go first); default
-	// 100000.
+	// CacheSize caps the ids held; default 100000. The ids least recently
+	// looked up in the store (the idle users: an active user's entry is
+	// refreshed every half interval) go first.
 	CacheSize int
 	// Timeout bounds one store lookup; default 5s.
 	Timeout time.Duration
@@ -227,7 +228,9 @@ func (c *Identities) Identity(ctx context.Context, id string) (User, error) {
 		return u, nil
 	}
 	now := c.now()
-	e, cached := c.cache.Get(id)
+	// Peek takes a read lock only; recency comes from the refreshes, which
+	// re-add an active user's entry at least once per refresh interval.
+	e, cached := c.cache.Peek(id)
 	if cached {
 		age := now.Sub(e.fetched)
 		if age < c.refresh {

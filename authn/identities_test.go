@@ -489,3 +489,54 @@ func TestIdentitiesBadRecordIsNotAnOutage(t *testing.T) {
 		t.Fatal("a bad record marked the store as failing")
 	}
 }
+
+// BenchmarkIdentitiesHit is the cost a request pays for its user's groups
+// from the cache (bolt, SQL); the file store's snapshot read is the second.
+func BenchmarkIdentitiesHit(b *testing.B) {
+	store := newFakeByID(User{ID: "alice", Groups: []string{"ops", "finance"}})
+	c, err := NewIdentities(store, IdentitiesOptions{Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.Identity(ctx, "alice"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.Identity(ctx, "alice"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	if n := store.calls.Load(); n != 1 {
+		b.Fatalf("%d store lookups, want 1", n)
+	}
+}
+
+func BenchmarkIdentitiesFileSnapshot(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "users.yaml")
+	if err := os.WriteFile(path, []byte("users:\n  - username: alice\n    password_hash: "+strconvQuote(marcoHash)+"\n    groups: [ops, finance]\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	fu, err := LoadFileUsers(path, FileUsersOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := NewIdentities(fu, IdentitiesOptions{Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.Identity(ctx, "alice"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
