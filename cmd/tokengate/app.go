@@ -307,6 +307,12 @@ func (a *app) openIdentities(reg prometheus.Registerer) error {
 	if err != nil {
 		return fmt.Errorf("users: %w", err)
 	}
+	// A changed users file is loaded once it has held still for a poll:
+	// within three polls.
+	if u := a.cfg.Users; u.Backend == "file" && 3*u.ReloadInterval > u.RefreshInterval {
+		a.log.Warn("users file changes (groups, removed users) are seen within 3 × users.reload_interval, longer than users.refresh_interval; send SIGHUP after an edit, or lower users.reload_interval",
+			"reload_interval", u.ReloadInterval, "refresh_interval", u.RefreshInterval)
+	}
 	// Closed before the store (closers run in reverse).
 	a.closers = append(a.closers, id.Close)
 	a.identities = id

@@ -233,3 +233,18 @@ func TestIdentitiesLegacyWithoutIDQueryE2E(t *testing.T) {
 		t.Fatalf("the log does not explain the missing id_query:\n%s", in.logs)
 	}
 }
+
+// A users file polled less often than refresh_interval cannot keep that
+// bound: serve says so at start (the config stays valid: SIGHUP-only
+// setups poll rarely on purpose).
+func TestIdentitiesSlowUsersFilePollWarns(t *testing.T) {
+	up := newEchoUpstream(t)
+	in := start(t, newDir(t, up.URL), "TOKENGATE_USERS_RELOAD_INTERVAL=1h")
+	if !strings.Contains(in.logs.String(), "users file changes (groups, removed users) are seen within 3 × users.reload_interval") {
+		t.Fatalf("no warning about the slow users file poll:\n%s", in.logs)
+	}
+	in2 := start(t, newDir(t, up.URL))
+	if strings.Contains(in2.logs.String(), "users file changes (groups, removed users)") {
+		t.Fatal("warned with the default poll")
+	}
+}

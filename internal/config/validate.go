@@ -445,12 +445,6 @@ func (v *validator) identities(u UsersConfig) {
 			v.fail("users.refresh_interval", "must be at least %s (got %s)", minRefreshInterval, u.RefreshInterval)
 		}
 		v.atMost("users.refresh_interval", u.RefreshInterval, maxRefreshInterval)
-		// A changed users file is loaded once it has held still for one
-		// poll: within two polls (three with a slow writer).
-		if u.Backend == "file" && u.ReloadInterval > 0 && 3*u.ReloadInterval > u.RefreshInterval {
-			v.failHint("users.refresh_interval", "raise it, or lower users.reload_interval",
-				"must be at least 3 × users.reload_interval (%s) with the users file, which is reloaded within three polls (got %s)", 3*u.ReloadInterval, u.RefreshInterval)
-		}
 	}
 	if v.positive("users.max_stale", u.MaxStale) && v.atMost("users.max_stale", u.MaxStale, maxMaxStale) &&
 		u.RefreshInterval > 0 && u.MaxStale < u.RefreshInterval {
