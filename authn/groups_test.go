@@ -237,3 +237,33 @@ func pgURLIfAvailable(t *testing.T) string {
 	t.Run("postgres available", func(t *testing.T) { url = testsvc.PostgresURL(t) })
 	return url
 }
+
+// Whatever a users file holds, a loaded user's groups are usable names,
+// each once.
+func FuzzParseUsersGroups(f *testing.F) {
+	f.Add(usersYAML(userEntry("marco", marcoHash, "") + "    groups: [ops, finance]\n"))
+	f.Add(usersYAML(userEntry("marco", marcoHash, "") + "    groups:\n      - \"a,b\"\n"))
+	f.Add(usersYAML(userEntry("marco", marcoHash, "") + "    groups: [\"\\u0085\", ~, [x], {a: b}]\n"))
+	f.Add(usersYAML(userEntry("marco", marcoHash, "") + "    groups: ops\n"))
+	f.Fuzz(func(t *testing.T, data string) {
+		set, err := parseUsers([]byte(data))
+		if err != nil {
+			if strings.Contains(err.Error(), marcoHash) {
+				t.Fatalf("error echoes a hash: %v", err)
+			}
+			return
+		}
+		for _, u := range set.byName {
+			seen := map[string]bool{}
+			if len(u.Groups) > MaxGroups {
+				t.Fatalf("%d groups", len(u.Groups))
+			}
+			for _, g := range u.Groups {
+				if err := CheckGroupName(g); err != nil || seen[g] {
+					t.Fatalf("loaded group %q (%v, twice: %v)", g, err, seen[g])
+				}
+				seen[g] = true
+			}
+		}
+	})
+}
