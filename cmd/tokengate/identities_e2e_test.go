@@ -248,3 +248,31 @@ func TestIdentitiesSlowUsersFilePollWarns(t *testing.T) {
 		t.Fatal("warned with the default poll")
 	}
 }
+
+// check-config catches group mistakes before a deploy: a bad group in the
+// users file (entry and line named), and default groups for a PostgreSQL
+// table that has no groups column.
+func TestIdentitiesCheckConfig(t *testing.T) {
+	up := newEchoUpstream(t)
+	dir := newDir(t, up.URL)
+	users := "users:\n  - username: alice\n    password_hash: " + fmt.Sprintf("%q", testkit.BcryptHash(t, "alice-password-1")) + "\n    groups: [ops, \"fin,ance\"]\n"
+	if err := os.WriteFile(filepath.Join(dir, "users.yaml"), []byte(users), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := runBin(t, dir, "", "check-config", "--config", "config.yaml")
+	if code != 2 || !strings.Contains(errOut, `users[0] ("alice"): groups[1] (line 4): "fin,ance" contains a comma`) {
+		t.Fatalf("check-config with a bad group: exit %d\n%s", code, errOut)
+	}
+
+	pgURL := testsvc.PostgresURL(t)
+	table, _ := pgTable(t, pgURL, "tg_e2e_nogroups", "id text PRIMARY KEY, username text UNIQUE NOT NULL, password_hash text NOT NULL")
+	cfg := baseConfig(up.URL)
+	cfg = strings.Replace(cfg, "  backend: file\n  file: users.yaml\n", fmt.Sprintf("  backend: postgres\n  postgres_url: %s\n  table: %s\n  registration: open\n  default_groups: [members]\n", pgURL, table), 1)
+	if err := os.WriteFile(filepath.Join(dir, "pg.yaml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = runBin(t, dir, "", "check-config", "--config", "pg.yaml")
+	if code != 2 || !strings.Contains(errOut, "users.default_groups: the users table has no groups column") {
+		t.Fatalf("check-config with default groups and no groups column: exit %d\n%s", code, errOut)
+	}
+}
