@@ -183,7 +183,7 @@ func TestIdentitiesPostgres(t *testing.T) {
 	for range 20 {
 		wantGroups(t, c, "alice", "finance")
 	}
-	if d := time.Since(begin); d > 100*time.Millisecond {
+	if d := time.Since(begin); d > time.Second {
 		t.Fatalf("20 lookups once the outage was known took %s: they waited on the database", d)
 	}
 	clock.Advance(4 * time.Minute) // 5m1s since the database last answered
