@@ -32,6 +32,8 @@ var contractMetrics = []string{
 	"tokengate_dependency_up",
 	"tokengate_users_last_reload_success",
 	"tokengate_access_rule_matches_total",
+	"tokengate_identity_cache_requests_total",
+	"tokengate_identity_refresh_errors_total",
 	"go_goroutines",
 	"process_resident_memory_bytes",
 }
