@@ -87,7 +87,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.check, "check", false, "exit 3 when a scenario is over budget")
 	fs.StringVar(&o.redisURL, "redis", "redis://127.0.0.1:6379/0", "Redis for the tokengate-redis scenario (read only: the run revokes nothing); \"\" skips it")
 	fs.StringVar(&o.svg, "svg", "", "also write an SVG chart of the ratios and CPU per request to this file")
-	fs.IntVar(&o.accessRules, "access-rules", 0, "configure this many access rules in every tokengate (the last one decides the load's path, authenticated); 0: none")
+	fs.IntVar(&o.accessRules, "access-rules", 0, "configure this many access rules in every tokengate (the last one lets the load's user, group bench, reach the load's path); 0: none")
 	only := fs.String("only", "", "comma-separated scenarios to run (bare always runs)")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -99,8 +99,9 @@ func writeConfig(path string, listen, admin, upstream string, ic instanceConfig,
 }
 
 // writeAccessRules writes n access rules: n-1 allow-lists on other paths
-// (some also on a method or a host), then one that decides the load's
-// paths for any signed-in user, so every request is judged past them.
+// (some also on a method or a host), then one that lets the load's user
+// (group bench) reach the load's path, so every request is judged past
+// them with the user's groups looked up.
 func writeAccessRules(b *strings.Builder, n int) {
 	if n <= 0 {
 		return
@@ -115,7 +116,7 @@ func writeAccessRules(b *strings.Builder, n int) {
 			fmt.Fprintf(b, "      hosts: [.h%d.example.com]\n", i)
 		}
 	}
-	b.WriteString("    - name: bench\n      paths: [/bench]\n      policy: authenticated\n")
+	b.WriteString("    - name: bench\n      paths: [/bench]\n      groups: [bench]\n")
 }
 
 // childEnv is the environment without TOKENGATE_* overrides, which would
@@ -188,6 +189,9 @@ func startTokengate(ctx context.Context, p *procs, bin, dir, upstream string, ic
 		return nil, err
 	}
 	users := fmt.Sprintf("users:\n  - username: %s\n    password_hash: %s\n", benchUser, strconv.Quote(lastLine(out)))
+	if ic.accessRules > 0 {
+		users += "    groups: [bench, staff]\n"
+	}
 	if err := os.WriteFile(filepath.Join(dir, "users.yaml"), []byte(users), 0o600); err != nil {
 		return nil, err
 	}
