@@ -248,8 +248,9 @@ func runBench(ctx context.Context, o options, command string, logw io.Writer) ([
 	on := func(name string, tg *tokengateSetup, url string, auth func(int, int) string) scenario {
 		return scenario{name: name, url: url, serverPID: tg.pid, upstreamPID: upPID, admin: tg.admin, auth: auth}
 	}
-	// The browser sign-in's session cookie (default name "tokengate")
-	// instead of the Bearer header; the cookie is removed before forwarding.
+	// The browser sign-in's session cookie instead of the Bearer header: by
+	// default Secure and host-only, so named "__Host-tokengate" (the only
+	// name then read); the cookie is removed before forwarding.
 	cookie := func(sc scenario) scenario { sc.header = "Cookie"; return sc }
 	scenarios := []scenario{
 		{name: scenarioBare, url: "http://" + bareAddr + path, serverPID: bareChild.cmd.Process.Pid, upstreamPID: upPID, auth: reused},
@@ -257,7 +258,7 @@ func runBench(ctx context.Context, o options, command string, logw io.Writer) ([
 		on(scenarioQuiet, tgs["tokengate-quiet"], tgs["tokengate-quiet"].public+path, bearer(tgs["tokengate-quiet"].token)),
 		on(scenarioUnique, tgUnique, tgUnique.public+path, cycle(prefixed(hsTokens), o.concurrency)),
 		on(scenarioPublic, tg, tg.public+publicPrefix+path, nil),
-		cookie(on(scenarioCookie, tg, tg.public+path, func(int, int) string { return "tokengate=" + tg.token })),
+		cookie(on(scenarioCookie, tg, tg.public+path, func(int, int) string { return "__Host-tokengate=" + tg.token })),
 		on(scenarioDefault, tgs["tokengate-default"], tgs["tokengate-default"].public+path, bearer(tgs["tokengate-default"].token)),
 		on(scenarioEdDSA, tgs["tokengate-default"], tgs["tokengate-default"].public+path, cycle(prefixed(edTokens), o.concurrency)),
 		// Forward auth's verify (routes.verify, on by default) answers
