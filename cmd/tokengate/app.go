@@ -86,6 +86,12 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 	a.reloadGauge.Set(1)
 	reg.MustRegister(buildInfo, readyGauge, a.reloadGauge)
 
+	// Traces (tracing.enabled): nil tracer when off, and nothing is wrapped.
+	tracer, err := a.startTracing(ctx)
+	if err != nil {
+		return nil, err
+	}
+
 	// Keys and tokens.
 	signing, verification, err := loadKeys(cfg, true)
 	if err != nil {
@@ -132,7 +138,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 		return nil, err
 	}
 	a.closers = append(a.closers, a.store.Close)
-	a.checker, err = revocation.NewChecker(a.store, revocation.CheckerOptions{
+	a.checker, err = revocation.NewChecker(traceStore(a.store, tracer, cfg.Revocation.Backend), revocation.CheckerOptions{
 		CacheSize:     cfg.Revocation.CacheSize,
 		MaxStaleness:  cfg.Revocation.MaxStaleness,
 		UserCutoffTTL: a.tokens.MaxLifetime(),
@@ -193,7 +199,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 		MaxBodyBytes:      cfg.Server.MaxBodyBytes,
 		Tokens:            a.tokens,
 		JWKS:              a.tokens.JWKS,
-		Auth:              auth,
+		Auth:              traceAuth(auth, tracer),
 		Registration:      cfg.Users.Registration,
 		Registrar:         registrar,
 		Revocation:        a.checker,
@@ -201,6 +207,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 		Logger:            log,
 		AccessLog:         access,
 		Registerer:        reg,
+		Tracer:            tracer,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
