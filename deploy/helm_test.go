@@ -135,6 +135,8 @@ var chartValueSets = map[string]map[string]any{
 		"trustedProxies": []any{"10.0.0.0/8"}, "ingress.hosts": []any{"app.example.com", "shop.example.com"},
 	},
 	"forward auth one replica on bolt": {"mode": "forwardAuth"},
+	"tracing on": {"tracing.enabled": true, "tracing.samplerRatio": 0.05,
+		"extraEnv": []any{map[string]any{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://tempo.monitoring:4318"}}},
 }
 
 func testPublicPEM() string {
@@ -180,6 +182,15 @@ func TestChartKeepsSidecarInvariants(t *testing.T) {
 			}
 			if set["serviceMonitor.enabled"] == true && len(b.serviceMonitors) != 1 || set["serviceMonitor.enabled"] == nil && len(b.serviceMonitors) != 0 {
 				t.Errorf("%d ServiceMonitors for serviceMonitor.enabled=%v", len(b.serviceMonitors), set["serviceMonitor.enabled"])
+			}
+			if set["tracing.enabled"] == true {
+				cfg := firstConfig(b)
+				if !strings.Contains(cfg, "tracing:\n  enabled: true\n  sampler_ratio: 0.05") {
+					t.Errorf("tracing values did not reach the config:\n%s", cfg)
+				}
+				if e, _ := envValue(b.deployments[0].Spec.Template.Spec.Containers[1], "OTEL_EXPORTER_OTLP_ENDPOINT"); e.Value != "http://tempo.monitoring:4318" {
+					t.Errorf("extraEnv did not reach tokengate: %+v", e)
+				}
 			}
 			checkConfigOnly(t, bin, b)
 		})
@@ -244,6 +255,7 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		"password in the redis URL":      {map[string]any{"revocation.backend": "redis", "revocation.redis.url": "redis://:pw@redis:6379/0", "revocation.redis.password": "x"}, "url"},
 		"no signing key":                 {map[string]any{"secrets.signingKey": ""}, "signingKey"},
 		"app on tokengate's port":        {map[string]any{"app.port": 8081}, "port"},
+		"sampler ratio above one":        {map[string]any{"tracing.samplerRatio": 1.5}, "samplerRatio"},
 		"image digest that is no digest": {map[string]any{"image.digest": "latest"}, "digest"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -52,6 +52,9 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version | replace "+" "_" }}
 {{- else -}}
 {{- $_ = set $c "revocation" (dict "backend" "bolt" "path" "/var/lib/tokengate/revocations.db") -}}
 {{- end -}}
+{{- if .Values.tracing.enabled -}}
+{{- $_ = set $c "tracing" (dict "enabled" true "sampler_ratio" .Values.tracing.samplerRatio) -}}
+{{- end -}}
 {{- if eq .Values.mode "sidecar" -}}
 {{- $_ = set $c "upstream" (printf "http://127.0.0.1:%d" (int .Values.app.port)) -}}
 {{- $_ = set $c "public_paths" list -}}
