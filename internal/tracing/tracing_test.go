@@ -59,7 +59,7 @@ func recorder() (*tracetest.SpanRecorder, *sdktrace.TracerProvider) {
 type notifying struct{ *revocation.MemoryStore }
 
 func (notifying) Notifications(context.Context, func(revocation.Event), func()) {}
-func (notifying) Subscribed() bool                                             { return true }
+func (notifying) Subscribed() bool                                              { return true }
 
 func TestStoreKeepsOptionalInterfaces(t *testing.T) {
 	_, tp := recorder()
