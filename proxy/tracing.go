@@ -41,14 +41,22 @@ func (h *handler) traceRequests(next http.Handler) http.Handler {
 			ctx = trace.ContextWithRemoteSpanContext(ctx, trace.SpanContext{})
 		}
 		st := stateFrom(ctx)
-		ctx, span := h.tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(
-				attribute.String("http.request.method", r.Method),
-				attribute.String("url.path", r.URL.Path),
-				attribute.String("client.address", h.clientAddr(r)),
-				attrRequestID.String(st.id),
-				attrRule.String(""),
-			))
+		ctx, span := h.tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+		r = r.WithContext(ctx)
+		if !span.IsRecording() {
+			// Not sampled: the span only carries the trace context on to
+			// the upstream; attributes would be thrown away.
+			defer span.End()
+			next.ServeHTTP(w, r)
+			return
+		}
+		span.SetAttributes(
+			attribute.String("http.request.method", r.Method),
+			attribute.String("url.path", r.URL.Path),
+			attribute.String("client.address", h.clientAddr(r)),
+			attrRequestID.String(st.id),
+			attrRule.String(""),
+		)
 		defer func() {
 			if v := recover(); v != nil {
 				span.SetStatus(codes.Error, "panic")
@@ -71,7 +79,7 @@ func (h *handler) traceRequests(next http.Handler) http.Handler {
 			}
 			span.End()
 		}()
-		next.ServeHTTP(w, r.WithContext(ctx))
+		next.ServeHTTP(w, r)
 	})
 }
 
@@ -91,18 +99,24 @@ type tracingTransport struct {
 }
 
 func (t *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx, span := t.tracer.Start(req.Context(), "upstream", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(
+	ctx, span := t.tracer.Start(req.Context(), "upstream", trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
+	recording := span.IsRecording()
+	if recording {
+		span.SetAttributes(
 			attribute.String("http.request.method", req.Method),
 			attribute.String("server.address", req.URL.Host),
-		))
-	defer span.End()
+		)
+	}
 	// The outgoing request is the ReverseProxy's own clone: its header map
 	// is ours to change.
 	delete(req.Header, "Traceparent")
 	delete(req.Header, "Tracestate")
 	traceContext.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	resp, err := t.next.RoundTrip(req.WithContext(ctx))
+	if !recording {
+		return resp, err
+	}
 	if err != nil {
 		span.SetStatus(codes.Error, "upstream unreachable")
 		return nil, err
