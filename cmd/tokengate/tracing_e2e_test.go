@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -22,6 +23,7 @@ import (
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -90,27 +92,57 @@ func newOTLPReceiver(t *testing.T) *otlpReceiver {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		rcv.mu.Lock()
-		for _, rs := range req.ResourceSpans {
-			service := ""
-			for _, kv := range rs.GetResource().GetAttributes() {
-				if kv.Key == "service.name" {
-					service = kv.Value.GetStringValue()
-				}
-			}
-			for _, ss := range rs.ScopeSpans {
-				for _, sp := range ss.Spans {
-					rcv.spans = append(rcv.spans, receivedSpan{service: service, span: sp})
-				}
-			}
-		}
-		rcv.mu.Unlock()
+		rcv.record(&req)
 		out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
 		w.Header().Set("Content-Type", "application/x-protobuf")
 		_, _ = w.Write(out)
 	}))
 	t.Cleanup(rcv.Close)
 	return rcv
+}
+
+func (rcv *otlpReceiver) record(req *collectortrace.ExportTraceServiceRequest) {
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	for _, rs := range req.ResourceSpans {
+		service := ""
+		for _, kv := range rs.GetResource().GetAttributes() {
+			if kv.Key == "service.name" {
+				service = kv.Value.GetStringValue()
+			}
+		}
+		for _, ss := range rs.ScopeSpans {
+			for _, sp := range ss.Spans {
+				rcv.spans = append(rcv.spans, receivedSpan{service: service, span: sp})
+			}
+		}
+	}
+}
+
+// grpcTraceService is the OTLP/gRPC TraceService in front of the same store.
+type grpcTraceService struct {
+	collectortrace.UnimplementedTraceServiceServer
+	rcv *otlpReceiver
+}
+
+func (g grpcTraceService) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	g.rcv.record(req)
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+// serveGRPC starts an OTLP/gRPC receiver beside the HTTP one and returns
+// its endpoint (http:// : plaintext, as OTEL_EXPORTER_OTLP_ENDPOINT says).
+func (rcv *otlpReceiver) serveGRPC(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	collectortrace.RegisterTraceServiceServer(srv, grpcTraceService{rcv: rcv})
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return "http://" + ln.Addr().String()
 }
 
 func (rcv *otlpReceiver) snapshot() []receivedSpan {
@@ -333,4 +365,29 @@ func TestTracingOffPassesTraceparent(t *testing.T) {
 			t.Errorf("tracing off, yet tokengate exported span %q", s.span.Name)
 		}
 	}
+}
+
+// TestTracingOverGRPC: OTEL_EXPORTER_OTLP_PROTOCOL=grpc exports the same
+// spans over OTLP/gRPC.
+func TestTracingOverGRPC(t *testing.T) {
+	rcv := newOTLPReceiver(t)
+	endpoint := rcv.serveGRPC(t)
+	app, _ := tracedApp(t, rcv.URL)
+	in := start(t, newDir(t, app.URL),
+		"TOKENGATE_TRACING_ENABLED=true",
+		"OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+		"OTEL_EXPORTER_OTLP_ENDPOINT="+endpoint,
+		"OTEL_BSP_SCHEDULE_DELAY=50")
+	tok := login(t, in.Public, "alice", testUsers["alice"])
+	if r := call(t, "GET", in.Public+"/app/grpc", tok, ""); r.Code != http.StatusOK {
+		t.Fatalf("%d %s", r.Code, r.Body)
+	}
+	eventually(t, 10*time.Second, "spans over gRPC", func() bool {
+		for _, s := range find(rcv.snapshot(), "tokengate", "GET proxy") {
+			if d, _ := s.attr("tokengate.decision"); d == "allowed" {
+				return true
+			}
+		}
+		return false
+	})
 }
