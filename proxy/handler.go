@@ -42,6 +42,7 @@ type handler struct {
 	now               func() time.Time
 	browser           browser
 	verifyRoute       string // Routes.Verify; "" when off
+	forwardAuthz      bool   // Options.ForwardAuthorization
 
 	tracer trace.Tracer // nil: tracing off
 
@@ -93,6 +94,7 @@ func New(opts Options) (http.Handler, error) {
 		browser:           newBrowser(opts.Routes, opts.Browser),
 		verifyRoute:       opts.Routes.Verify,
 		tracer:            opts.Tracer,
+		forwardAuthz:      opts.ForwardAuthorization,
 	}
 	if h.upstream != nil {
 		h.rp = h.newReverseProxy(opts.UpstreamTimeout)
@@ -291,6 +293,9 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 	switch classifyPath(r.URL.Path, r.URL.RawPath) {
 	case pathHostile:
 		st.route = routeProxy
+		if h.upstream == nil {
+			st.route = routeNotFound // auth-server mode: nothing would be proxied
+		}
 		writeError(w, errBadPath)
 		return
 	case pathClean:
@@ -313,11 +318,12 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	st.route = routeProxy
 	if h.upstream == nil {
+		st.route = routeNotFound
 		writeError(w, errNotFound)
 		return
 	}
+	st.route = routeProxy
 	h.servePrivate(w, r)
 }
 

@@ -55,7 +55,9 @@ type Identities interface {
 
 // Revoker records and answers revocations (revocation.Checker).
 type Revoker interface {
-	Revoked(ctx context.Context, jti, userID string, iat time.Time) (bool, error)
+	// Revoked: signedIn is when the token's sign-in happened (auth_time,
+	// else iat), the time a user's logout-all cutoff is compared with.
+	Revoked(ctx context.Context, jti, userID string, signedIn time.Time) (bool, error)
 	RevokeToken(ctx context.Context, jti string, exp time.Time) error
 	// RevokeTokenOnce reports whether this call revoked jti: of concurrent
 	// calls for one jti, exactly one gets true (refresh relies on it).
@@ -107,6 +109,11 @@ type Options struct {
 	Routes          Routes
 	Browser         BrowserOptions // browser sign-in; only used when Routes.SignIn is set
 	MaxBodyBytes    int64          // identity endpoint bodies; default 64 KiB; 413 past it
+
+	// ForwardAuthorization keeps the client's Authorization: Bearer header
+	// in what the app receives. Default false: it is removed (public paths
+	// too), so the app never holds a token it could replay elsewhere.
+	ForwardAuthorization bool
 
 	Tokens interface {
 		Verifier

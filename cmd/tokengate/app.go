@@ -208,6 +208,8 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 		AccessLog:         access,
 		Registerer:        reg,
 		Tracer:            tracer,
+
+		ForwardAuthorization: cfg.ForwardAuthorization,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)

@@ -42,6 +42,11 @@ type Config struct {
 	Routes          RoutesConfig     `yaml:"routes"`
 	Browser         BrowserConfig    `yaml:"browser"`
 
+	// ForwardAuthorization passes the client's Authorization: Bearer header
+	// to the app; false (the default) removes it, so the app never holds a
+	// token it could replay against other apps behind tokengate.
+	ForwardAuthorization bool `yaml:"forward_authorization"`
+
 	// dir is the config file's directory (absolute when it can be), the base
 	// of relative paths; "" means the working directory.
 	dir string
@@ -140,7 +145,7 @@ type RoutesConfig struct {
 // BrowserConfig tunes browser sign-in (routes.sign_in): the session cookie
 // that carries the token, the pages, and tokens in the query string.
 type BrowserConfig struct {
-	CookieName      string   `yaml:"cookie_name"`       // the session cookie; tokengate
+	CookieName      string   `yaml:"cookie_name"`       // the session cookie; tokengate (sent as __Host-tokengate when Secure and host-only)
 	CookieSecure    bool     `yaml:"cookie_secure"`     // true; false only for plain-HTTP development
 	CookieDomain    string   `yaml:"cookie_domain"`     // "" = host-only cookie
 	Title           string   `yaml:"title"`             // shown on the pages; Sign in
