@@ -134,7 +134,7 @@ var chartValueSets = map[string]map[string]any{
 		"revocation.redis.url": "redis://redis.redis.svc:6379/0", "revocation.redis.password": "s3cret-redis",
 		"trustedProxies": []any{"10.0.0.0/8"}, "ingress.hosts": []any{"app.example.com", "shop.example.com"},
 	},
-	"forward auth one replica on bolt": {"mode": "forwardAuth"},
+	"forward auth one replica on bolt": {"mode": "forwardAuth", "trustedProxies": []any{"10.42.0.0/16"}},
 	"tracing on": {"tracing.enabled": true, "tracing.samplerRatio": 0.05,
 		"extraEnv": []any{map[string]any{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://tempo.monitoring:4318"}}},
 }
@@ -246,17 +246,18 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		set  map[string]any
 		want string
 	}{
-		"unknown mode":                   {map[string]any{"mode": "proxy"}, "mode"},
-		"port as a string":               {map[string]any{"app.port": "8080"}, "port"},
-		"misspelt key":                   {map[string]any{"replica": 3}, "replica"},
-		"replicas on bolt":               {map[string]any{"replicas": 3}, "backend"},
-		"bolt on an emptyDir, not dev":   {map[string]any{"revocation.persistence.enabled": false}, "development"},
-		"redis without its URL":          {map[string]any{"revocation.backend": "redis", "revocation.redis.password": "x"}, "url"},
-		"password in the redis URL":      {map[string]any{"revocation.backend": "redis", "revocation.redis.url": "redis://:pw@redis:6379/0", "revocation.redis.password": "x"}, "url"},
-		"no signing key":                 {map[string]any{"secrets.signingKey": ""}, "signingKey"},
-		"app on tokengate's port":        {map[string]any{"app.port": 8081}, "port"},
-		"sampler ratio above one":        {map[string]any{"tracing.samplerRatio": 1.5}, "samplerRatio"},
-		"image digest that is no digest": {map[string]any{"image.digest": "latest"}, "digest"},
+		"unknown mode":                                 {map[string]any{"mode": "proxy"}, "mode"},
+		"port as a string":                             {map[string]any{"app.port": "8080"}, "port"},
+		"misspelt key":                                 {map[string]any{"replica": 3}, "replica"},
+		"replicas on bolt":                             {map[string]any{"replicas": 3}, "backend"},
+		"bolt on an emptyDir, not dev":                 {map[string]any{"revocation.persistence.enabled": false}, "development"},
+		"redis without its URL":                        {map[string]any{"revocation.backend": "redis", "revocation.redis.password": "x"}, "url"},
+		"password in the redis URL":                    {map[string]any{"revocation.backend": "redis", "revocation.redis.url": "redis://:pw@redis:6379/0", "revocation.redis.password": "x"}, "url"},
+		"no signing key":                               {map[string]any{"secrets.signingKey": ""}, "signingKey"},
+		"app on tokengate's port":                      {map[string]any{"app.port": 8081}, "port"},
+		"forward auth without the ingress's addresses": {map[string]any{"mode": "forwardAuth"}, "trustedProxies"},
+		"sampler ratio above one":                      {map[string]any{"tracing.samplerRatio": 1.5}, "samplerRatio"},
+		"image digest that is no digest":               {map[string]any{"image.digest": "latest"}, "digest"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := renderChart(t, "shop", chartValues(tc.set))
@@ -373,7 +374,7 @@ func TestChartInvariantsCatchBreakage(t *testing.T) {
 		"app on all interfaces":             {map[string]any{"app.args": []any{"-listen=0.0.0.0:8080"}}, nil, "wildcard"},
 		"app on another port than upstream": {map[string]any{"app.port": 9000}, nil, "must be told to listen on 127.0.0.1:9000"},
 		"preStop shorter than the drain":    {map[string]any{"app.preStopSleepSeconds": 10}, nil, "is shorter than"},
-		"forward auth with an app beside it": {map[string]any{"mode": "forwardAuth"}, func(b bundle) {
+		"forward auth with an app beside it": {map[string]any{"mode": "forwardAuth", "trustedProxies": []any{"10.0.0.0/8"}}, func(b bundle) {
 			pod := &b.deployments[0].Spec.Template.Spec
 			pod.Containers = append(pod.Containers, *pod.Containers[0].DeepCopy())
 			pod.Containers[1].Name = "app"
