@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"tokengate/access"
 	"tokengate/authn"
@@ -34,12 +35,16 @@ func identityOf(out authOutcome) access.Identity {
 	return access.Identity{Authenticated: true, ID: out.claims.Subject, Groups: out.groups}
 }
 
-// decided records the rule that decided a request: its counter and the
-// access line.
-func (h *handler) decided(st *requestState, d access.Decision) {
+// decided records the rule that decided a request: its counter, the
+// access line and, when the request is traced, its span (tokengate.rule).
+func (h *handler) decided(r *http.Request, st *requestState, d access.Decision) {
 	st.rule = d.Name
 	if c, ok := st.access.hits[d.Name]; ok {
 		c.Inc()
+	}
+	// Checked first: an untraced request then costs no attribute slice.
+	if trace.SpanFromContext(r.Context()).IsRecording() {
+		SetSpanRule(r.Context(), d.Name)
 	}
 }
 

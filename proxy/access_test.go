@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
 	"tokengate/access"
 	"tokengate/authn"
 )
@@ -416,7 +420,7 @@ func accessOnly(tb testing.TB, more ...func(*Options)) (http.Handler, *http.Requ
 		if !out.allowed() || d.Outcome != access.Allow {
 			tb.Fatalf("refused: %s %v", out.decision, d.Outcome)
 		}
-		hh.decided(st, d)
+		hh.decided(r, st, d)
 		hh.countDecision(r, out.decision)
 		st.setIdentity(out.claims, out.groups)
 		w.WriteHeader(http.StatusNoContent)
@@ -512,5 +516,36 @@ func TestSetAccess(t *testing.T) {
 	}
 	if SetAccess(http.NotFoundHandler(), next) == nil || SetAccess(h, nil) == nil {
 		t.Error("SetAccess accepted a foreign handler or no rules")
+	}
+}
+
+// TestAccessRuleOnSpan: a traced request's server span names the rule
+// that decided it (tokengate.rule), and says forbidden.
+func TestAccessRuleOnSpan(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	ids := newIdentities()
+	e := newEnv(t, envConfig{options: func(o *Options) {
+		withRules(ids)(o)
+		o.Tracer = tp.Tracer("tokengate")
+	}})
+	if r := e.do("GET", "/admin", bearer(e.issue("u-alice", "alice")), ""); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("status %d", r.StatusCode)
+	}
+	var found bool
+	for _, s := range rec.Ended() {
+		if s.SpanKind() != trace.SpanKindServer {
+			continue
+		}
+		found = true
+		if v, _ := spanAttr(s, "tokengate.rule"); v != "admin" {
+			t.Errorf("tokengate.rule = %q, want admin", v)
+		}
+		if v, _ := spanAttr(s, "tokengate.decision"); v != "forbidden" {
+			t.Errorf("tokengate.decision = %q, want forbidden", v)
+		}
+	}
+	if !found {
+		t.Fatal("no server span")
 	}
 }

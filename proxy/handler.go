@@ -16,6 +16,8 @@ import (
 	"time"
 	"unsafe"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"tokengate/access"
 	"tokengate/internal/accesslog"
 )
@@ -45,6 +47,8 @@ type handler struct {
 	browser           browser
 	verifyRoute       string // Routes.Verify; "" when off
 	forwardAuthz      bool   // Options.ForwardAuthorization
+
+	tracer trace.Tracer // nil: tracing off
 
 	rp    *httputil.ReverseProxy
 	serve http.Handler // the assembled middleware chain
@@ -95,6 +99,7 @@ func New(opts Options) (http.Handler, error) {
 		now:               opts.Now,
 		browser:           newBrowser(opts.Routes, opts.Browser),
 		verifyRoute:       opts.Routes.Verify,
+		tracer:            opts.Tracer,
 		forwardAuthz:      opts.ForwardAuthorization,
 	}
 	rules := opts.Access
@@ -106,6 +111,7 @@ func New(opts Options) (http.Handler, error) {
 	h.access.Store(newAccessState(rules, m))
 	if h.upstream != nil {
 		h.rp = h.newReverseProxy(opts.UpstreamTimeout)
+		h.traceUpstream()
 	}
 	h.endpoints = h.buildEndpoints(opts.Routes)
 
@@ -113,6 +119,7 @@ func New(opts Options) (http.Handler, error) {
 	h.serve = chain(http.HandlerFunc(h.route),
 		h.recoverPanics,   // outermost: a panic anywhere becomes a 500
 		h.assignRequestID, // X-Request-Id on the response and to the upstream
+		h.traceRequests,   // the server span (absent when tracing is off)
 		h.observe,         // metrics and the access log
 		h.stripIdentity,   // no client-sent identity header goes further
 	)
@@ -348,13 +355,13 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 	h.accessRequest(&req, r, r)
 	switch d := st.access.rules.Decide(&req, access.Identity{}); d.Outcome {
 	case access.Allow:
-		h.decided(st, d)
+		h.decided(r, st, d)
 		st.route = routePublic
 		h.servePublic(w, r)
 	case access.Unauthenticated:
 		h.servePrivate(w, r, &req, d)
 	case access.Forbidden: // a deny rule: no credential helps
-		h.decided(st, d)
+		h.decided(r, st, d)
 		h.countDecision(r, decisionForbidden)
 		h.writeForbidden(w, r, nil)
 	default: // a bad path: route refused it already
@@ -370,7 +377,7 @@ func (h *handler) servePrivate(w http.ResponseWriter, r *http.Request, req *acce
 	token, src, out := h.credential(r)
 	out = h.check(r, token, out, false)
 	if !out.allowed() {
-		h.decided(st, anon)
+		h.decided(r, st, anon)
 		h.countDecision(r, out.decision)
 		if src == sourceCookie && out.decision != decisionError {
 			h.browser.clearSessionCookie(w) // expired, revoked, invalid or its user removed
@@ -383,7 +390,7 @@ func (h *handler) servePrivate(w http.ResponseWriter, r *http.Request, req *acce
 		return
 	}
 	d := st.access.rules.Decide(req, identityOf(out))
-	h.decided(st, d)
+	h.decided(r, st, d)
 	if d.Outcome != access.Allow {
 		h.countDecision(r, decisionForbidden)
 		h.writeForbidden(w, r, &out.claims)

@@ -199,7 +199,7 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if anon.Outcome == access.Forbidden { // a deny rule
-		h.decided(st, anon)
+		h.decided(r, st, anon)
 		h.countDecision(r, decisionForbidden)
 		h.writeForbidden(w, orig, nil)
 		return
@@ -208,7 +208,7 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 
 	token, src, out := h.credential(orig)
 	if src == sourceNone && public {
-		h.decided(st, anon)
+		h.decided(r, st, anon)
 		h.writeAppCookies(w, r)
 		w.WriteHeader(http.StatusOK) // anonymous on a public path
 		return
@@ -225,7 +225,7 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 			d = access.Decision{Outcome: access.Allow, Name: access.NameDefault, Index: -1}
 		}
 	}
-	h.decided(st, d)
+	h.decided(r, st, d)
 	if out.allowed() && d.Outcome != access.Allow {
 		h.countDecision(r, decisionForbidden)
 		h.writeForbidden(w, orig, &out.claims)
