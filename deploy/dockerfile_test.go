@@ -292,7 +292,6 @@ func TestDockerignore(t *testing.T) {
 		}
 	})
 	t.Run("the matcher itself", func(t *testing.T) {
-		m := dockerignore{}
 		for _, tc := range []struct {
 			pats []string
 			path string
@@ -307,7 +306,7 @@ func TestDockerignore(t *testing.T) {
 		} {
 			dir := t.TempDir()
 			_ = os.WriteFile(filepath.Join(dir, "i"), []byte(strings.Join(tc.pats, "\n")), 0o600)
-			m = loadDockerignore(t, filepath.Join(dir, "i"))
+			m := loadDockerignore(t, filepath.Join(dir, "i"))
 			if got := m.excludes(tc.path); got != tc.want {
 				t.Errorf("%v excludes %s = %v, want %v", tc.pats, tc.path, got, tc.want)
 			}
