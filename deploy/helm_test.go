@@ -139,6 +139,68 @@ var chartValueSets = map[string]map[string]any{
 		"extraEnv": []any{map[string]any{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://tempo.monitoring:4318"}}},
 }
 
+// TestChartAccessValues: the access and users values reach tokengate's
+// config as its own keys, the rendered config passes check-config, and
+// the defaults render tokengate's own defaults.
+func TestChartAccessValues(t *testing.T) {
+	bin := tokengateBinary(t)
+	for name, tc := range map[string]struct {
+		set  map[string]any
+		want string // the config's access and users.refresh_interval, as YAML
+	}{
+		"defaults": {nil, `
+access: {case_insensitive_paths: false, default: authenticated, groups_header: X-Auth-Groups, rules: []}
+refresh_interval: 1m
+`},
+		"an allow-list of groups": {map[string]any{
+			"access.default": "deny", "access.caseInsensitivePaths": true, "access.groupsHeader": "X-Groups",
+			"access.rules": []any{
+				map[string]any{"name": "health", "paths": []any{"=/healthz"}, "policy": "public"},
+				map[string]any{"name": "admin", "paths": []any{"/admin"}, "methods": []any{"GET"}, "groups": []any{"ops"}},
+				map[string]any{"name": "office", "hosts": []any{".example.com"}, "networks": []any{"10.0.0.0/8"}, "users": []any{"marco"}},
+			},
+			"users.refreshInterval": "30s",
+		}, `
+access:
+  case_insensitive_paths: true
+  default: deny
+  groups_header: X-Groups
+  rules:
+    - {name: health, paths: [=/healthz], policy: public}
+    - {name: admin, paths: [/admin], methods: [GET], groups: [ops]}
+    - {name: office, hosts: [.example.com], networks: [10.0.0.0/8], users: [marco]}
+refresh_interval: 30s
+`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := loadChart(t, chartValues(tc.set))
+			var cfg struct {
+				Access any `json:"access"`
+				Users  struct {
+					RefreshInterval string `json:"refresh_interval"`
+				} `json:"users"`
+			}
+			if err := yaml.Unmarshal([]byte(firstConfig(b)), &cfg); err != nil {
+				t.Fatal(err)
+			}
+			var want struct {
+				Access          any    `json:"access"`
+				RefreshInterval string `json:"refresh_interval"`
+			}
+			if err := yaml.Unmarshal([]byte(tc.want), &want); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := yaml.Marshal(cfg.Access)
+			exp, _ := yaml.Marshal(want.Access)
+			if !bytes.Equal(got, exp) || cfg.Users.RefreshInterval != want.RefreshInterval {
+				t.Errorf("rendered access:\n%s\nusers.refresh_interval %q; want access:\n%s\nusers.refresh_interval %q",
+					got, cfg.Users.RefreshInterval, exp, want.RefreshInterval)
+			}
+			checkConfigOnly(t, bin, b)
+		})
+	}
+}
+
 func testPublicPEM() string {
 	block, _ := pem.Decode([]byte(testKeyPEM()))
 	k, _ := x509.ParsePKCS8PrivateKey(block.Bytes)
@@ -258,6 +320,9 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		"forward auth without the ingress's addresses": {map[string]any{"mode": "forwardAuth"}, "trustedProxies"},
 		"sampler ratio above one":                      {map[string]any{"tracing.samplerRatio": 1.5}, "samplerRatio"},
 		"image digest that is no digest":               {map[string]any{"image.digest": "latest"}, "digest"},
+		"access default that is no policy":             {map[string]any{"access.default": "allow"}, "default"},
+		"access rule with a misspelt key":              {map[string]any{"access.rules": []any{map[string]any{"name": "admin", "path": []any{"/admin"}}}}, "path"},
+		"refresh interval without a unit":              {map[string]any{"users.refreshInterval": "60"}, "refreshInterval"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := renderChart(t, "shop", chartValues(tc.set))

@@ -39,7 +39,8 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version | replace "+" "_" }}
 {{- $_ = set $tokens "verification_key_files" $files -}}
 {{- end -}}
 {{- $_ = set $c "tokens" $tokens -}}
-{{- $_ = set $c "users" (dict "backend" "file" "file" "/etc/tokengate/secret/users.yaml") -}}
+{{- $_ = set $c "users" (dict "backend" "file" "file" "/etc/tokengate/secret/users.yaml" "refresh_interval" .Values.users.refreshInterval) -}}
+{{- $_ = set $c "access" (dict "default" .Values.access.default "case_insensitive_paths" .Values.access.caseInsensitivePaths "groups_header" .Values.access.groupsHeader "rules" .Values.access.rules) -}}
 {{- if .Values.secrets.adminToken -}}
 {{- $_ = set $c "admin_token_file" "/etc/tokengate/secret/admin.token" -}}
 {{- end -}}
