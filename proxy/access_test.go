@@ -3,9 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -393,20 +391,7 @@ func TestRulesDefaultConfigUnchanged(t *testing.T) {
 // (both Decides, the identity lookup, the groups kept for the header),
 // without the ReverseProxy.
 func accessOnly(tb testing.TB, more ...func(*Options)) (http.Handler, *http.Request) {
-	e := newEnv(tb, envConfig{options: func(o *Options) {
-		o.Logger = slog.New(slog.DiscardHandler)
-		for _, f := range more {
-			f(o)
-		}
-	}})
-	opts := e.opts
-	opts.Registerer = nil
-	h, err := New(opts)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	hh := h.(*handler)
-	next := chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return middlewareOnly(tb, "/reports/2026/q1", "u-alice", "alice", func(hh *handler, w http.ResponseWriter, r *http.Request) {
 		st := stateFrom(r.Context())
 		var req access.Request
 		hh.accessRequest(&req, r, r)
@@ -424,13 +409,7 @@ func accessOnly(tb testing.TB, more ...func(*Options)) (http.Handler, *http.Requ
 		hh.countDecision(r, out.decision)
 		st.setIdentity(out.claims, out.groups)
 		w.WriteHeader(http.StatusNoContent)
-	}), hh.recoverPanics, hh.assignRequestID, hh.observe, hh.stripIdentity)
-	req := httptest.NewRequest("GET", "/reports/2026/q1", nil)
-	req.Header = bearer(e.issue("u-alice", "alice"))
-	req.Header.Set("X-Request-Id", "bench-request-id")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "bench")
-	return next, req
+	}, more...)
 }
 
 // twentyRules is the example rules plus 15 more on other paths.

@@ -65,14 +65,6 @@ func (h *handler) authenticate(r *http.Request, refreshable bool) authOutcome {
 	return h.judge(r, token, out, refreshable)
 }
 
-// authenticateRequest checks a proxied request's credential, wherever it
-// came from (credential: Bearer header, session cookie, query token), with
-// the same checkToken. It counts the decision.
-func (h *handler) authenticateRequest(r *http.Request) (authOutcome, credSource) {
-	token, src, out := h.credential(r)
-	return h.judge(r, token, out, false), src
-}
-
 // judge finishes the check of a credential found in r: one that could not
 // even be read (out already decided: malformed, several headers) keeps that
 // outcome, any other token goes through checkToken. The decision is counted

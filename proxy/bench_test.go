@@ -121,9 +121,24 @@ func (w *nopWriter) Header() http.Header         { return w.h }
 func (w *nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *nopWriter) WriteHeader(int)             {}
 
-// authOnly is tokengate's middleware chain and auth check with a no-op
-// instead of the ReverseProxy.
+// authOnly is tokengate's middleware chain and the credential check the
+// proxied routes make (counted at once), with a no-op instead of the
+// ReverseProxy.
 func authOnly(tb testing.TB, more ...func(*Options)) (http.Handler, *http.Request) {
+	return middlewareOnly(tb, "/api/items", "marco", "marco", func(hh *handler, w http.ResponseWriter, r *http.Request) {
+		token, _, out := hh.credential(r)
+		if out = hh.judge(r, token, out, false); !out.allowed() {
+			tb.Fatalf("refused: %s", out.decision)
+		}
+		stateFrom(r.Context()).setClaims(out.claims)
+		w.WriteHeader(http.StatusNoContent)
+	}, more...)
+}
+
+// middlewareOnly is the handler New builds with final in place of route
+// (so no ReverseProxy), and a GET of path with a valid token of user sub
+// (login name) to send through it again and again.
+func middlewareOnly(tb testing.TB, path, sub, name string, final func(*handler, http.ResponseWriter, *http.Request), more ...func(*Options)) (http.Handler, *http.Request) {
 	e := newEnv(tb, envConfig{options: func(o *Options) {
 		o.Logger = slog.New(slog.DiscardHandler)
 		for _, f := range more {
@@ -137,16 +152,9 @@ func authOnly(tb testing.TB, more ...func(*Options)) (http.Handler, *http.Reques
 		tb.Fatal(err)
 	}
 	hh := h.(*handler)
-	next := chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		out, _ := hh.authenticateRequest(r) // the credential check servePrivate makes (counted here at once)
-		if !out.allowed() {
-			tb.Fatalf("refused: %s", out.decision)
-		}
-		stateFrom(r.Context()).setClaims(out.claims)
-		w.WriteHeader(http.StatusNoContent)
-	}), hh.recoverPanics, hh.assignRequestID, hh.observe, hh.stripIdentity)
-	req := httptest.NewRequest("GET", "/api/items", nil)
-	req.Header = bearer(e.issue("marco", "marco"))
+	next := hh.middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { final(hh, w, r) }))
+	req := httptest.NewRequest("GET", path, nil)
+	req.Header = bearer(e.issue(sub, name))
 	req.Header.Set("X-Request-Id", "bench-request-id")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "bench")

@@ -114,16 +114,20 @@ func New(opts Options) (http.Handler, error) {
 		h.traceUpstream()
 	}
 	h.endpoints = h.buildEndpoints(opts.Routes)
+	h.serve = h.middleware(http.HandlerFunc(h.route))
+	return h, nil
+}
 
-	// Read top to bottom: the order a request goes through.
-	h.serve = chain(http.HandlerFunc(h.route),
+// middleware wraps final in the steps every request goes through, read top
+// to bottom in the order it meets them.
+func (h *handler) middleware(final http.Handler) http.Handler {
+	return chain(final,
 		h.recoverPanics,   // outermost: a panic anywhere becomes a 500
 		h.assignRequestID, // X-Request-Id on the response and to the upstream
 		h.traceRequests,   // the server span (absent when tracing is off)
 		h.observe,         // metrics and the access log
 		h.stripIdentity,   // no client-sent identity header goes further
 	)
-	return h, nil
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.serve.ServeHTTP(w, r) }

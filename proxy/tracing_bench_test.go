@@ -53,34 +53,14 @@ func BenchmarkProxyTracing(b *testing.B) {
 	}
 }
 
-// tracedAuthOnly is authOnly with the tracing step in the chain, where New
-// puts it (after the request id).
+// tracedAuthOnly is authOnly with a Tracer from tp (none when tp is nil),
+// so the chain has the tracing step where New puts it.
 func tracedAuthOnly(tb testing.TB, tp *sdktrace.TracerProvider) (http.Handler, *http.Request) {
-	e := newEnv(tb, envConfig{options: func(o *Options) {
-		o.Logger = slog.New(slog.DiscardHandler)
+	return authOnly(tb, func(o *Options) {
 		if tp != nil {
 			o.Tracer = tp.Tracer("tokengate")
 		}
-	}})
-	opts := e.opts
-	opts.Registerer = nil
-	h, err := New(opts)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	hh := h.(*handler)
-	next := chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		out, _ := hh.authenticateRequest(r)
-		if !out.allowed() {
-			tb.Fatalf("refused: %s", out.decision)
-		}
-		stateFrom(r.Context()).setClaims(out.claims)
-		w.WriteHeader(http.StatusNoContent)
-	}), hh.recoverPanics, hh.assignRequestID, hh.traceRequests, hh.observe, hh.stripIdentity)
-	req := httptest.NewRequest("GET", "/api/items", nil)
-	req.Header = bearer(e.issue("marco", "marco"))
-	req.Header.Set("X-Request-Id", "bench-request-id")
-	return next, req
+	})
 }
 
 func benchProvider(tb testing.TB, ratio float64) *sdktrace.TracerProvider {
