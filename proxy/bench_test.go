@@ -185,7 +185,7 @@ func TestAuthMiddlewareAllocations(t *testing.T) {
 }
 
 func BenchmarkStripIdentity(b *testing.B) {
-	id := newIdentityHeader("X-Auth-UserId")
+	_, strip := stripper(b)
 	hdr := http.Header{
 		"Accept": {"*/*"}, "Accept-Encoding": {"gzip"}, "Authorization": {"Bearer x"}, "Connection": {"keep-alive"},
 		"Content-Type": {"application/json"}, "Cookie": {"a=b"}, "Host": {"x"}, "User-Agent": {"bench"},
@@ -193,6 +193,6 @@ func BenchmarkStripIdentity(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		id.strip(hdr)
+		strip(hdr)
 	}
 }

@@ -293,29 +293,36 @@ func (h *handler) finish(r *http.Request, st *requestState, start time.Time, pan
 }
 
 // stripIdentity removes every client-sent spelling of the identity header
-// and of the groups header, on every request. The identity values are kept
-// aside for logout_all's 403. When rules name methods, the method override
-// headers' values are kept aside too (in the same pass over the headers).
+// and of the groups header, on every request (stripHeaders).
 func (h *handler) stripIdentity(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st := stateFrom(r.Context())
 		// One rule set for the whole request, even if SetAccess replaces
 		// it meanwhile.
 		st.access = h.access.Load()
-		overrides := st.access.rules.UsesMethods()
-		for k, vv := range r.Header {
-			switch {
-			case h.identity.matches(k):
-				st.claimed = append(st.claimed, vv...)
-				delete(r.Header, k)
-			case h.groupsOn && h.groups.matches(k):
-				delete(r.Header, k)
-			case overrides && isMethodOverride(k):
-				st.addOverrides(vv)
-			}
-		}
+		h.stripHeaders(st, r.Header)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// stripHeaders deletes every spelling of the identity and groups headers
+// from hdr, keeping the identity values aside in st.claimed for
+// logout_all's 403. When st's rules name methods, the method override
+// headers' values are kept aside too, in the same pass. With none of these
+// headers present it allocates nothing.
+func (h *handler) stripHeaders(st *requestState, hdr http.Header) {
+	overrides := st.access.rules.UsesMethods()
+	for k, vv := range hdr {
+		switch {
+		case h.identity.matches(k):
+			st.claimed = append(st.claimed, vv...)
+			delete(hdr, k)
+		case h.groupsOn && h.groups.matches(k):
+			delete(hdr, k)
+		case overrides && isMethodOverride(k):
+			st.addOverrides(vv)
+		}
+	}
 }
 
 // route dispatches: identity endpoints, public paths, then everything else

@@ -1,9 +1,5 @@
 package proxy
 
-import (
-	"net/http"
-)
-
 // identityHeader is the configured identity header in the two forms the hot
 // path needs, computed once in New.
 type identityHeader struct {
@@ -51,16 +47,4 @@ func (h identityHeader) matches(key string) bool {
 		}
 	}
 	return true
-}
-
-// strip deletes every spelling of the identity header from hdr and reports
-// the values it removed (nil when there were none: then it allocated nothing).
-func (h identityHeader) strip(hdr http.Header) (removed []string) {
-	for k, vv := range hdr {
-		if h.matches(k) {
-			removed = append(removed, vv...)
-			delete(hdr, k)
-		}
-	}
-	return removed
 }
