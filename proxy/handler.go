@@ -26,8 +26,7 @@ import (
 type handler struct {
 	upstream          *url.URL
 	identity          identityHeader
-	groups            identityHeader // GroupsHeader; groupsOn says whether it is set
-	groupsOn          bool
+	groups            identityHeader              // GroupsHeader; off when not configured
 	access            atomic.Pointer[accessState] // the rules in force; SetAccess replaces them
 	identities        Identities
 	trusted           []netip.Prefix
@@ -82,7 +81,6 @@ func New(opts Options) (http.Handler, error) {
 		upstream:          opts.Upstream,
 		identity:          newIdentityHeader(opts.IdentityHeader),
 		groups:            newIdentityHeader(opts.GroupsHeader),
-		groupsOn:          opts.GroupsHeader != "",
 		identities:        opts.Identities,
 		trusted:           opts.TrustedProxies,
 		maxBody:           opts.MaxBodyBytes,
@@ -317,7 +315,7 @@ func (h *handler) stripHeaders(st *requestState, hdr http.Header) {
 		case h.identity.matches(k):
 			st.claimed = append(st.claimed, vv...)
 			delete(hdr, k)
-		case h.groupsOn && h.groups.matches(k):
+		case h.groups.configured() && h.groups.matches(k):
 			delete(hdr, k)
 		case overrides && isMethodOverride(k):
 			st.addOverrides(vv)

@@ -35,6 +35,10 @@ func normalizeHeaderByte(c byte) byte {
 	return c
 }
 
+// configured reports whether a header name was given: the groups header
+// may be off.
+func (h identityHeader) configured() bool { return h.wire != "" }
+
 // matches reports whether key names the identity header in any spelling,
 // without allocating.
 func (h identityHeader) matches(key string) bool {

@@ -237,7 +237,7 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 	case out.allowed() && (src != sourceCookie || h.sameOrigin(orig)):
 		st.setIdentity(out.claims, out.groups)
 		w.Header()[h.identity.wire] = []string{out.claims.Subject}
-		if h.groupsOn {
+		if h.groups.configured() {
 			// Always on an allowing answer, even empty: an ingress that
 			// copies it then overwrites whatever the client sent.
 			w.Header()[h.groups.wire] = []string{groupsValue(out.groups)}
