@@ -308,28 +308,6 @@ func TestAccessThroughIngressE2E(t *testing.T) {
 	}
 }
 
-// startAuthServerWith is startAuthServer with more config appended.
-func startAuthServerWith(t *testing.T, extra string, env ...string) *instance {
-	t.Helper()
-	dir := newDir(t, `""`)
-	appendConfig(t, dir, `trusted_proxies: ["127.0.0.1/32"]
-routes:
-  login: /tokengate/login
-  logout: /tokengate/logout
-  logout_all: /tokengate/logout_all
-  session: /tokengate/session
-  users: /tokengate/users
-  jwks: /tokengate/jwks.json
-  sign_in: /tokengate/sign_in
-  sign_out: /tokengate/sign_out
-  verify: /tokengate/verify
-browser:
-  cookie_secure: false
-  allowed_redirect_hosts: ["127.0.0.1"]
-`+extra)
-	return start(t, dir, env...)
-}
-
 // TestCheckAccessE2E runs check-access on the binary.
 func TestCheckAccessE2E(t *testing.T) {
 	dir := newDir(t, "http://127.0.0.1:9")

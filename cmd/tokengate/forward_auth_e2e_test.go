@@ -62,8 +62,14 @@ func freeLoopbackPort(t *testing.T) string {
 // env overrides settings (TOKENGATE_...).
 func startAuthServer(t *testing.T, env ...string) *instance {
 	t.Helper()
+	return startAuthServerWith(t, "", env...)
+}
+
+// startAuthServerWith is startAuthServer with more config appended.
+func startAuthServerWith(t *testing.T, extra string, env ...string) *instance {
+	t.Helper()
 	dir := newDir(t, `""`)
-	extra := `trusted_proxies: ["127.0.0.1/32"]
+	appendConfig(t, dir, `trusted_proxies: ["127.0.0.1/32"]
 routes:
   login: /tokengate/login
   logout: /tokengate/logout
@@ -77,15 +83,7 @@ routes:
 browser:
   cookie_secure: false
   allowed_redirect_hosts: ["127.0.0.1"]
-`
-	f, err := os.OpenFile(filepath.Join(dir, "config.yaml"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString(extra); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+`+extra)
 	return start(t, dir, env...)
 }
 

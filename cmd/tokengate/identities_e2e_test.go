@@ -46,24 +46,6 @@ func wantIdentity(t *testing.T, in *instance, id string, want ...string) {
 	}
 }
 
-// writeGroupsUsersFile writes the users file atomically (temporary file,
-// rename), each user with the password "<name>-password-1" and groups.
-func writeGroupsUsersFile(t *testing.T, path string, users ...[]string) {
-	t.Helper()
-	var b strings.Builder
-	b.WriteString("users:\n")
-	for _, u := range users {
-		fmt.Fprintf(&b, "  - username: %s\n    password_hash: %q\n    groups: [%s]\n", u[0], testkit.BcryptHash(t, u[0]+"-password-1"), strings.Join(u[1:], ", "))
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // Issue 22 point 5 through the binary, users file: an edit that changes a
 // user's groups and removes another is what tokengate answers once the
 // watcher has reloaded the file, with no restart and no sign-in.
@@ -72,7 +54,7 @@ func TestIdentitiesUsersFileReloadE2E(t *testing.T) {
 	dir := newDir(t, up.URL)
 	withAdminToken(t, dir)
 	usersPath := filepath.Join(dir, "users.yaml")
-	writeGroupsUsersFile(t, usersPath, []string{"alice", "ops"}, []string{"bob", "finance", "ops"}, []string{"carol"})
+	writeAccessUsers(t, usersPath, []string{"alice", "ops"}, []string{"bob", "finance", "ops"}, []string{"carol"})
 	in := start(t, dir) // reload_interval 100ms (baseConfig)
 
 	wantIdentity(t, in, "alice", "ops")
@@ -86,7 +68,7 @@ func TestIdentitiesUsersFileReloadE2E(t *testing.T) {
 	}
 
 	changed := time.Now()
-	writeGroupsUsersFile(t, usersPath, []string{"alice", "finance", "ops"}, []string{"carol", "reports"})
+	writeAccessUsers(t, usersPath, []string{"alice", "finance", "ops"}, []string{"carol", "reports"})
 	took := eventually(t, 5*time.Second, "the reloaded groups", func() bool {
 		groups, _ := identityOf(t, in, "alice")
 		return slices.Equal(groups, []string{"finance", "ops"})
