@@ -289,7 +289,7 @@ func (a *app) openUsers(ctx context.Context, reg prometheus.Registerer) (authn.U
 		a.closers = append(a.closers, func() error { pu.Close(); return nil })
 		a.users = pu
 		if len(cfg.Users.DefaultGroups) > 0 && !pu.HasGroups() {
-			return nil, errors.New("users.default_groups: the users table has no groups column: set users.migrate: true, or add it (ALTER TABLE ... ADD COLUMN groups text[] NOT NULL DEFAULT '{}')")
+			return nil, errNoGroupsColumn
 		}
 		if cfg.Users.Query != "" {
 			return nil, nil
@@ -332,6 +332,10 @@ func (a *app) openIdentities(reg prometheus.Registerer) error {
 	a.identities = id
 	return nil
 }
+
+// errNoGroupsColumn refuses users.default_groups for a table that cannot
+// hold them: serve and check-config give the same answer.
+var errNoGroupsColumn = errors.New("users.default_groups: the users table has no groups column: set users.migrate: true, or add it (ALTER TABLE ... ADD COLUMN groups text[] NOT NULL DEFAULT '{}')")
 
 // postgresUsersError names the key to fix: users.table when the table is
 // missing or unusable, else users.postgres_url (cannot connect, bad URL).

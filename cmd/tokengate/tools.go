@@ -88,7 +88,7 @@ func checkServices(cfg config.Config) []error {
 	}
 	defer pu.Close()
 	if len(u.DefaultGroups) > 0 && !pu.HasGroups() {
-		return []error{errors.New("users.default_groups: the users table has no groups column: set users.migrate: true, or add it (ALTER TABLE ... ADD COLUMN groups text[] NOT NULL DEFAULT '{}')")}
+		return []error{errNoGroupsColumn}
 	}
 	return nil
 }
