@@ -18,8 +18,6 @@ func classifyPath(path, rawPath string) pathClass { return access.ClassifyPath(p
 
 func isDotSegment(seg string) bool { return access.IsDotSegment(seg) }
 
-func containsEncodedSlash(raw string) bool { return access.ContainsEncodedSlash(raw) }
-
 func isCleanPath(p string) bool { return access.IsCleanPath(p) }
 
 func cleanPublicPath(p string) (string, error) { return access.CleanPrefix(p) }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"tokengate/access"
 	"tokengate/revocation"
 )
 
@@ -126,13 +127,13 @@ func TestSignOutStoreDown(t *testing.T) {
 // public without a token.
 func TestUpperCaseEncodedSlashes(t *testing.T) {
 	for _, raw := range []string{"/x%2Fy", "/x%2fy", "/x%5Cy", "/x%5cy"} {
-		if !containsEncodedSlash(raw) {
-			t.Errorf("containsEncodedSlash(%q) = false", raw)
+		if !access.ContainsEncodedSlash(raw) {
+			t.Errorf("ContainsEncodedSlash(%q) = false", raw)
 		}
 	}
 	for _, raw := range []string{"/x%2Ey", "/x%25y", "/x%2", "/x%5"} {
-		if containsEncodedSlash(raw) {
-			t.Errorf("containsEncodedSlash(%q) = true", raw)
+		if access.ContainsEncodedSlash(raw) {
+			t.Errorf("ContainsEncodedSlash(%q) = true", raw)
 		}
 	}
 	for target, want := range map[string]pathClass{
