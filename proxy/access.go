@@ -105,7 +105,7 @@ var methodOverrideHeaders = [...]string{"x-http-method-override", "x-http-method
 // any spelling, without allocating.
 func isMethodOverride(key string) bool {
 	for _, name := range methodOverrideHeaders {
-		if (identityHeader{normalized: name}).matches(key) {
+		if (headerName{normalized: name}).matches(key) {
 			return true
 		}
 	}

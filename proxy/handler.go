@@ -25,8 +25,8 @@ import (
 // handler is the public handler New returns.
 type handler struct {
 	upstream          *url.URL
-	identity          identityHeader
-	groups            identityHeader              // GroupsHeader; off when not configured
+	identity          headerName
+	groups            headerName                  // GroupsHeader; off when not configured
 	access            atomic.Pointer[accessState] // the rules in force; SetAccess replaces them
 	identities        Identities
 	trusted           []netip.Prefix
@@ -79,8 +79,8 @@ func New(opts Options) (http.Handler, error) {
 	}
 	h := &handler{
 		upstream:          opts.Upstream,
-		identity:          newIdentityHeader(opts.IdentityHeader),
-		groups:            newIdentityHeader(opts.GroupsHeader),
+		identity:          newHeaderName(opts.IdentityHeader),
+		groups:            newHeaderName(opts.GroupsHeader),
 		identities:        opts.Identities,
 		trusted:           opts.TrustedProxies,
 		maxBody:           opts.MaxBodyBytes,

@@ -394,7 +394,7 @@ func tokenHeader(t *testing.T, token string) map[string]any {
 
 // identityValues is every value of every spelling of the identity header.
 func identityValues(h http.Header) []string {
-	id := newIdentityHeader("X-Auth-UserId")
+	id := newHeaderName("X-Auth-UserId")
 	var out []string
 	for k, vv := range h {
 		if id.matches(k) {

@@ -1,14 +1,15 @@
 package proxy
 
-// identityHeader is the configured identity header in the two forms the hot
-// path needs, computed once in New.
-type identityHeader struct {
+// headerName is a header tokengate recognises in every spelling (the
+// identity and groups headers it strips, the method override headers it
+// judges) in the two forms the hot path needs, computed once.
+type headerName struct {
 	wire       string // the key we set, exactly as configured: legacy apps may match it byte for byte
 	normalized string // lower case, '-' for '_': what every spelling reduces to
 }
 
-func newIdentityHeader(name string) identityHeader {
-	return identityHeader{
+func newHeaderName(name string) headerName {
+	return headerName{
 		wire:       name,
 		normalized: normalizeHeaderName(name),
 	}
@@ -37,11 +38,11 @@ func normalizeHeaderByte(c byte) byte {
 
 // configured reports whether a header name was given: the groups header
 // may be off.
-func (h identityHeader) configured() bool { return h.wire != "" }
+func (h headerName) configured() bool { return h.wire != "" }
 
 // matches reports whether key names the identity header in any spelling,
 // without allocating.
-func (h identityHeader) matches(key string) bool {
+func (h headerName) matches(key string) bool {
 	if len(key) != len(h.normalized) {
 		return false
 	}

@@ -16,7 +16,7 @@ func stripper(tb testing.TB) (*handler, func(http.Header) []string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h := &handler{identity: newIdentityHeader("X-Auth-UserId")}
+	h := &handler{identity: newHeaderName("X-Auth-UserId")}
 	st := &requestState{access: &accessState{rules: rules}}
 	return h, func(hdr http.Header) []string {
 		st.claimed = st.claimed[:0]

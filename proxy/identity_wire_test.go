@@ -90,7 +90,7 @@ func TestIdentityHeaderSpelledAsConfigured(t *testing.T) {
 			var got []string
 			for _, line := range up.last(t) {
 				k, _, _ := strings.Cut(line, ":")
-				if newIdentityHeader(name).matches(k) {
+				if newHeaderName(name).matches(k) {
 					got = append(got, line)
 				}
 			}
