@@ -31,8 +31,8 @@ func (a *app) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
 	if a.adminToken != nil {
-		mux.HandleFunc("POST /admin/revoke_user", a.revokeUser)
-		mux.HandleFunc("GET /admin/identity", a.identity)
+		mux.Handle("POST /admin/revoke_user", a.requireAdmin(http.HandlerFunc(a.revokeUser)))
+		mux.Handle("GET /admin/identity", a.requireAdmin(http.HandlerFunc(a.identity)))
 	}
 	return mux
 }
@@ -77,11 +77,6 @@ func (a *app) readyz(w http.ResponseWriter, r *http.Request) {
 // 404 when nobody matches; "force": true revokes the argument as an id
 // without asking the store (a deleted user's tokens may still be live).
 func (a *app) revokeUser(w http.ResponseWriter, r *http.Request) {
-	if !a.adminAuthorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tokengate-admin"`)
-		writeError(w, http.StatusUnauthorized, "unauthorized", "a valid admin token is required")
-		return
-	}
 	const usage = `send JSON: {"user": "<user id or login name>"}, with "force": true to revoke an id the user store does not hold`
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
 		writeError(w, http.StatusBadRequest, "malformed_request", usage)
@@ -121,11 +116,6 @@ func (a *app) revokeUser(w http.ResponseWriter, r *http.Request) {
 // users.max_stale); 404 identity_lookups_off when the store cannot look
 // users up by id (users.query without users.id_query).
 func (a *app) identity(w http.ResponseWriter, r *http.Request) {
-	if !a.adminAuthorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tokengate-admin"`)
-		writeError(w, http.StatusUnauthorized, "unauthorized", "a valid admin token is required")
-		return
-	}
 	id := r.URL.Query().Get("user")
 	if strings.TrimSpace(id) == "" || len(id) > 1024 || !printable(id) {
 		writeError(w, http.StatusBadRequest, "malformed_request", "send ?user=<user id>")
@@ -215,6 +205,18 @@ func (a *app) resolveUser(ctx context.Context, arg string) (id, matched string, 
 // printable refuses what no store holds and no log line should carry.
 func printable(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
+}
+
+// requireAdmin answers 401 unless the request carries the admin token.
+func (a *app) requireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.adminAuthorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tokengate-admin"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid admin token is required")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // adminAuthorized compares the Bearer token with the admin secret in
