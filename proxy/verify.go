@@ -165,6 +165,12 @@ func validRedirectAuthority(a string) bool {
 	return redirectHosts{strings.ToLower(strings.Split(a, ":")[0])}.permits("http://" + a)
 }
 
+// verifyDefault is a decision verify makes without the rules (an original
+// request they cannot judge), counted and traced as access.default's.
+func verifyDefault(o access.Outcome) access.Decision {
+	return access.Decision{Outcome: o, Name: access.NameDefault, Index: -1}
+}
+
 // serveVerify answers an ingress's auth subrequest: 200 with the identity
 // header (and a renewed session cookie past half its life) for a valid,
 // unrevoked credential; 200 without it when the original path is public
@@ -190,7 +196,7 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 	// is judged as a private path when there are no rules; with rules it
 	// cannot be judged, and a valid credential gets 403.
 	var req access.Request
-	unknown := access.Decision{Outcome: access.Unauthenticated, Name: access.NameDefault, Index: -1}
+	unknown := verifyDefault(access.Unauthenticated)
 	anon := unknown
 	if o.known {
 		h.accessRequest(&req, r, orig)
@@ -220,9 +226,9 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 		case o.known:
 			d = st.access.rules.Decide(&req, identityOf(out))
 		case st.access.rules.Configured():
-			d = access.Decision{Outcome: access.Forbidden, Name: access.NameDefault, Index: -1}
+			d = verifyDefault(access.Forbidden)
 		default:
-			d = access.Decision{Outcome: access.Allow, Name: access.NameDefault, Index: -1}
+			d = verifyDefault(access.Allow)
 		}
 	}
 	h.decided(r, st, d)
