@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/trace"
 
 	"tokengate/access"
 	"tokengate/authn"
@@ -42,10 +41,7 @@ func (h *handler) decided(r *http.Request, st *requestState, d access.Decision) 
 	if c, ok := st.access.hits[d.Name]; ok {
 		c.Inc()
 	}
-	// Checked first: an untraced request then costs no attribute slice.
-	if trace.SpanFromContext(r.Context()).IsRecording() {
-		SetSpanRule(r.Context(), d.Name)
-	}
+	setSpanRule(r.Context(), d.Name)
 }
 
 // accessState is a rule set and its counters, replaced whole.

@@ -83,10 +83,13 @@ func (h *handler) traceRequests(next http.Handler) http.Handler {
 	})
 }
 
-// SetSpanRule records the access rule that decided the request on its
-// server span (tokengate.rule). A no-op when tracing is off.
-func SetSpanRule(ctx context.Context, rule string) {
-	trace.SpanFromContext(ctx).SetAttributes(attrRule.String(rule))
+// setSpanRule records the access rule that decided the request on its
+// server span (tokengate.rule). Only a recording span gets it: an untraced
+// or unsampled request builds no attribute.
+func setSpanRule(ctx context.Context, rule string) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attrRule.String(rule))
+	}
 }
 
 // tracingTransport wraps the upstream Transport: a client span per round

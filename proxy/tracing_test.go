@@ -21,19 +21,19 @@ func spanAttr(s sdktrace.ReadOnlySpan, key string) (string, bool) {
 	return "", false
 }
 
-// TestSetSpanRule: what access rules will call sets tokengate.rule on the
+// TestSetSpanRule: the rule that decided sets tokengate.rule on the
 // request's span, replacing the "" every server span starts with; without
 // a recording span it does nothing.
 func TestSetSpanRule(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	ctx, span := tp.Tracer("t").Start(context.Background(), "GET proxy", trace.WithAttributes(attrRule.String("")))
-	SetSpanRule(ctx, "admins-only")
+	setSpanRule(ctx, "admins-only")
 	span.End()
 	if v, _ := spanAttr(rec.Ended()[0], "tokengate.rule"); v != "admins-only" {
 		t.Errorf("tokengate.rule = %q, want admins-only", v)
 	}
-	SetSpanRule(context.Background(), "no span: no panic")
+	setSpanRule(context.Background(), "no span: no panic")
 }
 
 // TestVerifySpan: forward auth's verify gets a server span with its
