@@ -93,15 +93,18 @@ func (h *handler) writeForbidden(w http.ResponseWriter, r *http.Request, claims 
 	h.renderPage(w, "forbidden.html", http.StatusForbidden, d)
 }
 
-// methodOverrideHeaders are the headers frameworks read a method from, in
-// normalised form (lower case, '-' for '_').
-var methodOverrideHeaders = [...]string{"x-http-method-override", "x-http-method", "x-method-override"}
+// methodOverrideHeaders are the headers frameworks read a method from.
+var methodOverrideHeaders = [...]headerName{
+	newHeaderName("X-HTTP-Method-Override"),
+	newHeaderName("X-HTTP-Method"),
+	newHeaderName("X-Method-Override"),
+}
 
 // isMethodOverride reports whether key names a method override header in
 // any spelling, without allocating.
 func isMethodOverride(key string) bool {
 	for _, name := range methodOverrideHeaders {
-		if (headerName{normalized: name}).matches(key) {
+		if name.matches(key) {
 			return true
 		}
 	}
