@@ -102,6 +102,9 @@ func (h *handler) checkToken(ctx context.Context, token string, refreshable bool
 		return verifyError(err)
 	}
 	revoked, err := h.revocation.Revoked(ctx, claims.ID, claims.Subject, claims.IssuedAt)
+	if err == nil && !revoked && claims.SessionID != "" {
+		revoked, err = h.providerSessionEnded(ctx, claims) // back-channel logout
+	}
 	switch {
 	case err != nil && h.allowOnStoreError:
 		h.logger.LogAttrs(ctx, slog.LevelWarn, "revocation store unavailable; letting the token through (on_store_error: allow)",

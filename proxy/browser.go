@@ -103,6 +103,8 @@ type browser struct {
 	cookieName  string
 	csrfCookie  string // the CSRF cookie's name, __Host- prefixed when Secure
 	csrfBase    string // "<cookieName>_csrf": the CSRF cookie without a prefix
+	oidcBase    string // "<cookieName>_oidc": the OpenID Connect ID token cookie
+	stateBase   string // "<cookieName>_oidc_state": the OpenID Connect state cookie
 	secure      bool
 	domain      string
 	title       string
@@ -129,6 +131,7 @@ func newBrowser(rt Routes, b BrowserOptions) browser {
 	// __Host-: a sibling subdomain cannot plant its own CSRF cookie (the
 	// prefix needs Secure, Path=/ and no Domain, which this cookie has).
 	br.csrfBase = b.CookieName + "_csrf"
+	br.oidcBase, br.stateBase = b.CookieName+"_oidc", b.CookieName+"_oidc_state"
 	br.csrfCookie = br.csrfBase
 	if br.secure {
 		br.csrfCookie = "__Host-" + br.csrfCookie
@@ -310,7 +313,7 @@ func (b *browser) appCookies(vals []string) []string {
 // shipped Caddy config matches the same four names.
 func (b *browser) ownCookie(name string) bool {
 	name = strings.TrimPrefix(name, "__Host-")
-	return name == b.cookieName || name == b.csrfBase
+	return name == b.cookieName || name == b.csrfBase || name == b.oidcBase || name == b.stateBase
 }
 
 // queryValues returns the values of key in a raw query, decoded the way

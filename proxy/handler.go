@@ -40,6 +40,8 @@ type handler struct {
 	now               func() time.Time
 	browser           browser
 	verifyRoute       string // Routes.Verify; "" when off
+	oidc              *oidcClient // nil: no OpenID Connect sign-in
+	pageCSP           string      // the pages' Content-Security-Policy
 
 	rp    *httputil.ReverseProxy
 	serve http.Handler // the assembled middleware chain
@@ -89,6 +91,17 @@ func New(opts Options) (http.Handler, error) {
 		browser:           newBrowser(opts.Routes, opts.Browser),
 		verifyRoute:       opts.Routes.Verify,
 	}
+	h.pageCSP = pageCSP
+	if opts.OIDC != nil {
+		if h.oidc, err = newOIDCClient(*opts.OIDC, opts.Routes, h.browser); err != nil {
+			return nil, err
+		}
+		if !opts.OIDC.NoProviderLogout {
+			// Signing out posts a form that redirects to the provider's
+			// end_session_endpoint: form-action must allow its origin.
+			h.pageCSP = pageContentSecurityPolicy(pageCSS, h.oidc.issuerOrigin)
+		}
+	}
 	if h.upstream != nil {
 		h.rp = h.newReverseProxy(opts.UpstreamTimeout)
 	}
@@ -134,6 +147,11 @@ func (h *handler) buildEndpoints(rt Routes) map[string]endpoint {
 		add(rt.SignOut, routeSignOut, h.serveSignOut)
 	}
 	add(rt.Verify, routeVerify, h.serveVerify)
+	if h.oidc != nil {
+		add(rt.OIDCSignIn, routeOIDCSignIn, h.serveOIDCSignIn)
+		add(rt.OIDCCallback, routeOIDCCallback, h.serveOIDCCallback)
+		add(rt.BackchannelLogout, routeBackchannelLogout, h.serveBackchannelLogout)
+	}
 	return eps
 }
 

@@ -20,9 +20,13 @@ const (
 	routeSignIn    = "sign_in"
 	routeSignOut   = "sign_out"
 	routeVerify    = "verify"
+
+	routeOIDCSignIn        = "oidc_sign_in"
+	routeOIDCCallback      = "oidc_callback"
+	routeBackchannelLogout = "backchannel_logout"
 )
 
-var routeNames = [...]string{routeLogin, routeLogout, routeLogoutAll, routeSession, routeUsers, routeJWKS, routeProxy, routePublic, routeSignIn, routeSignOut, routeVerify}
+var routeNames = [...]string{routeLogin, routeLogout, routeLogoutAll, routeSession, routeUsers, routeJWKS, routeProxy, routePublic, routeSignIn, routeSignOut, routeVerify, routeOIDCSignIn, routeOIDCCallback, routeBackchannelLogout}
 
 // Auth decision results.
 const (

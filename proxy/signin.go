@@ -40,10 +40,16 @@ func mustRead(fsys embed.FS, name string) string {
 
 // pageContentSecurityPolicy allows nothing but the one inline stylesheet
 // and form posts to this origin: no script at all, no framing, no <base>.
-func pageContentSecurityPolicy(css string) string {
+// formOrigins are other origins a form may end up at (the OpenID Connect
+// provider, where signing out continues).
+func pageContentSecurityPolicy(css string, formOrigins ...string) string {
 	sum := sha256.Sum256([]byte(css))
+	action := "'self'"
+	for _, o := range formOrigins {
+		action += " " + o
+	}
 	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; " +
-		"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+		"form-action " + action + "; frame-ancestors 'none'; base-uri 'none'"
 }
 
 // pageData is what the templates show. Every field is escaped by
@@ -56,6 +62,11 @@ type pageData struct {
 	RD       string
 	Username string
 	Message  string
+	// The OpenID Connect provider's button: its label and link ("" = none),
+	// and whether the password form is shown beside it.
+	Provider     string
+	ProviderURL  string
+	PasswordForm bool
 }
 
 // Messages on the pages. The sign-in failure never says which of the two
@@ -84,7 +95,7 @@ func (h *handler) renderPage(w http.ResponseWriter, name string, status int, d p
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
-	hdr.Set("Content-Security-Policy", pageCSP)
+	hdr.Set("Content-Security-Policy", h.pageCSP)
 	hdr.Set("X-Frame-Options", "DENY")
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Referrer-Policy", "no-referrer")
@@ -113,16 +124,32 @@ func (h *handler) signInPage(w http.ResponseWriter, r *http.Request, status int,
 	if rd == "/" {
 		rd = "" // the default: keep the form (and the URL) short
 	}
-	h.renderPage(w, "sign_in.html", status, pageData{
-		Action:   h.browser.signIn,
-		CSRF:     h.browser.ensureCSRF(w, r, csrfSignIn),
-		RD:       rd,
-		Username: username,
-		Message:  msg,
-	})
+	d := pageData{
+		Action:       h.browser.signIn,
+		RD:           rd,
+		Username:     username,
+		Message:      msg,
+		PasswordForm: true,
+	}
+	if h.oidc != nil {
+		d.Provider, d.PasswordForm = h.oidc.opts.Name, !h.oidc.opts.HidePasswordForm
+		d.ProviderURL = h.oidc.signInRoute
+		if rd != "" {
+			d.ProviderURL += "?rd=" + url.QueryEscape(rd)
+		}
+	}
+	if d.PasswordForm {
+		d.CSRF = h.browser.ensureCSRF(w, r, csrfSignIn)
+	}
+	h.renderPage(w, "sign_in.html", status, d)
 }
 
 func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
+	if h.oidc != nil && h.oidc.opts.HidePasswordForm {
+		h.countLogin(r, loginMalformed, "")
+		h.signInPage(w, r, http.StatusForbidden, "", "", msgPasswordOff)
+		return
+	}
 	if h.browser.crossOrigin.Check(r) != nil {
 		h.countLogin(r, loginMalformed, "")
 		h.signInPage(w, r, http.StatusForbidden, "", "", msgCrossSite)
@@ -320,7 +347,8 @@ func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errMalformedRequest)
 		return
 	}
-	if c, ok := h.cookieClaims(r); ok {
+	c, signedIn := h.cookieClaims(r)
+	if signedIn {
 		if err := revoke(r.Context(), c); err != nil {
 			// The cookie stays: the user can retry, and is not told they
 			// are signed out while the token still works.
@@ -332,6 +360,6 @@ func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
 	h.browser.clearHostOnlyCookie(w)
 	h.browser.clearSessionCookie(w)
 	noStore(w)
-	w.Header().Set("Location", h.browser.signIn)
+	w.Header().Set("Location", h.afterSignOut(w, r, c, signedIn))
 	w.WriteHeader(http.StatusSeeOther)
 }

@@ -182,6 +182,10 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 			return nil, err
 		}
 	}
+	oidcOpts, err := oidcOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	a.public, err = proxy.New(proxy.Options{
 		Upstream:          upstream,
 		UpstreamTimeout:   cfg.UpstreamTimeout,
@@ -190,6 +194,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 		TrustedProxies:    parsePrefixes(cfg.TrustedProxies),
 		Routes:            proxy.Routes(cfg.Routes),
 		Browser:           browser,
+		OIDC:              oidcOpts,
 		MaxBodyBytes:      cfg.Server.MaxBodyBytes,
 		Tokens:            a.tokens,
 		JWKS:              a.tokens.JWKS,

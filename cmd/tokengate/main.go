@@ -108,7 +108,7 @@ func usage(w io.Writer) {
 
 commands:
   serve --config FILE              run the sidecar (embedded defaults without --config)
-  check-config --config FILE [--config-only]
+  check-config --config FILE [--config-only] [--probe]
                                    validate config and the files it names; exit 2 on problems
   hash-password [--algorithm bcrypt|argon2id] [--cost N]
                                    read a password on stdin, print its hash on the last line

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// jwtClaims decodes a JWT's payload (no verification: tokengate did that).
+func jwtClaims(t *testing.T, token string) map[string]any {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", token)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// Sign-in through a real provider over HTTP: the button, PKCE S256 and a
+// nonce in the authorization request, rd kept through the round trip, and
+// tokengate's own token carrying the provider's sid and auth_time.
+func TestOIDCSignInHTTP(t *testing.T) {
+	port := reservePort(t)
+	p := startIDP(t, []map[string]any{oidcClient([]int{port}, "")}, map[string][]string{"alice": {"ops"}})
+	up := newEchoUpstream(t)
+	in := start(t, newDir(t, up.URL), oidcEnv(p.Issuer, port)...)
+
+	// The sign-in page offers the provider beside the password form, and
+	// the button keeps rd.
+	c := newBrowserClient(t)
+	pg := fetch(t, c, "GET", in.Public+"/tokengate/sign_in?rd=%2Fapp%2Fx%3Fq%3D1", nil)
+	if pg.Code != 200 || !strings.Contains(pg.Body, "Sign in with Test IdP") ||
+		!strings.Contains(pg.Body, `href="/tokengate/oidc/sign_in?rd=%2Fapp%2Fx%3Fq%3D1"`) || !strings.Contains(pg.Body, `name="password"`) {
+		t.Fatalf("sign-in page: %d\n%s", pg.Code, pg.Body)
+	}
+
+	// The authorization request: code flow, PKCE S256, state and nonce.
+	noFollow := newBrowserClient(t, "/auth")
+	pg = fetch(t, noFollow, "GET", in.Public+oidcStart+"?rd=/app/x", nil)
+	if pg.Code != http.StatusFound {
+		t.Fatalf("start: %d %s", pg.Code, pg.Body)
+	}
+	auth, _ := url.Parse(pg.Location)
+	q := auth.Query()
+	if !strings.HasPrefix(pg.Location, p.Issuer+"/auth?") || q.Get("response_type") != "code" || q.Get("code_challenge_method") != "S256" ||
+		len(q.Get("code_challenge")) != 43 || len(q.Get("state")) < 32 || len(q.Get("nonce")) < 32 || q.Get("client_id") != oidcClientID ||
+		q.Get("code_verifier") != "" || !strings.Contains(q.Get("scope"), "openid") {
+		t.Fatalf("authorization request: %s", pg.Location)
+	}
+	if v := cookieNamed(noFollow, in.Public, "tokengate_oidc_state"); v == "" || strings.Contains(v, q.Get("state")) {
+		t.Fatalf("state cookie %q: missing, or not sealed", v)
+	}
+
+	// The whole round trip ends on rd, signed in as the provider's user.
+	pg = signInAtProvider(t, c, in.Public+oidcStart+"?rd=%2Fapp%2Fx%3Fq%3D1", "alice")
+	if pg.Code != 200 || pg.URL.Path != "/app/x" || pg.URL.RawQuery != "q=1" || !strings.Contains(pg.Body, `"user_id":["alice"]`) {
+		t.Fatalf("after sign-in: %d %s %s", pg.Code, pg.URL, pg.Body)
+	}
+	if h, ok := up.headersSeen("/app/x"); !ok || strings.Contains(h.Get("Cookie"), "tokengate") {
+		t.Fatalf("the app saw tokengate's cookies: %q", h.Get("Cookie"))
+	}
+	token := cookieNamed(c, in.Public, "tokengate")
+	claims := jwtClaims(t, token)
+	if claims["sub"] != "alice" || claims["sid"] == nil || claims["sid"] == "" || claims["auth_time"] == nil {
+		t.Fatalf("tokengate's token claims: %v", claims)
+	}
+	if cookieNamed(c, in.Public, "tokengate_oidc_state") != "" {
+		t.Fatal("the state cookie outlived its use")
+	}
+	// The same token works as a Bearer token: it is tokengate's own.
+	if r := call(t, "GET", in.Public+"/session", token, ""); r.Code != 200 || !strings.Contains(r.Body, `"alice"`) {
+		t.Fatalf("GET /session with the cookie's token: %d %s", r.Code, r.Body)
+	}
+	if !strings.Contains(in.logs.String(), `"login":"alice"`) && !strings.Contains(in.logs.String(), `"user":"alice"`) {
+		t.Logf("log:\n%s", in.logs)
+	}
+	// The log never holds the provider's tokens or the client secret.
+	if strings.Contains(in.logs.String(), oidcClientSecret) || strings.Contains(in.logs.String(), token) {
+		t.Fatal("the log holds a secret or a token")
+	}
+}
+
+// The callback refuses what an attacker could bring: a replayed callback
+// (with or without the used state cookie), another browser's state, a code
+// issued to another client; and a denied consent, a wrong client secret and
+// a provider that is down each get a page saying so, and a log line.
+func TestOIDCCallbackRefusals(t *testing.T) {
+	port, badPort := reservePort(t), reservePort(t)
+	other := oidcClient([]int{port}, "")
+	other["client_id"], other["client_secret"] = "other-app", "other-app-secret-0123456789abcdef"
+	p := startIDP(t, []map[string]any{oidcClient([]int{port, badPort}, ""), other}, nil)
+	up := newEchoUpstream(t)
+	in := start(t, newDir(t, up.URL), oidcEnv(p.Issuer, port)...)
+	begin := in.Public + oidcStart
+
+	stale := "This sign-in has expired or was already used"
+	noSession := func(t *testing.T, pg page) {
+		t.Helper()
+		for _, sc := range pg.Header.Values("Set-Cookie") {
+			if strings.HasPrefix(sc, "tokengate=") && !strings.HasPrefix(sc, "tokengate=;") {
+				t.Fatalf("a session cookie was set: %s", sc)
+			}
+		}
+		if strings.Contains(pg.Body, "code=") || strings.Contains(pg.Body, "eyJ") {
+			t.Fatalf("the page shows token material: %s", pg.Body)
+		}
+	}
+
+	t.Run("replayed callback", func(t *testing.T) {
+		c := newBrowserClient(t, oidcCallback)
+		pg := signInAtProvider(t, c, begin, "alice")
+		if pg.Code != http.StatusSeeOther || !strings.Contains(pg.Location, oidcCallback+"?code=") {
+			t.Fatalf("expected the redirect to the callback: %d %s", pg.Code, pg.Location)
+		}
+		callback := pg.Location
+		stateCookie := cookieNamed(c, in.Public, "tokengate_oidc_state")
+		if pg = fetch(t, c, "GET", callback, nil); pg.Code != 200 || pg.URL.Path != "/" || !strings.Contains(pg.Body, `"user_id":["alice"]`) {
+			t.Fatalf("first callback: %d %s %s", pg.Code, pg.Location, pg.Body)
+		}
+		// Same browser again: the state cookie was used up.
+		pg = fetch(t, c, "GET", callback, nil)
+		if pg.Code != http.StatusBadRequest || !strings.Contains(pg.Body, stale) {
+			t.Fatalf("replayed callback: %d %s", pg.Code, pg.Body)
+		}
+		noSession(t, pg)
+		// With a copy of the used state cookie: the provider refuses the
+		// code a second time, and so does tokengate.
+		attacker := newBrowserClient(t)
+		u, _ := url.Parse(in.Public)
+		attacker.Jar.SetCookies(u, []*http.Cookie{{Name: "tokengate_oidc_state", Value: stateCookie, Path: "/"}})
+		pg = fetch(t, attacker, "GET", callback, nil)
+		if pg.Code != http.StatusBadRequest || !strings.Contains(pg.Body, stale) {
+			t.Fatalf("replayed callback with the old state cookie: %d %s", pg.Code, pg.Body)
+		}
+		noSession(t, pg)
+	})
+
+	t.Run("swapped state", func(t *testing.T) {
+		victim, attacker := newBrowserClient(t, oidcCallback), newBrowserClient(t, oidcCallback)
+		_ = fetch(t, victim, "GET", begin, nil) // the victim started a sign-in (has a state cookie)
+		pg := signInAtProvider(t, attacker, begin, "mallory")
+		if pg.Code != http.StatusSeeOther {
+			t.Fatalf("attacker's redirect: %d", pg.Code)
+		}
+		// The attacker's callback URL, opened in the victim's browser (login CSRF).
+		pg = fetch(t, victim, "GET", pg.Location, nil)
+		if pg.Code != http.StatusBadRequest || !strings.Contains(pg.Body, stale) {
+			t.Fatalf("swapped state: %d %s", pg.Code, pg.Body)
+		}
+		noSession(t, pg)
+		waitLog(t, in, "state does not match")
+	})
+
+	t.Run("code for another client", func(t *testing.T) {
+		c := newBrowserClient(t, "/auth", oidcCallback)
+		pg := fetch(t, c, "GET", begin, nil)
+		auth, _ := url.Parse(pg.Location)
+		q := auth.Query()
+		q.Set("client_id", "other-app") // same state, nonce and challenge: only the client differs
+		auth.RawQuery = q.Encode()
+		c.CheckRedirect = newBrowserClient(t, oidcCallback).CheckRedirect
+		pg = signInAtProvider(t, c, auth.String(), "alice")
+		if pg.Code != http.StatusSeeOther || !strings.Contains(pg.Location, oidcCallback) {
+			t.Fatalf("other client's redirect: %d %s %s", pg.Code, pg.Location, pg.Body)
+		}
+		pg = fetch(t, c, "GET", pg.Location, nil)
+		if pg.Code != http.StatusBadRequest || !strings.Contains(pg.Body, stale) {
+			t.Fatalf("another client's code: %d %s", pg.Code, pg.Body)
+		}
+		noSession(t, pg)
+	})
+
+	t.Run("consent denied", func(t *testing.T) {
+		c := newBrowserClient(t)
+		pg := fetch(t, c, "GET", begin, nil) // the provider's login page
+		abort := regexp.MustCompile(`href="([^"]*/abort)"`).FindStringSubmatch(pg.Body)
+		if abort == nil {
+			t.Fatalf("no cancel link on the provider's page: %s", pg.Body)
+		}
+		target, _ := pg.URL.Parse(abort[1])
+		pg = fetch(t, c, "GET", target.String(), nil)
+		if pg.Code != http.StatusForbidden || !strings.Contains(pg.Body, "cancelled or denied") || !strings.Contains(pg.Body, "Sign in with Test IdP again") {
+			t.Fatalf("denied: %d %s", pg.Code, pg.Body)
+		}
+		noSession(t, pg)
+	})
+
+	t.Run("wrong client secret", func(t *testing.T) {
+		env := oidcEnv(p.Issuer, badPort)
+		env = append(env, "TOKENGATE_OIDC_CLIENT_SECRET=not-the-secret-0123456789")
+		bad := start(t, newDir(t, up.URL), env...)
+		c := newBrowserClient(t)
+		pg := signInAtProvider(t, c, bad.Public+oidcStart, "alice")
+		if pg.Code != http.StatusBadGateway || !strings.Contains(pg.Body, "needs your administrator") {
+			t.Fatalf("wrong secret: %d %s", pg.Code, pg.Body)
+		}
+		noSession(t, pg)
+		waitLog(t, bad, "refused the client credentials; check oidc.client_id and the client secret")
+		if strings.Contains(bad.logs.String(), "not-the-secret") {
+			t.Fatalf("the log holds the secret:\n%s", bad.logs)
+		}
+	})
+
+	t.Run("provider down", func(t *testing.T) {
+		downPort := reservePort(t)
+		env := oidcEnv(fmt.Sprintf("http://127.0.0.1:%d", reservePort(t)), downPort)
+		down := start(t, newDir(t, up.URL), env...)
+		pg := fetch(t, newBrowserClient(t), "GET", down.Public+oidcStart, nil)
+		if pg.Code != http.StatusServiceUnavailable || !strings.Contains(pg.Body, "not reachable right now") {
+			t.Fatalf("provider down: %d %s", pg.Code, pg.Body)
+		}
+		waitLog(t, down, "provider discovery failed; check oidc.issuer")
+		// Password sign-in still works meanwhile.
+		if tok := login(t, down.Public, "alice", testUsers["alice"]); tok == "" {
+			t.Fatal("password login while the provider is down")
+		}
+	})
+}
+
+// waitLog waits for a log line holding s (lines are written asynchronously).
+func waitLog(t *testing.T, in *instance, s string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(in.logs.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q:\n%s", s, in.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
