@@ -39,7 +39,7 @@ type handler struct {
 	metrics           *metrics
 	now               func() time.Time
 	browser           browser
-	verifyRoute       string // Routes.Verify; "" when off
+	verifyRoute       string      // Routes.Verify; "" when off
 	oidc              *oidcClient // nil: no OpenID Connect sign-in
 	pageCSP           string      // the pages' Content-Security-Policy
 

@@ -116,8 +116,8 @@ type Options struct {
 	// OIDC adds sign-in through an OpenID Connect provider to browser
 	// sign-in, and its back-channel logout. nil: off (the OIDC routes are
 	// not served).
-	OIDC *OIDCOptions
-	MaxBodyBytes    int64          // identity endpoint bodies; default 64 KiB; 413 past it
+	OIDC         *OIDCOptions
+	MaxBodyBytes int64 // identity endpoint bodies; default 64 KiB; 413 past it
 
 	Tokens interface {
 		Verifier
