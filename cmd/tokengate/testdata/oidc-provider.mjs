@@ -34,6 +34,13 @@ const provider = new Provider(issuer, {
     rpInitiatedLogout: { enabled: true },
   },
   pkce: { required: () => true },
+  // The back-channel logout calls go to tokengate on 127.0.0.1, which the
+  // provider's SSRF guard refuses by default: allowed here, in a test on
+  // loopback only.
+  fetch: (url, options) => {
+    delete options.dispatcher;
+    return globalThis.fetch(url, options);
+  },
   async findAccount(ctx, id) {
     return {
       accountId: id,
