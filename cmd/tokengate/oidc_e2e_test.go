@@ -242,3 +242,90 @@ func waitLog(t *testing.T, in *instance, s string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// signOutForm posts the sign-out page's form (scope this) with c.
+func signOutForm(t *testing.T, c *http.Client, base string) page {
+	t.Helper()
+	pg := fetch(t, c, "GET", base+"/tokengate/sign_out", nil)
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(pg.Body)
+	if pg.Code != 200 || csrf == nil {
+		t.Fatalf("sign-out page: %d %s", pg.Code, pg.Body)
+	}
+	return fetch(t, c, "POST", base+"/tokengate/sign_out", url.Values{"csrf": {csrf[1]}, "scope": {"this"}})
+}
+
+// Signing out of a session that came from the provider ends the provider
+// session too (RP-initiated logout): the browser goes to the provider's
+// end_session_endpoint with id_token_hint and a post_logout_redirect_uri
+// back to the sign-in page; the next sign-in asks for the password again.
+// With oidc.provider_logout false, signing out stays local.
+func TestOIDCProviderLogout(t *testing.T) {
+	port, localPort := reservePort(t), reservePort(t)
+	p := startIDP(t, []map[string]any{oidcClient([]int{port, localPort}, "")}, nil)
+	up := newEchoUpstream(t)
+	in := start(t, newDir(t, up.URL), oidcEnv(p.Issuer, port)...)
+
+	c := newBrowserClient(t, "/session/end")
+	if pg := signInAtProvider(t, c, in.Public+oidcStart+"?rd=/app", "alice"); pg.Code != 200 || pg.URL.Path != "/app" {
+		t.Fatalf("sign-in: %d %s", pg.Code, pg.URL)
+	}
+	token := cookieNamed(c, in.Public, "tokengate")
+	pg := fetch(t, c, "GET", in.Public+"/tokengate/sign_out", nil)
+	if csp := pg.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' "+p.Issuer+";") {
+		t.Fatalf("the sign-out page's CSP does not let its form continue to the provider: %s", csp)
+	}
+	pg = signOutForm(t, c, in.Public)
+	if pg.Code != http.StatusSeeOther {
+		t.Fatalf("sign-out: %d %s", pg.Code, pg.Body)
+	}
+	end, _ := url.Parse(pg.Location)
+	q := end.Query()
+	if !strings.HasPrefix(pg.Location, p.Issuer+"/session/end?") || q.Get("id_token_hint") == "" || q.Get("client_id") != oidcClientID ||
+		q.Get("post_logout_redirect_uri") != fmt.Sprintf("http://127.0.0.1:%d/tokengate/sign_in", port) {
+		t.Fatalf("sign-out's redirect: %s", pg.Location)
+	}
+	if r := call(t, "GET", in.Public+"/app", token, ""); r.Code != http.StatusUnauthorized {
+		t.Fatalf("the signed-out token: %d", r.Code)
+	}
+	// The provider confirms, ends its session and sends the browser back.
+	c.CheckRedirect = nil
+	pg = fetch(t, c, "GET", pg.Location, nil)
+	a := formAction.FindStringSubmatch(pg.Body)
+	x := regexp.MustCompile(`name="xsrf" value="([^"]+)"`).FindStringSubmatch(pg.Body)
+	if pg.Code != 200 || a == nil || x == nil {
+		t.Fatalf("provider's logout page: %d %s", pg.Code, pg.Body)
+	}
+	action, _ := pg.URL.Parse(a[1])
+	pg = fetch(t, c, "POST", action.String(), url.Values{"xsrf": {x[1]}, "logout": {"yes"}})
+	if pg.Code != 200 || pg.URL.Path != "/tokengate/sign_in" || !strings.Contains(pg.Body, "Sign in with Test IdP") {
+		t.Fatalf("back from the provider's logout: %d %s", pg.Code, pg.URL)
+	}
+	if cookieNamed(c, in.Public, "tokengate_oidc") != "" {
+		t.Fatal("the ID token cookie outlived the sign-out")
+	}
+	// The provider session is gone: a new sign-in shows its login form.
+	pg = fetch(t, c, "GET", in.Public+oidcStart, nil)
+	if !strings.Contains(pg.Body, `value="login"`) {
+		t.Fatalf("the provider still had a session: %d %s", pg.Code, pg.URL)
+	}
+
+	t.Run("provider_logout false", func(t *testing.T) {
+		env := append(oidcEnv(p.Issuer, localPort), "TOKENGATE_OIDC_PROVIDER_LOGOUT=false")
+		local := start(t, newDir(t, up.URL), env...)
+		c := newBrowserClient(t, "/tokengate/sign_in")
+		if pg := signInAtProvider(t, c, local.Public+oidcStart+"?rd=/app", "alice"); pg.Code != 200 || pg.URL.Path != "/app" {
+			t.Fatalf("sign-in: %d %s", pg.Code, pg.URL)
+		}
+		if cookieNamed(c, local.Public, "tokengate_oidc") != "" {
+			t.Fatal("an ID token cookie was kept with provider logout off")
+		}
+		if pg := signOutForm(t, c, local.Public); pg.Code != http.StatusSeeOther || pg.Location != "/tokengate/sign_in" {
+			t.Fatalf("local sign-out: %d %s", pg.Code, pg.Location)
+		}
+		// The provider session lives on: signing in again needs no password.
+		c.CheckRedirect = nil
+		if pg := fetch(t, c, "GET", local.Public+oidcStart+"?rd=/app", nil); pg.Code != 200 || pg.URL.Path != "/app" {
+			t.Fatalf("single sign-on after a local sign-out: %d %s", pg.Code, pg.URL)
+		}
+	})
+}
