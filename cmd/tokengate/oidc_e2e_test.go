@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -328,4 +330,46 @@ func TestOIDCProviderLogout(t *testing.T) {
 			t.Fatalf("single sign-on after a local sign-out: %d %s", pg.Code, pg.URL)
 		}
 	})
+}
+
+// check-config --probe fetches the discovery document; an unreachable
+// issuer is a configuration problem (exit 2) naming oidc.issuer. The
+// client secret file is loaded like every file the config names.
+func TestOIDCCheckConfigProbe(t *testing.T) {
+	p := startIDP(t, nil, nil)
+	dir := newDir(t, "http://127.0.0.1:1")
+	secret := filepath.Join(dir, "oidc-secret")
+	if err := os.WriteFile(secret, []byte(oidcClientSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write := func(issuer, secretFile string) {
+		cfg := baseConfig("http://127.0.0.1:1") + fmt.Sprintf(`oidc:
+  issuer: %s
+  client_id: tokengate
+  client_secret_file: %s
+  redirect_url: http://127.0.0.1:8081/tokengate/oidc/callback
+`, issuer, secretFile)
+		if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(p.Issuer, "oidc-secret")
+	out, errOut, code := runBin(t, dir, "", "check-config", "--probe", "--config", "config.yaml")
+	if code != 0 || !strings.Contains(out, "oidc: discovery OK at "+p.Issuer) || !strings.Contains(out, "end session "+p.Issuer+"/session/end") {
+		t.Fatalf("probe: %d\n%s%s", code, out, errOut)
+	}
+	// Without --probe the provider is not contacted.
+	write(fmt.Sprintf("http://127.0.0.1:%d", reservePort(t)), "oidc-secret")
+	if out, errOut, code := runBin(t, dir, "", "check-config", "--config", "config.yaml"); code != 0 {
+		t.Fatalf("check-config without --probe: %d\n%s%s", code, out, errOut)
+	}
+	_, errOut, code = runBin(t, dir, "", "check-config", "--probe", "--config", "config.yaml")
+	if code != 2 || !strings.Contains(errOut, "oidc.issuer: discovery at http://127.0.0.1:") {
+		t.Fatalf("probe of a dead issuer: %d\n%s", code, errOut)
+	}
+	write(p.Issuer, "missing-secret")
+	_, errOut, code = runBin(t, dir, "", "check-config", "--config", "config.yaml")
+	if code != 2 || !strings.Contains(errOut, "oidc.client_secret_file:") {
+		t.Fatalf("missing secret file: %d\n%s", code, errOut)
+	}
 }

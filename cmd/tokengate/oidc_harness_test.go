@@ -116,6 +116,9 @@ type idp struct {
 func startIDP(t *testing.T, clients []map[string]any, groups map[string][]string) *idp {
 	t.Helper()
 	module := oidcProviderModule(t)
+	if clients == nil {
+		clients = []map[string]any{}
+	}
 	cj, _ := json.Marshal(clients)
 	if groups == nil {
 		groups = map[string][]string{}
