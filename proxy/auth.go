@@ -104,6 +104,11 @@ func (h *handler) checkToken(ctx context.Context, token string, refreshable bool
 	revoked, err := h.revocation.Revoked(ctx, claims.ID, claims.Subject, claims.IssuedAt)
 	if err == nil && !revoked && claims.SessionID != "" {
 		revoked, err = h.providerSessionEnded(ctx, claims) // back-channel logout
+		if err == nil && !revoked {
+			if out, ended := h.oidcUserEnded(ctx, claims); ended {
+				return out
+			}
+		}
 	}
 	switch {
 	case err != nil && h.allowOnStoreError:

@@ -16,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"tokengate/authn"
 	"tokengate/internal/accesslog"
 )
 
@@ -41,7 +42,11 @@ type handler struct {
 	browser           browser
 	verifyRoute       string      // Routes.Verify; "" when off
 	oidc              *oidcClient // nil: no OpenID Connect sign-in
-	pageCSP           string      // the pages' Content-Security-Policy
+	oidcUsers         *oidcUsers  // nil: OIDC identities not kept (no Records)
+	// oidcIdentities answers who an OIDC token's user is now (the provider,
+	// through oidcUsers, cached per replica); nil without oidcUsers.
+	oidcIdentities *authn.Identities
+	pageCSP        string // the pages' Content-Security-Policy
 
 	rp    *httputil.ReverseProxy
 	serve http.Handler // the assembled middleware chain
@@ -95,6 +100,18 @@ func New(opts Options) (http.Handler, error) {
 	if opts.OIDC != nil {
 		if h.oidc, err = newOIDCClient(*opts.OIDC, opts.Routes, h.browser); err != nil {
 			return nil, err
+		}
+		if opts.OIDC.Records != nil {
+			h.oidcUsers = &oidcUsers{c: h.oidc, records: opts.OIDC.Records, refresh: opts.OIDC.RefreshInterval / 2,
+				life: opts.OIDC.RecordLife, now: h.now, log: h.logger}
+			// Half the interval here and half in the store's record: a
+			// change at the provider shows within the whole interval.
+			h.oidcIdentities, err = authn.NewIdentities(h.oidcUsers, authn.IdentitiesOptions{
+				RefreshInterval: opts.OIDC.RefreshInterval / 2, Timeout: 3 * opts.OIDC.Timeout, Now: h.now, Logger: h.logger,
+			})
+			if err != nil {
+				return nil, err
+			}
 		}
 		if !opts.OIDC.NoProviderLogout {
 			// Signing out posts a form that redirects to the provider's

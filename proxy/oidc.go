@@ -65,6 +65,18 @@ type OIDCOptions struct {
 	Key []byte
 	// Timeout bounds each call to the provider; default 10s.
 	Timeout time.Duration
+	// Records keep each OIDC user's identity (name, groups, sealed refresh
+	// token) where every replica reads it: the revocation store. nil: none
+	// kept, and OIDC tokens are judged like any other (no refresh).
+	Records Records
+	// RefreshInterval: an OIDC user's identity is read again from the
+	// provider (refresh token) when older than this, so group changes and
+	// the provider ending the user's grant apply within it; default 1m
+	// (users.refresh_interval).
+	RefreshInterval time.Duration
+	// RecordLife keeps an identity this long after its last sign-in or
+	// refresh: at least the longest a token lives; default 24h.
+	RecordLife time.Duration
 	// HTTPClient calls the provider; default a client with Timeout.
 	HTTPClient *http.Client
 }
@@ -104,6 +116,12 @@ func (o *OIDCOptions) withDefaults() {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = defaultOIDCTimeout
+	}
+	if o.RefreshInterval == 0 {
+		o.RefreshInterval = authn.DefaultRefreshInterval
+	}
+	if o.RecordLife == 0 {
+		o.RecordLife = 24 * time.Hour
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: o.Timeout}
@@ -405,7 +423,7 @@ func (h *handler) serveOIDCCallback(w http.ResponseWriter, r *http.Request) {
 		h.oidcErrorPage(w, r, http.StatusBadRequest, st.RD, msgStateStale)
 		return
 	}
-	id, err := h.oidc.identity(idt)
+	id, groups, err := h.oidc.identity(idt)
 	if err != nil {
 		h.countLogin(r, loginInvalidCredentials, "")
 		msg := msgNoIdentity
@@ -415,6 +433,19 @@ func (h *handler) serveOIDCCallback(w http.ResponseWriter, r *http.Request) {
 		h.oidcWarn(ctx, "oidc callback: sign-in refused", slog.String("reason", err.Error()), slog.String("user", clip(id.Subject, maxClaimBytes)))
 		h.oidcErrorPage(w, r, http.StatusForbidden, st.RD, msg)
 		return
+	}
+	if id.SessionID == "" {
+		// The provider names no session: one of tokengate's own marks the
+		// token as an OIDC sign-in (its identity is then the provider's).
+		id.SessionID = "tg-" + randomToken()[:22]
+	}
+	if h.oidcUsers != nil {
+		if err := h.oidcUsers.signedIn(ctx, id, groups, tok.RefreshToken); err != nil {
+			h.countLogin(r, loginError, "")
+			h.logError(ctx, "oidc callback: recording the user's identity in the revocation store failed", err)
+			h.oidcErrorPage(w, r, http.StatusServiceUnavailable, st.RD, msgUnavailable)
+			return
+		}
 	}
 	token, claims, err := h.tokens.IssueSession(id)
 	if err != nil {
@@ -480,11 +511,17 @@ var errOIDCNotAllowed = errors.New("not allowed")
 // identity maps a verified ID token to tokengate's session: the id from
 // IDClaim, the name from UsernameClaim, the provider's sid; then the
 // allow-lists. On a refusal the returned session names whom (for the log).
-func (c *oidcClient) identity(idt *oidc.IDToken) (authn.Session, error) {
+func (c *oidcClient) identity(idt *oidc.IDToken) (authn.Session, []string, error) {
 	var raw map[string]json.RawMessage
 	if err := idt.Claims(&raw); err != nil {
-		return authn.Session{}, fmt.Errorf("reading the claims: %w", err)
+		return authn.Session{}, nil, fmt.Errorf("reading the claims: %w", err)
 	}
+	return c.identityFrom(raw)
+}
+
+// identityFrom maps claims (an ID token's or userinfo's) to the session
+// and the groups; see identity.
+func (c *oidcClient) identityFrom(raw map[string]json.RawMessage) (authn.Session, []string, error) {
 	str := func(name string) string {
 		var s string
 		if v, ok := raw[name]; ok && json.Unmarshal(v, &s) == nil {
@@ -497,11 +534,11 @@ func (c *oidcClient) identity(idt *oidc.IDToken) (authn.Session, error) {
 	s := authn.Session{Subject: id, SessionID: str("sid")}
 	switch {
 	case id == "":
-		return s, fmt.Errorf("the ID token has no %s claim", c.opts.IDClaim)
+		return s, nil, fmt.Errorf("the ID token has no %s claim", c.opts.IDClaim)
 	case c.opts.IDClaim == "email" && !verified:
-		return s, errors.New("id_claim is email but the email is not verified")
+		return s, nil, errors.New("id_claim is email but the email is not verified")
 	case !printableClaim(id) || !printableClaim(s.SessionID):
-		return s, fmt.Errorf("the %s or sid claim is too long or holds control characters", c.opts.IDClaim)
+		return s, nil, fmt.Errorf("the %s or sid claim is too long or holds control characters", c.opts.IDClaim)
 	}
 	s.Username = str(c.opts.UsernameClaim)
 	if s.Username == "" || !printableClaim(s.Username) {
@@ -510,16 +547,16 @@ func (c *oidcClient) identity(idt *oidc.IDToken) (authn.Session, error) {
 	if len(c.opts.AllowedEmailDomains) > 0 {
 		_, domain, _ := strings.Cut(email, "@")
 		if !verified || !slices.ContainsFunc(c.opts.AllowedEmailDomains, func(d string) bool { return strings.EqualFold(d, domain) }) {
-			return s, fmt.Errorf("%w: email domain %q (verified: %t) is not in allowed_email_domains", errOIDCNotAllowed, clip(domain, 64), verified)
+			return s, nil, fmt.Errorf("%w: email domain %q (verified: %t) is not in allowed_email_domains", errOIDCNotAllowed, clip(domain, 64), verified)
 		}
 	}
+	groups := claimGroups(raw[c.opts.GroupsClaim])
 	if len(c.opts.AllowedGroups) > 0 {
-		groups := claimGroups(raw[c.opts.GroupsClaim])
 		if !slices.ContainsFunc(groups, func(g string) bool { return slices.Contains(c.opts.AllowedGroups, g) }) {
-			return s, fmt.Errorf("%w: in none of allowed_groups (has %d groups)", errOIDCNotAllowed, len(groups))
+			return s, nil, fmt.Errorf("%w: in none of allowed_groups (has %d groups)", errOIDCNotAllowed, len(groups))
 		}
 	}
-	return s, nil
+	return s, groups, nil
 }
 
 // emailVerified accepts true, and "true" (some providers send a string).

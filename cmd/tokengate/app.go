@@ -182,7 +182,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 			return nil, err
 		}
 	}
-	oidcOpts, err := oidcOptions(cfg)
+	oidcOpts, err := oidcOptions(cfg, a.store)
 	if err != nil {
 		return nil, err
 	}

@@ -6,14 +6,16 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"time"
 
 	"tokengate/internal/config"
 	"tokengate/proxy"
+	"tokengate/revocation"
 )
 
 // oidcOptions builds the OpenID Connect sign-in options; nil when
 // oidc.issuer is empty (off).
-func oidcOptions(cfg config.Config) (*proxy.OIDCOptions, error) {
+func oidcOptions(cfg config.Config, store revocation.Store) (*proxy.OIDCOptions, error) {
 	o := cfg.OIDC
 	if o.Issuer == "" {
 		return nil, nil
@@ -29,6 +31,10 @@ func oidcOptions(cfg config.Config) (*proxy.OIDCOptions, error) {
 	key, err := oidcCookieKey(cfg)
 	if err != nil {
 		return nil, err
+	}
+	records, ok := store.(proxy.Records)
+	if !ok {
+		return nil, fmt.Errorf("revocation.backend %s: cannot keep OIDC identities", cfg.Revocation.Backend)
 	}
 	return &proxy.OIDCOptions{
 		Issuer:                o.Issuer,
@@ -47,6 +53,10 @@ func oidcOptions(cfg config.Config) (*proxy.OIDCOptions, error) {
 		PostLogoutRedirectURL: o.PostLogoutRedirectURL,
 		Key:                   key,
 		Timeout:               o.Timeout,
+		// The identities live beside the revocations, where every replica
+		// reads them; kept as long as a token can live (refresh included).
+		Records:    records,
+		RecordLife: cfg.Tokens.TTL + cfg.Tokens.RefreshWindow + cfg.Tokens.Leeway + time.Hour,
 	}, nil
 }
 

@@ -291,14 +291,7 @@ func TestOIDCProviderLogout(t *testing.T) {
 	}
 	// The provider confirms, ends its session and sends the browser back.
 	c.CheckRedirect = nil
-	pg = fetch(t, c, "GET", pg.Location, nil)
-	a := formAction.FindStringSubmatch(pg.Body)
-	x := regexp.MustCompile(`name="xsrf" value="([^"]+)"`).FindStringSubmatch(pg.Body)
-	if pg.Code != 200 || a == nil || x == nil {
-		t.Fatalf("provider's logout page: %d %s", pg.Code, pg.Body)
-	}
-	action, _ := pg.URL.Parse(a[1])
-	pg = fetch(t, c, "POST", action.String(), url.Values{"xsrf": {x[1]}, "logout": {"yes"}})
+	pg = confirmIDPLogout(t, c, fetch(t, c, "GET", pg.Location, nil))
 	if pg.Code != 200 || pg.URL.Path != "/tokengate/sign_in" || !strings.Contains(pg.Body, "Sign in with Test IdP") {
 		t.Fatalf("back from the provider's logout: %d %s", pg.Code, pg.URL)
 	}

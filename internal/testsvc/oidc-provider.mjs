@@ -5,6 +5,9 @@
 //   OIDC_CLIENTS          JSON list of client metadata (redirect_uris, backchannel_logout_uri, ...)
 //   OIDC_GROUPS           JSON object: account id -> list of groups (the "groups" claim)
 //
+// POST /test/account {"id": ..., "groups": [...], "removed": true} changes an
+// account while it runs (a group change, a user removed at the provider).
+//
 // It listens on 127.0.0.1 on a free port and prints {"issuer": "..."} on
 // stdout once it is ready. Sign-in goes through the development
 // interactions: any login name is accepted (it becomes sub), any password.
@@ -13,6 +16,7 @@ import http from 'node:http';
 const { default: Provider } = await import(process.env.OIDC_PROVIDER_MODULE);
 const clients = JSON.parse(process.env.OIDC_CLIENTS || '[]');
 const groups = JSON.parse(process.env.OIDC_GROUPS || '{}');
+const removed = new Set();
 
 const server = http.createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -34,6 +38,8 @@ const provider = new Provider(issuer, {
     rpInitiatedLogout: { enabled: true },
   },
   pkce: { required: () => true },
+  // Refresh tokens without offline_access, as Keycloak issues them.
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   // The back-channel logout calls go to tokengate on 127.0.0.1, which the
   // provider's SSRF guard refuses by default: allowed here, in a test on
   // loopback only.
@@ -42,6 +48,9 @@ const provider = new Provider(issuer, {
     return globalThis.fetch(url, options);
   },
   async findAccount(ctx, id) {
+    if (removed.has(id)) {
+      return undefined; // a refresh for this account is refused (invalid_grant)
+    }
     return {
       accountId: id,
       async claims() {
@@ -69,5 +78,19 @@ provider.use(async (ctx, next) => {
     ctx.body = ctx.body.replace(/@import url\([^)]*\);?/g, '');
   }
 });
-server.on('request', provider.callback());
+const oidc = provider.callback();
+server.on('request', (req, res) => {
+  if (req.method !== 'POST' || req.url !== '/test/account') {
+    oidc(req, res);
+    return;
+  }
+  let body = '';
+  req.on('data', (chunk) => { body += chunk; });
+  req.on('end', () => {
+    const change = JSON.parse(body);
+    if (change.groups) groups[change.id] = change.groups;
+    if (change.removed) removed.add(change.id);
+    res.writeHead(204).end();
+  });
+});
 console.log(JSON.stringify({ issuer }));

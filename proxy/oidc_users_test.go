@@ -1,0 +1,179 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"tokengate/authn"
+	"tokengate/internal/testkit"
+	"tokengate/internal/testsvc"
+	"tokengate/revocation"
+)
+
+// oidcStack is the handler with OpenID Connect sign-in against a real
+// provider (oidc-provider), on a real listener.
+type oidcStack struct {
+	h     *handler
+	srv   *httptest.Server
+	idp   *testsvc.OIDCProvider
+	store *revocation.MemoryStore
+	logs  *testkit.LogBuffer
+}
+
+func newOIDCStack(t *testing.T, groups map[string][]string, mutate func(*OIDCOptions)) *oidcStack {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + l.Addr().String()
+	idp := testsvc.StartOIDCProvider(t, []map[string]any{{
+		"client_id": "tg", "client_secret": "tg-secret-0123456789abcdef0123456789",
+		"redirect_uris": []string{base + "/tokengate/oidc/callback"}, "grant_types": []string{"authorization_code", "refresh_token"},
+		"response_types": []string{"code"}, "backchannel_logout_uri": base + "/tokengate/oidc/backchannel_logout",
+		"backchannel_logout_session_required": true,
+	}}, groups)
+
+	key, err := authn.LoadOrCreateSigningKey(filepath.Join(t.TempDir(), "signing.key"), "EdDSA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := authn.NewTokens(key, nil, authn.TokenOptions{Issuer: "tokengate", TTL: time.Hour, Leeway: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &oidcStack{idp: idp, store: revocation.NewMemoryStore(nil), logs: &testkit.LogBuffer{}}
+	checker, err := revocation.NewChecker(st.store, revocation.CheckerOptions{UserCutoffTTL: tokens.MaxLifetime()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { checker.Close() })
+	up := newUpstream(t)
+	upURL, _ := url.Parse(up.srv.URL)
+	oo := &OIDCOptions{
+		Issuer: idp.Issuer, ClientID: "tg", ClientSecret: "tg-secret-0123456789abcdef0123456789",
+		RedirectURL: base + "/tokengate/oidc/callback", Key: make([]byte, 32), Records: st.store,
+	}
+	if mutate != nil {
+		mutate(oo)
+	}
+	routes := defaultRoutes()
+	routes.SignIn, routes.SignOut = "/tokengate/sign_in", "/tokengate/sign_out"
+	routes.OIDCSignIn, routes.OIDCCallback, routes.BackchannelLogout = "/tokengate/oidc/sign_in", "/tokengate/oidc/callback", "/tokengate/oidc/backchannel_logout"
+	h, err := New(Options{
+		Upstream: upURL, Routes: routes, Browser: BrowserOptions{InsecureCookie: true}, OIDC: oo,
+		Tokens: tokens, Auth: authn.NewAuthenticator(noUsers{}, authn.AuthenticatorOptions{}), Revocation: checker,
+		Logger: slog.New(slog.NewJSONHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.h = h.(*handler)
+	st.srv = &httptest.Server{Listener: l, Config: &http.Server{Handler: h}}
+	st.srv.Start()
+	t.Cleanup(st.srv.Close)
+	t.Cleanup(func() { _ = st.h.oidcIdentities.Close() })
+	return st
+}
+
+func (st *oidcStack) signIn(t *testing.T, login string) *http.Client {
+	t.Helper()
+	c := testsvc.NewBrowserClient()
+	if pg := testsvc.SignInAtProvider(t, c, st.srv.URL+"/tokengate/oidc/sign_in?rd=/app", login); pg.Code != 200 || pg.URL.Path != "/app" {
+		t.Fatalf("sign-in as %s: %d %s %s", login, pg.Code, pg.URL, pg.Body)
+	}
+	return c
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// An OIDC user's groups come from the provider and follow it: a group
+// change at the provider is seen within the refresh interval (through the
+// refresh token, no new sign-in), and a user the provider no longer knows
+// loses access. The stored identity holds the refresh token sealed only.
+func TestOIDCIdentityFollowsTheProvider(t *testing.T) {
+	st := newOIDCStack(t, map[string][]string{"erin": {"ops", "finance"}}, func(o *OIDCOptions) { o.RefreshInterval = time.Second })
+	ctx := context.Background()
+	c := st.signIn(t, "erin")
+	u, err := st.h.oidcIdentities.Identity(ctx, "erin")
+	if err != nil || !slices.Equal(u.Groups, []string{"ops", "finance"}) || u.Username != "erin" {
+		t.Fatalf("after sign-in: %+v %v", u, err)
+	}
+	raw, found, _ := st.store.GetRecord(ctx, oidcUserKey("erin"))
+	if !found || !strings.Contains(string(raw), `"r":"`) || strings.Contains(string(raw), "erin@") {
+		t.Fatalf("stored identity: %s", raw)
+	}
+
+	st.idp.ChangeAccount(t, map[string]any{"id": "erin", "groups": []string{"finance"}})
+	waitFor(t, 3*time.Second, "the group change reaches tokengate", func() bool {
+		u, err := st.h.oidcIdentities.Identity(ctx, "erin")
+		return err == nil && slices.Equal(u.Groups, []string{"finance"})
+	})
+	if pg := testsvc.Fetch(t, c, "GET", st.srv.URL+"/app", nil); pg.Code != 200 {
+		t.Fatalf("still a member of the provider: %d", pg.Code)
+	}
+
+	st.idp.ChangeAccount(t, map[string]any{"id": "erin", "removed": true})
+	waitFor(t, 3*time.Second, "the removal reaches tokengate", func() bool {
+		_, err := st.h.oidcIdentities.Identity(ctx, "erin")
+		return errors.Is(err, authn.ErrUserNotFound)
+	})
+	noRedirect := &http.Client{Jar: c.Jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if pg := testsvc.Fetch(t, noRedirect, "GET", st.srv.URL+"/app", nil); pg.Code != http.StatusFound {
+		t.Fatalf("a user the provider removed: %d", pg.Code)
+	}
+	if !strings.Contains(st.logs.String(), "the provider refused the refresh token") {
+		t.Fatalf("no log line saying why:\n%s", st.logs)
+	}
+}
+
+// allowed_groups is checked again at each refresh: a user taken out of the
+// allowed groups at the provider loses access.
+func TestOIDCAllowedGroupsOnRefresh(t *testing.T) {
+	st := newOIDCStack(t, map[string][]string{"frank": {"staff"}}, func(o *OIDCOptions) {
+		o.RefreshInterval = time.Second
+		o.AllowedGroups = []string{"staff"}
+	})
+	// Not in an allowed group: refused at sign-in, with the page.
+	c := testsvc.NewBrowserClient()
+	pg := testsvc.SignInAtProvider(t, c, st.srv.URL+"/tokengate/oidc/sign_in", "gina")
+	if pg.Code != http.StatusForbidden || !strings.Contains(pg.Body, "not allowed to use this application") {
+		t.Fatalf("gina (no groups): %d %s", pg.Code, pg.Body)
+	}
+	st.signIn(t, "frank")
+	st.idp.ChangeAccount(t, map[string]any{"id": "frank", "groups": []string{"contractors"}})
+	waitFor(t, 3*time.Second, "frank leaves staff", func() bool {
+		_, err := st.h.oidcIdentities.Identity(context.Background(), "frank")
+		return errors.Is(err, authn.ErrUserNotFound)
+	})
+	if !strings.Contains(st.logs.String(), fmt.Sprintf("%s: in none of allowed_groups", errOIDCNotAllowed)) {
+		t.Fatalf("log:\n%s", st.logs)
+	}
+}
+
+// noUsers is a password store with nobody in it.
+type noUsers struct{}
+
+func (noUsers) LookupUser(context.Context, string) (authn.User, error) {
+	return authn.User{}, authn.ErrUserNotFound
+}
