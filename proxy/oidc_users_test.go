@@ -40,9 +40,12 @@ func newOIDCStack(t *testing.T, groups map[string][]string, mutate func(*OIDCOpt
 	base := "http://" + l.Addr().String()
 	idp := testsvc.StartOIDCProvider(t, []map[string]any{{
 		"client_id": "tg", "client_secret": "tg-secret-0123456789abcdef0123456789",
-		"redirect_uris": []string{base + "/tokengate/oidc/callback"}, "grant_types": []string{"authorization_code", "refresh_token"},
+		"redirect_uris": []string{base + "/tokengate/oidc/callback", testRedirect}, "grant_types": []string{"authorization_code", "refresh_token"},
 		"response_types": []string{"code"}, "backchannel_logout_uri": base + "/tokengate/oidc/backchannel_logout",
 		"backchannel_logout_session_required": true,
+	}, {
+		"client_id": "other", "client_secret": "other-secret-0123456789abcdef012345",
+		"redirect_uris": []string{testRedirect}, "grant_types": []string{"authorization_code"}, "response_types": []string{"code"},
 	}}, groups)
 
 	key, err := authn.LoadOrCreateSigningKey(filepath.Join(t.TempDir(), "signing.key"), "EdDSA")
