@@ -205,8 +205,8 @@ func newOIDCClient(o OIDCOptions, rt Routes, br browser) (*oidcClient, error) {
 		return nil, fmt.Errorf("proxy: OIDC.Key: %w", err)
 	}
 	c := &oidcClient{opts: o, seal: s, signInRoute: rt.OIDCSignIn}
-	c.stateCookie = br.cookieName + "_oidc_state"
-	c.idCookie = br.cookieName + "_oidc"
+	c.stateCookie = br.baseName + "_oidc_state"
+	c.idCookie = br.baseName + "_oidc"
 	if br.secure {
 		c.stateCookie = "__Host-" + c.stateCookie
 		c.idCookie = "__Host-" + c.idCookie

@@ -72,7 +72,7 @@ func TestOIDCBrowserSignIn(t *testing.T) {
 	if c := cookie(t, tab, base, "__Host-tokengate_oidc_state"); c != nil {
 		t.Fatal("the state cookie outlived the sign-in")
 	}
-	if c := cookie(t, tab, base, "tokengate"); c == nil || !c.HTTPOnly || !c.Secure {
+	if c := cookie(t, tab, base, "__Host-tokengate"); c == nil || !c.HTTPOnly || !c.Secure {
 		t.Fatalf("session cookie: %s", describeCookie(c))
 	}
 
@@ -87,7 +87,7 @@ func TestOIDCBrowserSignIn(t *testing.T) {
 	if loc.Path != signInPath || !strings.HasPrefix(loc.String(), base) {
 		t.Fatalf("after the provider's logout: %s", loc)
 	}
-	if c := cookie(t, tab, base, "tokengate"); c != nil {
+	if c := cookie(t, tab, base, "__Host-tokengate"); c != nil {
 		t.Fatalf("the session cookie outlived the sign-out: %s", describeCookie(c))
 	}
 	load(t, tab, chromedp.Navigate(base+"/account"))
