@@ -106,6 +106,11 @@ func (u *oidcUsers) LookupUserByID(ctx context.Context, id string) (authn.User, 
 		return authn.User{}, fmt.Errorf("%w: %w", authn.ErrUsersUnavailable, err)
 	}
 	if !first {
+		if age := now.Sub(time.Unix(0, rec.Checked)); age > u.refresh+authn.DefaultMaxStale {
+			// Another replica holds the lock, but the provider has not
+			// answered anyone for this long: no more guessing.
+			return authn.User{}, fmt.Errorf("%w: the provider has not confirmed this user for %s", authn.ErrUsersUnavailable, age.Round(time.Second))
+		}
 		return rec.user(id), nil
 	}
 	return u.refreshUser(ctx, id, rec, now)
