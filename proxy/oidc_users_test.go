@@ -180,3 +180,44 @@ type noUsers struct{}
 func (noUsers) LookupUser(context.Context, string) (authn.User, error) {
 	return authn.User{}, authn.ErrUserNotFound
 }
+
+// While another replica holds the refresh lock, the stored identity is
+// served, but not past the max-stale bound: then the answer is
+// "unavailable", never a guess. A record the provider ended is a removed
+// user; no record at all is an unknown one.
+func TestOIDCUsersWhileAnotherReplicaRefreshes(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	store := revocation.NewMemoryStore(func() time.Time { return now })
+	u := &oidcUsers{c: &oidcClient{opts: OIDCOptions{Timeout: time.Minute}}, records: store, refresh: 30 * time.Second,
+		life: time.Hour, now: func() time.Time { return now }, log: slog.New(slog.DiscardHandler)}
+	ctx := context.Background()
+	put := func(id string, rec oidcUserRecord) {
+		if err := u.put(ctx, id, rec, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lockHeld := func(id string, checked time.Time) {
+		if ok, err := store.AddRecord(ctx, oidcRefreshLock(id, checked.UnixNano()), []byte{1}, now.Add(time.Minute)); !ok || err != nil {
+			t.Fatal("could not take the lock", err)
+		}
+	}
+	recent := now.Add(-time.Minute)
+	put("ivy", oidcUserRecord{Username: "ivy", Groups: []string{"ops"}, Refresh: "sealed", Checked: recent.UnixNano()})
+	lockHeld("ivy", recent)
+	if got, err := u.LookupUserByID(ctx, "ivy"); err != nil || !slices.Equal(got.Groups, []string{"ops"}) {
+		t.Fatalf("within the bound: %+v %v", got, err)
+	}
+	old := now.Add(-(30*time.Second + authn.DefaultMaxStale + time.Second))
+	put("jay", oidcUserRecord{Username: "jay", Refresh: "sealed", Checked: old.UnixNano()})
+	lockHeld("jay", old)
+	if _, err := u.LookupUserByID(ctx, "jay"); !errors.Is(err, authn.ErrUsersUnavailable) {
+		t.Fatalf("past the bound: %v", err)
+	}
+	put("kim", oidcUserRecord{Username: "kim", Checked: recent.UnixNano(), Ended: "the provider refused the refresh token"})
+	if _, err := u.LookupUserByID(ctx, "kim"); !errors.Is(err, authn.ErrUserNotFound) {
+		t.Fatalf("ended: %v", err)
+	}
+	if _, err := u.LookupUserByID(ctx, "nobody"); !errors.Is(err, authn.ErrUserNotFound) {
+		t.Fatalf("unknown: %v", err)
+	}
+}
