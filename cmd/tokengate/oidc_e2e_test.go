@@ -186,6 +186,28 @@ func TestOIDCCallbackRefusals(t *testing.T) {
 		noSession(t, pg)
 	})
 
+	t.Run("nonce not this sign-in's", func(t *testing.T) {
+		// Same state and PKCE challenge, so the code exchange succeeds;
+		// only the ID token's nonce differs from the one in the cookie.
+		c := newBrowserClient(t, "/auth", oidcCallback)
+		pg := fetch(t, c, "GET", begin, nil)
+		auth, _ := url.Parse(pg.Location)
+		q := auth.Query()
+		q.Set("nonce", "not-the-nonce-tokengate-made-0123456789")
+		auth.RawQuery = q.Encode()
+		c.CheckRedirect = newBrowserClient(t, oidcCallback).CheckRedirect
+		pg = signInAtProvider(t, c, auth.String(), "alice")
+		if pg.Code != http.StatusSeeOther {
+			t.Fatalf("redirect: %d %s", pg.Code, pg.Body)
+		}
+		pg = fetch(t, c, "GET", pg.Location, nil)
+		if pg.Code != http.StatusBadRequest || !strings.Contains(pg.Body, stale) {
+			t.Fatalf("another nonce: %d %s", pg.Code, pg.Body)
+		}
+		noSession(t, pg)
+		waitLog(t, in, "the ID token's nonce is not this sign-in's")
+	})
+
 	t.Run("consent denied", func(t *testing.T) {
 		c := newBrowserClient(t)
 		pg := fetch(t, c, "GET", begin, nil) // the provider's login page
