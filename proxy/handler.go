@@ -41,6 +41,7 @@ type handler struct {
 	now               func() time.Time
 	browser           browser
 	verifyRoute       string      // Routes.Verify; "" when off
+	forwardAuthz      bool        // Options.ForwardAuthorization
 	oidc              *oidcClient // nil: no OpenID Connect sign-in
 	oidcUsers         *oidcUsers  // nil: OIDC identities not kept (no Records)
 	// oidcIdentities answers who an OIDC token's user is now (the provider,
@@ -95,6 +96,7 @@ func New(opts Options) (http.Handler, error) {
 		now:               opts.Now,
 		browser:           newBrowser(opts.Routes, opts.Browser),
 		verifyRoute:       opts.Routes.Verify,
+		forwardAuthz:      opts.ForwardAuthorization,
 	}
 	h.pageCSP = pageCSP
 	if opts.OIDC != nil {
@@ -319,6 +321,9 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 	switch classifyPath(r.URL.Path, r.URL.RawPath) {
 	case pathHostile:
 		st.route = routeProxy
+		if h.upstream == nil {
+			st.route = routeNotFound // auth-server mode: nothing would be proxied
+		}
 		writeError(w, errBadPath)
 		return
 	case pathClean:
@@ -341,11 +346,12 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	st.route = routeProxy
 	if h.upstream == nil {
+		st.route = routeNotFound
 		writeError(w, errNotFound)
 		return
 	}
+	st.route = routeProxy
 	h.servePrivate(w, r)
 }
 

@@ -619,11 +619,11 @@ func (h *handler) keepIDToken(w http.ResponseWriter, rawID string, now time.Time
 
 // afterSignOut is where a signed-out browser goes: the provider's
 // end_session_endpoint when its session came from the provider (the ID
-// token cookie, or a token with a sid) and provider logout is on; else the
-// sign-in page. The ID token cookie is cleared either way.
-func (h *handler) afterSignOut(w http.ResponseWriter, r *http.Request, c authn.Claims, signedIn bool) string {
+// token cookie, or a token with a sid) and provider logout is on; else
+// local (the sign-in page). The ID token cookie is cleared either way.
+func (h *handler) afterSignOut(w http.ResponseWriter, r *http.Request, c authn.Claims, signedIn bool, local string) string {
 	if h.oidc == nil {
-		return h.browser.signIn
+		return local
 	}
 	var idToken string
 	if cs := r.CookiesNamed(h.oidc.idCookie); len(cs) == 1 {
@@ -631,18 +631,18 @@ func (h *handler) afterSignOut(w http.ResponseWriter, r *http.Request, c authn.C
 		h.clearOIDCCookie(w, h.oidc.idCookie)
 	}
 	if h.oidc.opts.NoProviderLogout || (idToken == "" && !(signedIn && c.SessionID != "")) {
-		return h.browser.signIn
+		return local
 	}
 	d, err := h.oidc.provider(r.Context(), h.now())
 	if err != nil || d.endSession == "" {
 		if err != nil {
 			h.logError(r.Context(), "sign-out: the provider is unreachable; its session was not ended", err)
 		}
-		return h.browser.signIn
+		return local
 	}
 	u, err := url.Parse(d.endSession)
 	if err != nil {
-		return h.browser.signIn
+		return local
 	}
 	q := u.Query()
 	if idToken != "" {

@@ -62,6 +62,7 @@ type pageData struct {
 	RD       string
 	Username string
 	Message  string
+	Notice   string // news that is not an error (signed out)
 	// The OpenID Connect provider's button: its label and link ("" = none),
 	// and whether the password form is shown beside it.
 	Provider     string
@@ -79,6 +80,16 @@ const (
 	msgCrossSite      = "This form did not come from this site."
 	msgUnavailable    = "Signing in is unavailable right now. Please try again in a moment."
 	msgSignOutFailed  = "Signing out could not be recorded right now. Please try again in a moment."
+)
+
+// After a sign-out the browser lands on the sign-in page with
+// signedOutParam naming what ended, and the page says so.
+const (
+	signedOutParam      = "signed_out"
+	signedOutThis       = "this"
+	signedOutEverywhere = "everywhere"
+	noticeSignedOut     = "You have signed out."
+	noticeEverywhere    = "You have signed out everywhere: every session of yours, in every browser and app, has ended."
 )
 
 // renderPage writes a page with the headers every page carries.
@@ -110,8 +121,9 @@ const pageMethods = "GET, HEAD, POST"
 func (h *handler) serveSignIn(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		rd := h.redirectTarget(r.URL.Query().Get("rd"))
-		h.signInPage(w, r, http.StatusOK, rd, "", "")
+		q := r.URL.Query()
+		rd := h.redirectTarget(q.Get("rd"))
+		h.signInPageWith(w, r, http.StatusOK, pageData{RD: rd, Notice: signedOutNotice(q.Get(signedOutParam))})
 	case http.MethodPost:
 		h.signIn(w, r)
 	default:
@@ -121,27 +133,40 @@ func (h *handler) serveSignIn(w http.ResponseWriter, r *http.Request) {
 
 // signInPage renders the form; rd is already checked.
 func (h *handler) signInPage(w http.ResponseWriter, r *http.Request, status int, rd, username, msg string) {
-	if rd == "/" {
-		rd = "" // the default: keep the form (and the URL) short
+	h.signInPageWith(w, r, status, pageData{RD: rd, Username: username, Message: msg})
+}
+
+// signInPageWith renders the form with d's RD, Username, Message, Notice.
+func (h *handler) signInPageWith(w http.ResponseWriter, r *http.Request, status int, d pageData) {
+	if d.RD == "/" {
+		d.RD = "" // the default: keep the form (and the URL) short
 	}
-	d := pageData{
-		Action:       h.browser.signIn,
-		RD:           rd,
-		Username:     username,
-		Message:      msg,
-		PasswordForm: true,
-	}
+	d.Action = h.browser.signIn
+	d.PasswordForm = true
 	if h.oidc != nil {
 		d.Provider, d.PasswordForm = h.oidc.opts.Name, !h.oidc.opts.HidePasswordForm
 		d.ProviderURL = h.oidc.signInRoute
-		if rd != "" {
-			d.ProviderURL += "?rd=" + url.QueryEscape(rd)
+		if d.RD != "" {
+			d.ProviderURL += "?rd=" + url.QueryEscape(d.RD)
 		}
 	}
 	if d.PasswordForm {
 		d.CSRF = h.browser.ensureCSRF(w, r, csrfSignIn)
 	}
 	h.renderPage(w, "sign_in.html", status, d)
+}
+
+// signedOutNotice is the sign-in page's word after a sign-out; anything
+// else in the parameter shows nothing (fixed texts only: nothing from the
+// URL reaches the page).
+func signedOutNotice(v string) string {
+	switch v {
+	case signedOutThis:
+		return noticeSignedOut
+	case signedOutEverywhere:
+		return noticeEverywhere
+	}
+	return ""
 }
 
 func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
@@ -351,6 +376,10 @@ func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
 		c        authn.Claims // the signed-out session, for the provider's logout
 		signedIn bool
 	)
+	// What the sign-in page will say: "everywhere" only when every token
+	// of the user was revoked; without a valid cookie nothing was, and
+	// only this browser's cookie is cleared.
+	ended := signedOutThis
 	if token, ok := h.browser.sessionCookie(r); ok {
 		out := h.judge(r, token, authOutcome{}, false)
 		switch {
@@ -364,6 +393,9 @@ func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
 				h.signOutPage(w, r, http.StatusServiceUnavailable, msgSignOutFailed)
 				return
 			}
+			if form["scope"] == "everywhere" {
+				ended = signedOutEverywhere
+			}
 		case out.decision == decisionError:
 			// The revocation store could not even say whether the token
 			// is alive: nothing can be revoked now, and clearing the
@@ -376,6 +408,6 @@ func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
 	h.browser.clearHostOnlyCookie(w)
 	h.browser.clearSessionCookie(w)
 	noStore(w)
-	w.Header().Set("Location", h.afterSignOut(w, r, c, signedIn))
+	w.Header().Set("Location", h.afterSignOut(w, r, c, signedIn, h.browser.signIn+"?"+signedOutParam+"="+ended))
 	w.WriteHeader(http.StatusSeeOther)
 }

@@ -206,6 +206,8 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 		Logger:            log,
 		AccessLog:         access,
 		Registerer:        reg,
+
+		ForwardAuthorization: cfg.ForwardAuthorization,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)

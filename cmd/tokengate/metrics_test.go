@@ -14,8 +14,7 @@ import (
 	"tokengate/internal/testsvc"
 )
 
-// contractMetrics are the names ../shared/ARCHITECTURE.md promises, plus
-// the additions documented in the README.
+// contractMetrics are the names the README's metrics table promises.
 var contractMetrics = []string{
 	"tokengate_http_requests_total",
 	"tokengate_http_request_duration_seconds",

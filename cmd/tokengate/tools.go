@@ -224,6 +224,9 @@ func cmdRevokeUser(ctx context.Context, args []string, e env) int {
 		if msg == "" {
 			msg = strings.TrimSpace(string(raw))
 		}
+		// The instance's hints name the HTTP field ("force": true); here
+		// the same thing is a flag.
+		msg = strings.NewReplacer("send force: true", "pass --force-id", "force: true", "--force-id").Replace(msg)
 		fmt.Fprintf(e.stderr, "revoke-user: %s: %s\n", resp.Status, msg)
 		return exitError
 	}

@@ -42,6 +42,11 @@ type Config struct {
 	Browser         BrowserConfig    `yaml:"browser"`
 	OIDC            OIDCConfig       `yaml:"oidc"`
 
+	// ForwardAuthorization passes the client's Authorization: Bearer header
+	// to the app; false (the default) removes it, so the app never holds a
+	// token it could replay against other apps behind tokengate.
+	ForwardAuthorization bool `yaml:"forward_authorization"`
+
 	// dir is the config file's directory (absolute when it can be), the base
 	// of relative paths; "" means the working directory.
 	dir string
