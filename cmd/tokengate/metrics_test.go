@@ -31,6 +31,8 @@ var contractMetrics = []string{
 	"tokengate_ready",
 	"tokengate_dependency_up",
 	"tokengate_users_last_reload_success",
+	"tokengate_identity_cache_requests_total",
+	"tokengate_identity_refresh_errors_total",
 	"go_goroutines",
 	"process_resident_memory_bytes",
 }

@@ -84,12 +84,15 @@ func checkServices(cfg config.Config) []error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	pu, err := authn.OpenPostgresUsers(ctx, authn.PostgresUsersOptions{
-		URL: u.PostgresURL, Password: password, Table: u.Table, Query: u.Query,
+		URL: u.PostgresURL, Password: password, Table: u.Table, Query: u.Query, IDQuery: u.IDQuery,
 	})
 	if err != nil {
 		return []error{postgresUsersError(err)}
 	}
-	pu.Close()
+	defer pu.Close()
+	if len(u.DefaultGroups) > 0 && !pu.HasGroups() {
+		return []error{errors.New("users.default_groups: the users table has no groups column: set users.migrate: true, or add it (ALTER TABLE ... ADD COLUMN groups text[] NOT NULL DEFAULT '{}')")}
+	}
 	return nil
 }
 
