@@ -105,11 +105,12 @@ func New(opts Options) (http.Handler, error) {
 		}
 		if opts.OIDC.Records != nil {
 			h.oidcUsers = &oidcUsers{c: h.oidc, records: opts.OIDC.Records, refresh: opts.OIDC.RefreshInterval / 2,
-				life: opts.OIDC.RecordLife, now: h.now, log: h.logger}
+				maxStale: opts.OIDC.MaxStale, life: opts.OIDC.RecordLife, now: h.now, log: h.logger}
 			// Half the interval here and half in the store's record: a
 			// change at the provider shows within the whole interval.
 			h.oidcIdentities, err = authn.NewIdentities(h.oidcUsers, authn.IdentitiesOptions{
-				RefreshInterval: opts.OIDC.RefreshInterval / 2, Timeout: 3 * opts.OIDC.Timeout, Now: h.now, Logger: h.logger,
+				RefreshInterval: opts.OIDC.RefreshInterval / 2, MaxStale: opts.OIDC.MaxStale, Timeout: 3 * opts.OIDC.Timeout,
+				Now: h.now, Logger: h.logger,
 			})
 			if err != nil {
 				return nil, err

@@ -74,6 +74,10 @@ type OIDCOptions struct {
 	// the provider ending the user's grant apply within it; default 1m
 	// (users.refresh_interval).
 	RefreshInterval time.Duration
+	// MaxStale: while the provider cannot be asked, an identity is served
+	// this long past its last confirmation, then refused (503); default 5m
+	// (users.max_stale).
+	MaxStale time.Duration
 	// RecordLife keeps an identity this long after its last sign-in or
 	// refresh: at least the longest a token lives; default 24h.
 	RecordLife time.Duration
@@ -119,6 +123,9 @@ func (o *OIDCOptions) withDefaults() {
 	}
 	if o.RefreshInterval == 0 {
 		o.RefreshInterval = authn.DefaultRefreshInterval
+	}
+	if o.MaxStale == 0 {
+		o.MaxStale = authn.DefaultMaxStale
 	}
 	if o.RecordLife == 0 {
 		o.RecordLife = 24 * time.Hour

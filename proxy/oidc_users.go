@@ -37,12 +37,13 @@ type Records interface {
 // Without a refresh token (the provider gave none: ask for offline_access
 // where needed) the identity stays as of the last sign-in.
 type oidcUsers struct {
-	c       *oidcClient
-	records Records
-	refresh time.Duration // re-read from the provider when older than this
-	life    time.Duration // a record outlives its last sign-in or refresh by this
-	now     func() time.Time
-	log     *slog.Logger
+	c        *oidcClient
+	records  Records
+	refresh  time.Duration // re-read from the provider when older than this
+	maxStale time.Duration // past refresh + this, an unconfirmed identity is refused
+	life     time.Duration // a record outlives its last sign-in or refresh by this
+	now      func() time.Time
+	log      *slog.Logger
 }
 
 type oidcUserRecord struct {
@@ -106,7 +107,7 @@ func (u *oidcUsers) LookupUserByID(ctx context.Context, id string) (authn.User, 
 		return authn.User{}, fmt.Errorf("%w: %w", authn.ErrUsersUnavailable, err)
 	}
 	if !first {
-		if age := now.Sub(time.Unix(0, rec.Checked)); age > u.refresh+authn.DefaultMaxStale {
+		if age := now.Sub(time.Unix(0, rec.Checked)); age > u.refresh+u.maxStale {
 			// Another replica holds the lock, but the provider has not
 			// answered anyone for this long: no more guessing.
 			return authn.User{}, fmt.Errorf("%w: the provider has not confirmed this user for %s", authn.ErrUsersUnavailable, age.Round(time.Second))

@@ -188,7 +188,7 @@ func (noUsers) LookupUser(context.Context, string) (authn.User, error) {
 func TestOIDCUsersWhileAnotherReplicaRefreshes(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	store := revocation.NewMemoryStore(func() time.Time { return now })
-	u := &oidcUsers{c: &oidcClient{opts: OIDCOptions{Timeout: time.Minute}}, records: store, refresh: 30 * time.Second,
+	u := &oidcUsers{c: &oidcClient{opts: OIDCOptions{Timeout: time.Minute}}, records: store, refresh: 30 * time.Second, maxStale: authn.DefaultMaxStale,
 		life: time.Hour, now: func() time.Time { return now }, log: slog.New(slog.DiscardHandler)}
 	ctx := context.Background()
 	put := func(id string, rec oidcUserRecord) {

@@ -55,8 +55,10 @@ func oidcOptions(cfg config.Config, store revocation.Store) (*proxy.OIDCOptions,
 		Timeout:               o.Timeout,
 		// The identities live beside the revocations, where every replica
 		// reads them; kept as long as a token can live (refresh included).
-		Records:    records,
-		RecordLife: cfg.Tokens.TTL + cfg.Tokens.RefreshWindow + cfg.Tokens.Leeway + time.Hour,
+		Records:         records,
+		RefreshInterval: cfg.Users.RefreshInterval,
+		MaxStale:        cfg.Users.MaxStale,
+		RecordLife:      cfg.Tokens.TTL + cfg.Tokens.RefreshWindow + cfg.Tokens.Leeway + time.Hour,
 	}, nil
 }
 

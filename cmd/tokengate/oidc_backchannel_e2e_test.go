@@ -160,3 +160,84 @@ func TestOIDCBackchannelLogoutReplicas(t *testing.T) {
 func newNoRedirect(c *http.Client) *http.Client {
 	return &http.Client{Jar: c.Jar, Timeout: c.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
+
+// A user removed at the provider loses access without signing in again:
+// within users.refresh_interval (1m by default, 2s here) a replica asks the
+// provider again with the refresh token, the provider refuses it, and the
+// identity record shared through Redis ends the user's OIDC sessions on
+// both replicas. Another user signed in the same way goes on.
+func TestOIDCUserRemovedAtProvider(t *testing.T) {
+	addr := testsvc.RedisAddr(t)
+	portA, portB := reservePort(t), reservePort(t)
+	p := startIDP(t, []map[string]any{oidcClient([]int{portA, portB}, "")}, nil)
+	up := newEchoUpstream(t)
+	dirA, dirB := newDir(t, up.URL), newDir(t, up.URL)
+	env := append(redisEnv(addr), "TOKENGATE_USERS_REFRESH_INTERVAL=2s")
+	a := start(t, dirA, append(env, oidcEnv(p.Issuer, portA)...)...)
+	key, err := os.ReadFile(filepath.Join(dirA, "signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dirB, "signing.key"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := start(t, dirB, append(env, oidcEnv(p.Issuer, portB)...)...)
+
+	user := "carol-" + strings.ToLower(randomSuffix(t))
+	carol, dave := newBrowserClient(t), newBrowserClient(t)
+	if pg := signInAtProvider(t, carol, a.Public+oidcStart+"?rd=/app", user); pg.Code != 200 || pg.URL.Path != "/app" {
+		t.Fatalf("sign-in: %d %s", pg.Code, pg.URL)
+	}
+	if pg := signInAtProvider(t, dave, b.Public+oidcStart+"?rd=/app", "dave-"+user); pg.Code != 200 || pg.URL.Path != "/app" {
+		t.Fatalf("sign-in: %d %s", pg.Code, pg.URL)
+	}
+	// Past the refresh interval, the provider still knows carol: a refresh
+	// succeeds and she goes on.
+	time.Sleep(2500 * time.Millisecond)
+	for _, base := range []string{a.Public, b.Public} {
+		if !signedIn(t, carol, base) {
+			t.Fatalf("carol refused on %s while the provider still knows her\n%s", base, a.logs)
+		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("A:\n%s\nB:\n%s", a.logs, b.logs)
+		}
+	})
+	p.ChangeAccount(t, map[string]any{"id": user, "removed": true})
+	removed := time.Now()
+	for _, base := range []string{a.Public, b.Public} {
+		eventually(t, 8*time.Second, "carol's session ends on "+base, func() bool { return !signedIn(t, carol, base) })
+		if !signedIn(t, dave, base) {
+			t.Fatalf("dave's session ended too on %s", base)
+		}
+	}
+	// Within the refresh interval (2s), with slack for a loaded machine.
+	if took := time.Since(removed); took > 5*time.Second {
+		t.Fatalf("the removal took %s to end the session on both replicas", took)
+	} else {
+		t.Logf("the removal ended the session on both replicas after %s", took.Round(10*time.Millisecond))
+	}
+	waitLogAny(t, []*instance{a, b}, "the provider refused the refresh token")
+}
+
+func randomSuffix(t *testing.T) string {
+	return strings.ReplaceAll(strings.ReplaceAll(t.Name(), "/", "-"), "_", "-") + "-" + time.Now().Format("150405.000000")
+}
+
+// waitLogAny waits for a log line holding s on any of the instances.
+func waitLogAny(t *testing.T, ins []*instance, s string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, in := range ins {
+			if strings.Contains(in.logs.String(), s) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
