@@ -107,6 +107,8 @@ func (h *handler) checkToken(ctx context.Context, token string, refreshable bool
 	}
 	revoked, err := h.revocation.Revoked(ctx, claims.ID, claims.Subject, claims.SignedInAt())
 	if err == nil && !revoked && claims.SessionID != "" {
+		// A token of an OIDC sign-in: its user is the provider's, from here on.
+		ctx = withOIDCToken(ctx)
 		revoked, err = h.providerSessionEnded(ctx, claims) // back-channel logout
 		if err == nil && !revoked {
 			if out, ended := h.oidcUserEnded(ctx, claims); ended {

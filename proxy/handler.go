@@ -77,6 +77,12 @@ func New(opts Options) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: registering metrics: %w", err)
 	}
+	// Before the handler takes opts.Identities: OIDC tokens' users are
+	// answered by the provider's identities (see oidcAwareIdentities).
+	oidcParts, err := newOIDC(&opts)
+	if err != nil {
+		return nil, err
+	}
 	h := &handler{
 		upstream:          opts.Upstream,
 		identity:          newIdentityHeader(opts.IdentityHeader),
@@ -99,23 +105,8 @@ func New(opts Options) (http.Handler, error) {
 		forwardAuthz:      opts.ForwardAuthorization,
 	}
 	h.pageCSP = pageCSP
+	h.oidc, h.oidcUsers, h.oidcIdentities = oidcParts.client, oidcParts.users, oidcParts.identities
 	if opts.OIDC != nil {
-		if h.oidc, err = newOIDCClient(*opts.OIDC, opts.Routes, h.browser); err != nil {
-			return nil, err
-		}
-		if opts.OIDC.Records != nil {
-			h.oidcUsers = &oidcUsers{c: h.oidc, records: opts.OIDC.Records, refresh: opts.OIDC.RefreshInterval / 2,
-				maxStale: opts.OIDC.MaxStale, life: opts.OIDC.RecordLife, now: h.now, log: h.logger}
-			// Half the interval here and half in the store's record: a
-			// change at the provider shows within the whole interval.
-			h.oidcIdentities, err = authn.NewIdentities(h.oidcUsers, authn.IdentitiesOptions{
-				RefreshInterval: opts.OIDC.RefreshInterval / 2, MaxStale: opts.OIDC.MaxStale, Timeout: 3 * opts.OIDC.Timeout,
-				Now: h.now, Logger: h.logger,
-			})
-			if err != nil {
-				return nil, err
-			}
-		}
 		if !opts.OIDC.NoProviderLogout {
 			// Signing out posts a form that redirects to the provider's
 			// end_session_endpoint: form-action must allow its origin.

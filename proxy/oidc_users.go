@@ -222,3 +222,80 @@ func (h *handler) oidcUserEnded(ctx context.Context, c authn.Claims) (authOutcom
 		return authOutcome{decision: decisionError, err: errIdentityDown}, true
 	}
 }
+
+// oidcParts is the OpenID Connect state New builds before the handler.
+type oidcParts struct {
+	client     *oidcClient
+	users      *oidcUsers
+	identities *authn.Identities
+}
+
+// newOIDC builds the OIDC client and, with Records, the OIDC users'
+// identities; it then makes opts.Identities answer for OIDC tokens from
+// those (oidcAwareIdentities). opts has its defaults applied.
+func newOIDC(opts *Options) (oidcParts, error) {
+	var p oidcParts
+	if opts.OIDC == nil {
+		return p, nil
+	}
+	o := opts.OIDC
+	var err error
+	if p.client, err = newOIDCClient(*o, opts.Routes, newBrowser(opts.Routes, opts.Browser)); err != nil {
+		return p, err
+	}
+	if o.Records == nil {
+		opts.Identities = oidcAwareIdentities{local: opts.Identities}
+		return p, nil
+	}
+	p.users = &oidcUsers{c: p.client, records: o.Records, refresh: o.RefreshInterval / 2,
+		maxStale: o.MaxStale, life: o.RecordLife, now: opts.Now, log: opts.Logger}
+	// Half the interval here and half in the store's record: a change at
+	// the provider shows within the whole interval.
+	p.identities, err = authn.NewIdentities(p.users, authn.IdentitiesOptions{
+		RefreshInterval: o.RefreshInterval / 2, MaxStale: o.MaxStale, Timeout: 3 * o.Timeout,
+		Now: opts.Now, Logger: opts.Logger,
+	})
+	if err != nil {
+		return p, err
+	}
+	opts.Identities = oidcAwareIdentities{local: opts.Identities, oidc: p.identities}
+	return p, nil
+}
+
+// oidcAwareIdentities answers who a token's user is now from the right
+// source: the provider's identities for a token of an OIDC sign-in (its
+// check marks the context, see withOIDCToken), the user store's for any
+// other. The two never mix, so a local user and a provider's user who
+// happen to share an id never get each other's groups. Without a user
+// store's Identities (local nil), a non-OIDC token's user is taken as
+// existing, with no groups, as when Options.Identities is nil; so is an
+// OIDC token's without OIDCOptions.Records.
+type oidcAwareIdentities struct {
+	local Identities
+	oidc  *authn.Identities
+}
+
+func (o oidcAwareIdentities) Identity(ctx context.Context, id string) (authn.User, error) {
+	if oidcToken(ctx) {
+		if o.oidc == nil { // no Records: nothing kept about OIDC users
+			return authn.User{ID: id}, nil
+		}
+		return o.oidc.Identity(ctx, id)
+	}
+	if o.local == nil {
+		return authn.User{ID: id}, nil
+	}
+	return o.local.Identity(ctx, id)
+}
+
+type oidcTokenKey struct{}
+
+// withOIDCToken marks ctx as checking a token of an OIDC sign-in.
+func withOIDCToken(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oidcTokenKey{}, true)
+}
+
+func oidcToken(ctx context.Context) bool {
+	v, _ := ctx.Value(oidcTokenKey{}).(bool)
+	return v
+}

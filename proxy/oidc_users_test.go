@@ -221,3 +221,57 @@ func TestOIDCUsersWhileAnotherReplicaRefreshes(t *testing.T) {
 		t.Fatalf("unknown: %v", err)
 	}
 }
+
+// localIdentities is a user store's Identities with fixed answers.
+type localIdentities map[string][]string
+
+func (l localIdentities) Identity(_ context.Context, id string) (authn.User, error) {
+	g, ok := l[id]
+	if !ok {
+		return authn.User{}, authn.ErrUserNotFound
+	}
+	return authn.User{ID: id, Groups: g}, nil
+}
+
+// The identities the handler is given answer an OIDC token's user from the
+// provider's identities and any other token's from the user store, never
+// mixing the two for an id both know. New installs them in Options.
+func TestOIDCAwareIdentities(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	store := revocation.NewMemoryStore(func() time.Time { return now })
+	opts := Options{
+		Routes:     Routes{SignIn: "/tokengate/sign_in", OIDCSignIn: "/o/s", OIDCCallback: "/o/c"},
+		Identities: localIdentities{"lee": {"local-admins"}},
+		OIDC: &OIDCOptions{Issuer: "https://idp.example.com", ClientID: "tg", ClientSecret: "s", RedirectURL: "https://app.example.com/o/c",
+			Key: make([]byte, 32), Records: store},
+	}
+	opts = opts.withDefaults()
+	opts.Now = func() time.Time { return now }
+	p, err := newOIDC(&opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.identities.Close()
+	ctx := context.Background()
+	if err := p.users.put(ctx, "lee", oidcUserRecord{Username: "lee", Groups: []string{"idp-readers"}, Checked: now.UnixNano()}, now); err != nil {
+		t.Fatal(err)
+	}
+	ids := opts.Identities
+	if u, err := ids.Identity(ctx, "lee"); err != nil || !slices.Equal(u.Groups, []string{"local-admins"}) {
+		t.Fatalf("password token: %+v %v", u, err)
+	}
+	if u, err := ids.Identity(withOIDCToken(ctx), "lee"); err != nil || !slices.Equal(u.Groups, []string{"idp-readers"}) {
+		t.Fatalf("OIDC token: %+v %v", u, err)
+	}
+	if _, err := ids.Identity(withOIDCToken(ctx), "nobody"); !errors.Is(err, authn.ErrUserNotFound) {
+		t.Fatalf("OIDC token of an unknown user: %v", err)
+	}
+	if _, err := ids.Identity(ctx, "nobody"); !errors.Is(err, authn.ErrUserNotFound) {
+		t.Fatalf("password token of an unknown user: %v", err)
+	}
+	// Without a user store's Identities, other tokens' users exist, groupless.
+	noLocal := oidcAwareIdentities{oidc: p.identities}
+	if u, err := noLocal.Identity(ctx, "anyone"); err != nil || u.ID != "anyone" || len(u.Groups) != 0 {
+		t.Fatalf("no local identities: %+v %v", u, err)
+	}
+}
