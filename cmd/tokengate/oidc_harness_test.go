@@ -19,7 +19,6 @@ var (
 	fetch             = testsvc.Fetch
 	signInAtProvider  = testsvc.SignInAtProvider
 	logoutAtProvider  = testsvc.LogoutAtProvider
-	formAction        = testsvc.FormAction
 	startIDP          = testsvc.StartOIDCProvider
 	confirmIDPLogout  = testsvc.ConfirmProviderLogout
 	newBrowserClientC = testsvc.NewBrowserClient
