@@ -661,13 +661,19 @@ func (h *handler) afterSignOut(w http.ResponseWriter, r *http.Request, c authn.C
 	return u.String()
 }
 
-// oidcErrorPage shows what went wrong and a way to start again.
+// oidcErrorPage shows what went wrong and a way to start again (and the
+// password form, when it is offered).
 func (h *handler) oidcErrorPage(w http.ResponseWriter, r *http.Request, status int, rd, msg string) {
 	retry := h.oidc.signInRoute
 	if rd != "" && rd != "/" {
 		retry += "?rd=" + url.QueryEscape(rd)
 	}
-	h.renderPage(w, "oidc_error.html", status, pageData{Message: msg, ProviderURL: retry, Provider: h.oidc.opts.Name})
+	signIn := h.browser.signIn
+	if rd != "" && rd != "/" {
+		signIn += "?rd=" + url.QueryEscape(rd)
+	}
+	h.renderPage(w, "oidc_error.html", status, pageData{Message: msg, ProviderURL: retry, Provider: h.oidc.opts.Name,
+		PasswordForm: !h.oidc.opts.HidePasswordForm, Action: signIn})
 }
 
 func (h *handler) oidcWarn(ctx context.Context, msg string, attrs ...slog.Attr) {

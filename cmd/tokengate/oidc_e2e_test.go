@@ -244,7 +244,8 @@ func TestOIDCCallbackRefusals(t *testing.T) {
 		env := oidcEnv(fmt.Sprintf("http://127.0.0.1:%d", reservePort(t)), downPort)
 		down := start(t, newDir(t, up.URL), env...)
 		pg := fetch(t, newBrowserClient(t), "GET", down.Public+oidcStart, nil)
-		if pg.Code != http.StatusServiceUnavailable || !strings.Contains(pg.Body, "not reachable right now") {
+		if pg.Code != http.StatusServiceUnavailable || !strings.Contains(pg.Body, "not reachable right now") ||
+			!strings.Contains(pg.Body, `<a href="/tokengate/sign_in">or sign in with a password</a>`) {
 			t.Fatalf("provider down: %d %s", pg.Code, pg.Body)
 		}
 		waitLog(t, down, "provider discovery failed; check oidc.issuer")
