@@ -42,6 +42,7 @@ type Config struct {
 	Routes          RoutesConfig     `yaml:"routes"`
 	Browser         BrowserConfig    `yaml:"browser"`
 	OIDC            OIDCConfig       `yaml:"oidc"`
+	Access          AccessConfig     `yaml:"access"`
 
 	// ForwardAuthorization passes the client's Authorization: Bearer header
 	// to the app; false (the default) removes it, so the app never holds a
@@ -192,6 +193,29 @@ type OIDCConfig struct {
 	Timeout               time.Duration `yaml:"timeout"` // each call to the provider (discovery, keys, token); 10s
 }
 
+// AccessConfig says what a caller may reach: rules, first match wins
+// (package access documents the matching).
+type AccessConfig struct {
+	Default              string `yaml:"default"`                // authenticated | deny: when no rule matches; authenticated
+	CaseInsensitivePaths bool   `yaml:"case_insensitive_paths"` // true for apps that treat /ADMIN as /admin; false
+	GroupsHeader         string `yaml:"groups_header"`          // the user's groups to the app; X-Auth-Groups; "" = not sent
+	// Rules are matched in order after public_paths; they come from the
+	// file only (no environment override).
+	Rules []AccessRule `yaml:"rules"`
+}
+
+// AccessRule is one rule; its fields mirror access.Rule.
+type AccessRule struct {
+	Name     string   `yaml:"name"`     // check-access, the rule metrics label, the access line
+	Hosts    []string `yaml:"hosts"`    // exact, or .example.com for the domain and subdomains
+	Paths    []string `yaml:"paths"`    // whole-segment prefixes; "=/exact" for one path
+	Methods  []string `yaml:"methods"`  // default every method; GET covers HEAD
+	Networks []string `yaml:"networks"` // client address (after trusted_proxies) in a CIDR
+	Groups   []string `yaml:"groups"`   // allow-list: any of these groups
+	Users    []string `yaml:"users"`    // allow-list: any of these user ids
+	Policy   string   `yaml:"policy"`   // public | authenticated | deny (instead of groups/users)
+}
+
 // Default returns the embedded defaults (config.example.yaml spells
 // them out, and a test keeps the two equal).
 func Default() Config {
@@ -273,6 +297,10 @@ func Default() Config {
 			PasswordForm:   true,
 			ProviderLogout: true,
 			Timeout:        10 * time.Second,
+		},
+		Access: AccessConfig{
+			Default:      "authenticated",
+			GroupsHeader: "X-Auth-Groups",
 		},
 	}
 }
