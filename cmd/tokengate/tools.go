@@ -24,6 +24,7 @@ func cmdCheckConfig(args []string, e env) int {
 	fset := newFlagSet("check-config", e)
 	configPath := fset.String("config", "", "config file (YAML)")
 	configOnly := fset.Bool("config-only", false, "check the configuration alone: open none of the files it names and no database (for a config written for another machine, e.g. a pod)")
+	probe := fset.Bool("probe", false, "also fetch the OpenID Connect provider's discovery document (oidc.issuer)")
 	if code, ok := parseFlags(fset, args, e); !ok {
 		return code
 	}
@@ -39,6 +40,16 @@ func cmdCheckConfig(args []string, e env) int {
 		if len(errs) > 0 {
 			reportProblems(e, *configPath, errs)
 			return exitConfig
+		}
+	}
+	if *probe {
+		found, err := probeOIDC(cfg)
+		if err != nil {
+			reportProblems(e, *configPath, []error{err})
+			return exitConfig
+		}
+		if found != "" {
+			fmt.Fprintln(e.stdout, found)
 		}
 	}
 	what := "configuration OK"
@@ -126,6 +137,7 @@ func checkFiles(cfg config.Config) []error {
 	for key, f := range map[string]string{
 		"users.postgres_password_file":   cfg.Users.PostgresPasswordFile,
 		"revocation.redis_password_file": cfg.Revocation.RedisPasswordFile,
+		"oidc.client_secret_file":        cfg.OIDC.ClientSecretFile,
 	} {
 		if _, err := optionalSecret(cfg.Resolve(f), f); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", key, err))
