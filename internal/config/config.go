@@ -76,7 +76,7 @@ type TokensConfig struct {
 
 // UsersConfig chooses and tunes the user store.
 type UsersConfig struct {
-	Backend              string        `yaml:"backend"`                // file | bolt | postgres
+	Backend              string        `yaml:"backend"`                // file | bolt | postgres | ldap
 	File                 string        `yaml:"file"`                   // backend file; users.yaml
 	Path                 string        `yaml:"path"`                   // backend bolt; data/users.db
 	PostgresURL          string        `yaml:"postgres_url"`           // backend postgres
@@ -89,6 +89,7 @@ type UsersConfig struct {
 	PasswordHash         string        `yaml:"password_hash"`          // bcrypt | argon2id
 	BcryptCost           int           `yaml:"bcrypt_cost"`            // 10 (4..31)
 	ReloadInterval       time.Duration `yaml:"reload_interval"`        // users file change check; 1s
+	LDAP                 LDAPConfig    `yaml:"ldap"`                   // backend ldap (ldap.go)
 }
 
 // ThrottleConfig limits login attempts; a budget of 0 disables it.
@@ -179,6 +180,7 @@ func Default() Config {
 			PasswordHash:      "bcrypt",
 			BcryptCost:        10,
 			ReloadInterval:    time.Second,
+			LDAP:              defaultLDAP(),
 		},
 		LoginThrottle: ThrottleConfig{PerUser: 10, PerAddress: 50, Window: 15 * time.Minute},
 		Revocation: RevocationConfig{
