@@ -323,16 +323,15 @@ func (s *LDAPUsers) CheckPassword(ctx context.Context, username, password string
 	return u, s.outcome(err)
 }
 
-// Ping binds as the service account on a new connection (check-config
-// --probe): a wrong DN or password, an unreachable server or a refused
-// certificate is an error naming the cause.
+// Ping checks that the directory answers the service account, through the
+// pool (a new connection binds first, so a wrong DN or password, an
+// unreachable server or a refused certificate is an error naming the
+// cause). For check-config --probe and tokengate_dependency_up; never for
+// readiness.
 func (s *LDAPUsers) Ping(ctx context.Context) error {
-	c, err := s.dial(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.c.Close()
-	return s.bindService(c)
+	return s.withConn(ctx, func(c *ldapConn) error {
+		return s.timed(c, "whoami", func() error { _, err := c.c.WhoAmI(nil); return err })
+	})
 }
 
 // Close closes the pooled connections; later calls fail.

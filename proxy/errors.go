@@ -46,6 +46,11 @@ var (
 	errMethodNotAllowed       = apiError{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed"}
 )
 
+// errLoginUsersUnavailable: the user store (a directory) cannot check a
+// login now; said alike for every name, so it never tells whether the name
+// exists.
+var errLoginUsersUnavailable = apiError{http.StatusServiceUnavailable, "users_unavailable", "the user directory is unavailable; retry later"}
+
 // withPolicyReason tells the client which name or password rule failed
 // (authn.PolicyError's Reason never contains the password).
 func withPolicyReason(e apiError, err error) apiError {

@@ -26,7 +26,9 @@ func TestConfigValidateLDAP(t *testing.T) {
 		want   []string
 	}{
 		{"valid", func(*LDAPConfig) {}, nil},
-		{"StartTLS", func(l *LDAPConfig) { l.URL, l.StartTLS, l.CAFile, l.ServerName = "ldap://ldap.example.com:389", true, "ca.pem", "ldap.example.com" }, nil},
+		{"StartTLS", func(l *LDAPConfig) {
+			l.URL, l.StartTLS, l.CAFile, l.ServerName = "ldap://ldap.example.com:389", true, "ca.pem", "ldap.example.com"
+		}, nil},
 		{"plain to loopback", func(l *LDAPConfig) { l.URL = "ldap://127.0.0.1:3389" }, nil},
 		{"plain to localhost", func(l *LDAPConfig) { l.URL = "ldap://localhost" }, nil},
 		{"plain, insecure", func(l *LDAPConfig) { l.URL, l.Insecure = "ldap://ldap.example.com", true }, nil},
@@ -34,7 +36,9 @@ func TestConfigValidateLDAP(t *testing.T) {
 		{"AD", func(l *LDAPConfig) {
 			l.Preset, l.IDAttribute, l.NestedGroups, l.GroupsBaseDN = "active_directory", "objectGUID", true, "ou=groups,dc=example,dc=com"
 		}, nil},
-		{"group search", func(l *LDAPConfig) { l.GroupFilter, l.UserFilter = "(&(objectClass=groupOfNames)(member={dn}))", "(&(objectClass=person)(mail={username}))" }, nil},
+		{"group search", func(l *LDAPConfig) {
+			l.GroupFilter, l.UserFilter = "(&(objectClass=groupOfNames)(member={dn}))", "(&(objectClass=person)(mail={username}))"
+		}, nil},
 		{"empty", func(l *LDAPConfig) { *l = defaultLDAP() }, []string{
 			`users.ldap.url: must not be empty`,
 			`users.ldap.bind_dn: must not be empty`,
