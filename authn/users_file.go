@@ -36,6 +36,7 @@ const maxUsersFileBytes = 32 << 20
 //	  - username: marco
 //	    password_hash: "$2a$10$..."   # bcrypt or argon2id PHC
 //	    id: marco                     # optional; defaults to username
+//	    groups: [ops, finance]        # optional; see CheckGroupName
 type FileUsers struct {
 	path  string
 	log   *slog.Logger
@@ -53,6 +54,7 @@ type FileUsers struct {
 var (
 	_ UserStore     = (*FileUsers)(nil)
 	_ hashInventory = (*FileUsers)(nil)
+	_ memoryStore   = (*FileUsers)(nil)
 )
 
 // userSet is one loaded version of the users file.
@@ -124,6 +126,10 @@ func (f *FileUsers) LookupUserByID(ctx context.Context, id string) (User, error)
 	}
 	return u, nil
 }
+
+// answersFromMemory marks FileUsers for Identities: lookups read the
+// snapshot the last reload swapped in, so they need no cache.
+func (f *FileUsers) answersFromMemory() {}
 
 // Len is the number of users currently loaded.
 func (f *FileUsers) Len() int { return len(f.users.Load().byName) }
@@ -307,8 +313,45 @@ type usersDoc struct {
 	Users []struct {
 		Username     string    `yaml:"username"`
 		PasswordHash string    `yaml:"password_hash"`
-		ID           yaml.Node `yaml:"id"` // absent (Kind 0): the username; present: a non-empty scalar
+		ID           yaml.Node `yaml:"id"`     // absent (Kind 0): the username; present: a non-empty scalar
+		Groups       yaml.Node `yaml:"groups"` // absent or null: none; else a list of group names
 	} `yaml:"users"`
+}
+
+// parseGroups reads a users file entry's groups: a list of distinct names
+// that pass CheckGroupName. Errors name the line.
+func parseGroups(n yaml.Node) ([]string, []error) {
+	if n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null") {
+		return nil, nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return nil, []error{fmt.Errorf("groups (line %d): want a list of group names, like groups: [ops, finance]", n.Line)}
+	}
+	if len(n.Content) > MaxGroups {
+		return nil, []error{fmt.Errorf("groups (line %d): %d groups, at most %d", n.Line, len(n.Content), MaxGroups)}
+	}
+	var (
+		groups []string
+		errs   []error
+		seen   = map[string]int{}
+	)
+	for i, item := range n.Content {
+		if item.Kind != yaml.ScalarNode || item.ShortTag() == "!!null" {
+			errs = append(errs, fmt.Errorf("groups[%d] (line %d): want a group name", i, item.Line))
+			continue
+		}
+		if err := CheckGroupName(item.Value); err != nil {
+			errs = append(errs, fmt.Errorf("groups[%d] (line %d): %q %w", i, item.Line, item.Value, err))
+			continue
+		}
+		if j, dup := seen[item.Value]; dup {
+			errs = append(errs, fmt.Errorf("groups[%d] (line %d): %q is listed twice (also groups[%d])", i, item.Line, item.Value, j))
+			continue
+		}
+		seen[item.Value] = i
+		groups = append(groups, item.Value)
+	}
+	return groups, errs
 }
 
 // errNoFinalNewline: what a writer cut short mid-line leaves behind.
@@ -318,8 +361,9 @@ var errNoFinalNewline = errors.New("the file does not end with a newline, so it 
 // parseUsers decodes and validates a users file: every problem is
 // reported, each naming its entry (by index and username, never by hash).
 // Besides well-formed YAML it wants what a complete file has: a final
-// newline, and every entry a username, a recognised password_hash and, when
-// id is given, a non-empty id.
+// newline, and every entry a username, a recognised password_hash, when
+// id is given a non-empty id, and when groups are given a list of distinct
+// valid group names (errors name the line).
 func parseUsers(data []byte) (*userSet, error) {
 	var doc usersDoc
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -376,8 +420,12 @@ func parseUsers(data []byte) (*userSet, error) {
 			errs = append(errs, fmt.Errorf("%s: id %q already used by users[%d] (ids are compared ignoring case)", name, id, j))
 			continue
 		}
+		groups, gerrs := parseGroups(e.Groups)
+		for _, err := range gerrs {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
 		names[foldName(e.Username)], ids[foldName(id)] = i, i
-		users[foldName(e.Username)] = User{ID: id, Username: e.Username, PasswordHash: e.PasswordHash}
+		users[foldName(e.Username)] = User{ID: id, Username: e.Username, PasswordHash: e.PasswordHash, Groups: groups}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
