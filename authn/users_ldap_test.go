@@ -548,3 +548,65 @@ func TestAuthenticatorWithLDAP(t *testing.T) {
 		t.Errorf("directory down: %v, want ErrUsersUnavailable", err)
 	}
 }
+
+// Identities over the directory: a user removed from a group, a disabled
+// and a deleted user are seen within the refresh interval without a new
+// sign-in; during an outage the last answer serves until max_stale, then
+// the answer is ErrUsersUnavailable.
+func TestIdentitiesOverLDAP(t *testing.T) {
+	s := testsvc.StartSlapd(t)
+	st, _ := newLDAPStore(t, s, func(o *LDAPUsersOptions) {
+		o.UserFilter = "(&(uid={username})(!(description=disabled)))"
+		o.Timeout, o.DialTimeout = 300*time.Millisecond, 300*time.Millisecond
+	})
+	clock := newTestClock()
+	ids, err := NewIdentities(st, IdentitiesOptions{RefreshInterval: time.Minute, MaxStale: 5 * time.Minute, Now: clock.Now, RetryInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ids.Close() })
+	ctx := context.Background()
+	for _, id := range []string{"alice", "bob", "carol"} {
+		if _, err := ids.Identity(ctx, id); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	admin := s.Admin(t)
+	mod := ldap.NewModifyRequest("cn=ops,ou=groups,dc=example,dc=com", nil)
+	mod.Add("member", []string{"uid=carol,ou=people,dc=example,dc=com"}) // a group keeps one member
+	mod.Delete("member", []string{"uid=alice,ou=people,dc=example,dc=com"})
+	if err := admin.Modify(mod); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Del(ldap.NewDelRequest("uid=bob,ou=people,dc=example,dc=com", nil)); err != nil {
+		t.Fatal(err)
+	}
+	mod = ldap.NewModifyRequest("uid=carol,ou=people,dc=example,dc=com", nil)
+	mod.Replace("description", []string{"disabled"})
+	if err := admin.Modify(mod); err != nil {
+		t.Fatal(err)
+	}
+	// Within the interval the cached answers stand...
+	if u, err := ids.Identity(ctx, "alice"); err != nil || !slices.Equal(u.Groups, []string{"finance", "ops"}) {
+		t.Fatalf("alice before the interval: %+v %v", u, err)
+	}
+	// ...past it, the directory's.
+	clock.Advance(time.Minute + time.Second)
+	if u, err := ids.Identity(ctx, "alice"); err != nil || !slices.Equal(u.Groups, []string{"finance"}) {
+		t.Errorf("alice after leaving ops: %+v %v", u, err)
+	}
+	for _, id := range []string{"bob", "carol"} {
+		if _, err := ids.Identity(ctx, id); !errors.Is(err, ErrUserNotFound) {
+			t.Errorf("%s (deleted or disabled): %v, want ErrUserNotFound", id, err)
+		}
+	}
+	s.Stop()
+	clock.Advance(2 * time.Minute)
+	if u, err := ids.Identity(ctx, "alice"); err != nil || !slices.Equal(u.Groups, []string{"finance"}) {
+		t.Errorf("alice during an outage, within max_stale: %+v %v", u, err)
+	}
+	clock.Advance(4 * time.Minute)
+	if _, err := ids.Identity(ctx, "alice"); !errors.Is(err, ErrUsersUnavailable) {
+		t.Errorf("alice past max_stale: %v, want ErrUsersUnavailable", err)
+	}
+}
