@@ -325,3 +325,29 @@ func TestLDAPInsecureWarning(t *testing.T) {
 		t.Fatalf("with insecure: %d\n%s", code, out)
 	}
 }
+
+// The README's OpenLDAP and Active Directory examples are valid configs.
+func TestLDAPREADMEExamplesPassCheckConfig(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(raw), "### LDAP and Active Directory")
+	if !ok {
+		t.Fatal("README.md has no LDAP section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(section, -1)
+	if len(blocks) != 2 {
+		t.Fatalf("want the OpenLDAP and the AD example, found %d yaml blocks", len(blocks))
+	}
+	for i, b := range blocks {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte("tokens:\n  signing_key_file: signing.key\n"+b[1]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, errOut, code := runBin(t, dir, "", "check-config", "--config", "config.yaml", "--config-only"); code != 0 {
+			t.Errorf("example %d: exit %d\n%s%s\n%s", i, code, out, errOut, b[1])
+		}
+	}
+}
