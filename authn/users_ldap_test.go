@@ -610,3 +610,29 @@ func TestIdentitiesOverLDAP(t *testing.T) {
 		t.Errorf("alice past max_stale: %v, want ErrUsersUnavailable", err)
 	}
 }
+
+// A wrong password and an unknown name cost the directory the same number
+// of requests (the unknown name's "who am I" stands for the bind), so the
+// time does not tell them apart.
+func TestLDAPUnknownNameCostsWhatAWrongPasswordCosts(t *testing.T) {
+	s := testsvc.StartSlapd(t)
+	st, reg := newLDAPStore(t, s, nil)
+	ctx := context.Background()
+	cost := func(user string) uint64 {
+		t.Helper()
+		// Start from the same state: one pooled connection bound as the
+		// service account (a success leaves it so).
+		if _, err := st.CheckPassword(ctx, "carol", "carol-password-1"); err != nil {
+			t.Fatal(err)
+		}
+		before := ldapRequests(t, reg)
+		if _, err := st.CheckPassword(ctx, user, "wrong-password"); err == nil {
+			t.Fatal("logged in with a wrong password")
+		}
+		return ldapRequests(t, reg) - before
+	}
+	known, unknown := cost("alice"), cost("mallory")
+	if known != unknown || known < 2 {
+		t.Errorf("requests: wrong password %d, unknown name %d; want equal", known, unknown)
+	}
+}
