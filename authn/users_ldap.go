@@ -141,6 +141,10 @@ var (
 // ldapMaxGroups bounds the groups read for one user.
 const ldapMaxGroups = 1000
 
+// ldapMaxName bounds a login name sent to the directory (AD's
+// userPrincipalName, the longest usual login attribute, is 1024).
+const ldapMaxName = 1024
+
 // ldapIdleLimit retires pooled connections idle this long (servers and
 // firewalls drop idle connections; a fresh dial beats a failed request).
 const ldapIdleLimit = time.Minute
@@ -245,6 +249,9 @@ func cmpOr(v, def string) string {
 // LookupUser implements UserStore: the user and groups, no password hash
 // (the directory keeps it; see CheckPassword).
 func (s *LDAPUsers) LookupUser(ctx context.Context, username string) (User, error) {
+	if len(username) > ldapMaxName {
+		return User{}, ErrUserNotFound
+	}
 	var u User
 	err := s.withConn(ctx, func(c *ldapConn) error {
 		e, err := s.findUser(c, username)
@@ -292,6 +299,9 @@ func (s *LDAPUsers) CheckPassword(ctx context.Context, username, password string
 	if password == "" {
 		return User{}, ErrInvalidCredentials
 	}
+	if len(username) > ldapMaxName {
+		return User{}, ErrUserNotFound // no directory holds such a name; not worth a request
+	}
 	var u User
 	err := s.withConn(ctx, func(c *ldapConn) error {
 		e, err := s.findUser(c, username)
@@ -308,10 +318,7 @@ func (s *LDAPUsers) CheckPassword(ctx context.Context, username, password string
 		}
 		c.bound = false // whatever happens, the connection is no longer the service's
 		err = s.timed(c, "bind_user", func() error { return c.c.Bind(e.DN, password) })
-		if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
-			return ErrInvalidCredentials
-		}
-		if err != nil {
+		if err = s.userBindOutcome(err); err != nil {
 			return err
 		}
 		if err := s.bindService(c); err != nil {
@@ -321,6 +328,25 @@ func (s *LDAPUsers) CheckPassword(ctx context.Context, username, password string
 		return err
 	})
 	return u, s.outcome(err)
+}
+
+// userBindOutcome judges the answer to a user's bind: any refusal the
+// directory sends (invalid credentials, and a locked or expired account or
+// a password policy, which some servers answer with other codes) is
+// ErrInvalidCredentials, since a 503 would say the name exists; only a
+// failure to get an answer stays an error.
+func (s *LDAPUsers) userBindOutcome(err error) error {
+	var le *ldap.Error
+	switch {
+	case err == nil:
+		return nil
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials):
+		return ErrInvalidCredentials
+	case errors.As(err, &le) && le.ResultCode < ldap.ErrorNetwork:
+		s.log.Warn("ldap: the directory refused a user's bind", "result_code", le.ResultCode, "error", le.Err)
+		return ErrInvalidCredentials
+	}
+	return err
 }
 
 // Ping checks that the directory answers the service account, through the
@@ -514,7 +540,8 @@ func (s *LDAPUsers) groupsOf(c *ldapConn, e *ldap.Entry, username string) ([]str
 		if err != nil {
 			return nil, fmt.Errorf("groups base DN: %v", err)
 		}
-		for _, v := range e.GetEqualFoldAttributeValues("memberOf") {
+		memberOf := e.GetEqualFoldAttributeValues("memberOf")
+		for _, v := range memberOf[:min(len(memberOf), ldapMaxGroups)] {
 			dn, err := ldap.ParseDN(v)
 			if err != nil || len(dn.RDNs) == 0 || (s.opts.GroupsBaseDN != "" && !base.AncestorOfFold(dn)) {
 				continue

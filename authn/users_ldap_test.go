@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"log/slog"
 	"os"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -634,5 +636,40 @@ func TestLDAPUnknownNameCostsWhatAWrongPasswordCosts(t *testing.T) {
 	known, unknown := cost("alice"), cost("mallory")
 	if known != unknown || known < 2 {
 		t.Errorf("requests: wrong password %d, unknown name %d; want equal", known, unknown)
+	}
+}
+
+// Any refusal the directory sends to a user's bind is a wrong password to
+// the client (a locked account must not answer 503, which would say the
+// name exists); only getting no answer is an outage.
+func TestLDAPUserBindOutcome(t *testing.T) {
+	st := &LDAPUsers{log: slog.New(slog.DiscardHandler)}
+	for _, tt := range []struct {
+		err  error
+		want error
+	}{
+		{nil, nil},
+		{ldap.NewError(ldap.LDAPResultInvalidCredentials, errors.New("data 52e")), ErrInvalidCredentials},
+		{ldap.NewError(ldap.LDAPResultUnwillingToPerform, errors.New("account locked")), ErrInvalidCredentials},
+		{ldap.NewError(ldap.LDAPResultConstraintViolation, errors.New("password expired")), ErrInvalidCredentials},
+		{ldap.NewError(ldap.ErrorNetwork, errors.New("ldap: connection timed out")), nil},
+		{errors.New("read: connection reset"), nil},
+	} {
+		got := st.userBindOutcome(tt.err)
+		if tt.want != nil && !errors.Is(got, tt.want) || tt.want == nil && tt.err != nil && (got == nil || errors.Is(got, ErrInvalidCredentials)) {
+			t.Errorf("userBindOutcome(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
+// A login name longer than any directory holds is refused without a request.
+func TestLDAPLongNameNoRequest(t *testing.T) {
+	s := testsvc.StartSlapd(t)
+	st, reg := newLDAPStore(t, s, nil)
+	if _, err := st.CheckPassword(context.Background(), strings.Repeat("a", ldapMaxName+1), "x"); !errors.Is(err, ErrUserNotFound) {
+		t.Fatalf("long name: %v", err)
+	}
+	if n := ldapRequests(t, reg); n != 0 {
+		t.Errorf("%d requests for an over-long name", n)
 	}
 }
