@@ -153,6 +153,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 		return User{}, fmt.Errorf("authn: check password of %q: %w", username, err)
 	}
 	if !ok {
+		a.padFailure(p, password)
 		return User{}, ErrInvalidCredentials
 	}
 	a.throttle.succeed(at)
@@ -160,6 +161,20 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 		u.ID = u.Username
 	}
 	return u, nil
+}
+
+// padFailure makes a wrong password for a hash with parameters p take at
+// least as long as an unknown name: when the dummy hash costs more than p
+// (a cost-4 bcrypt among cost-12 ones answers a wrong password in about
+// 2 ms, an unknown name in about 220 ms, so the cheap account's existence
+// showed), the password is checked against the dummy too. A failure then
+// costs the dummy check plus the cheap one, a difference far below
+// network jitter; a success is not padded (it proves the password).
+func (a *Authenticator) padFailure(p hashParams, password string) {
+	d := a.dummyHash()
+	if dp, ok := paramsOf(d); ok && dp.moreExpensive(p) {
+		a.check(d, password)
+	}
 }
 
 // refuse does what a wrong password costs, so timing does not tell names

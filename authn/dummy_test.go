@@ -3,6 +3,7 @@ package authn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -229,5 +230,91 @@ func TestUsersFileWarnsOfMixedHashCosts(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "different parameters") || !strings.Contains(logs.String(), "parameter_sets=2") {
 		t.Errorf("two parameter sets did not warn:\n%s", logs.String())
+	}
+}
+
+// Issue 21 point 5: a wrong password for an account whose hash is cheaper
+// than the dummy is also checked against the dummy, so the failure takes
+// at least as long as an unknown name's; a success is not padded, and an
+// account as costly as the dummy costs one check. Both kinds of store: the
+// users file (the dummy is its most expensive hash) and a store without an
+// inventory (the configured or most expensive seen parameters).
+func TestCheapAccountFailureIsPadded(t *testing.T) {
+	cheapHash, err := HashPassword("cheap-password", HashOptions{BcryptCost: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fileUsers, err := LoadFileUsers(writeFile(t, usersYAML(userEntry("cheap", cheapHash, ""), userEntry("dear", bcrypt6.dummyHash(), ""))), FileUsersOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores := map[string]UserStore{
+		"users file": fileUsers,
+		"store without an inventory": mapStore{
+			"cheap": {Username: "cheap", PasswordHash: cheapHash},
+			"dear":  {Username: "dear", PasswordHash: bcrypt6.dummyHash()},
+		},
+	}
+	for name, store := range stores {
+		t.Run(name, func(t *testing.T) {
+			a := NewAuthenticator(store, AuthenticatorOptions{Hash: HashOptions{BcryptCost: 6}, Throttle: ThrottleOptions{PerUser: 100, PerAddress: 100}})
+			checks := countChecks(a)
+			try := func(user, password string) []hashParams {
+				t.Helper()
+				*checks = nil
+				a.Authenticate(context.Background(), user, password, "")
+				var ps []hashParams
+				for _, h := range *checks {
+					ps = append(ps, mustParams(t, h))
+				}
+				return ps
+			}
+			for _, tc := range []struct {
+				user, password string
+				want           []hashParams
+			}{
+				{"nobody", "wrong-password", []hashParams{bcrypt6}},
+				{"cheap", "wrong-password", []hashParams{bcrypt4, bcrypt6}}, // its own hash, then the dummy
+				{"dear", "wrong-password", []hashParams{bcrypt6}},
+				{"cheap", "cheap-password", []hashParams{bcrypt4}}, // a success is not padded
+			} {
+				if got := try(tc.user, tc.password); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+					t.Errorf("%s with %s: checks %v, want %v", tc.user, tc.password, got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// The same measured, with real hashes of cost 4 and 10 (about 1 ms and 60
+// ms): a wrong password for the cost-4 account takes at least half as long
+// as an unknown name (before: about a fiftieth). Fastest of five each, a
+// generous ratio, so a loaded machine does not make it flaky.
+func TestCheapAccountFailureTakesAsLongAsUnknownName(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timed: -short")
+	}
+	cheapHash, _ := HashPassword("cheap-password", HashOptions{BcryptCost: 4})
+	dearHash, _ := HashPassword("dear-password", HashOptions{BcryptCost: 10})
+	users, err := LoadFileUsers(writeFile(t, usersYAML(userEntry("cheap", cheapHash, ""), userEntry("dear", dearHash, ""))), FileUsersOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewAuthenticator(users, AuthenticatorOptions{Hash: HashOptions{BcryptCost: 10}, Throttle: ThrottleOptions{PerUser: 100, PerAddress: 100}})
+	fastest := func(user string) time.Duration {
+		best := time.Duration(1<<63 - 1)
+		for range 5 {
+			start := time.Now()
+			if _, err := a.Authenticate(context.Background(), user, "wrong-password", ""); err != ErrInvalidCredentials {
+				t.Fatal(err)
+			}
+			best = min(best, time.Since(start))
+		}
+		return best
+	}
+	unknown, cheap := fastest("nobody"), fastest("cheap")
+	t.Logf("fastest failed login of five: unknown name %s, cost-4 account %s", unknown, cheap)
+	if cheap < unknown/2 {
+		t.Errorf("a wrong password for the cost-4 account took %s, an unknown name %s: the account's existence shows", cheap, unknown)
 	}
 }

@@ -86,7 +86,11 @@ func (h *handler) judge(r *http.Request, token string, out authOutcome, refresha
 }
 
 // checkToken is the one authentication core: signature and claims (Verify,
-// cached in authn), then revocation (cached in the Checker).
+// cached in authn), then revocation (cached in the Checker). A user's
+// logout-all cutoff is compared with when the person signed in (auth_time,
+// else iat), never with when this token was issued: a renewal or refresh
+// that passed its check just before the cutoff, and so was issued after
+// it, carries the old sign-in's auth_time and dies with it.
 func (h *handler) checkToken(ctx context.Context, token string, refreshable bool) authOutcome {
 	var (
 		claims authn.Claims
@@ -101,7 +105,7 @@ func (h *handler) checkToken(ctx context.Context, token string, refreshable bool
 		h.debug(ctx, "token refused", slog.String("reason", err.Error()))
 		return verifyError(err)
 	}
-	revoked, err := h.revocation.Revoked(ctx, claims.ID, claims.Subject, claims.IssuedAt)
+	revoked, err := h.revocation.Revoked(ctx, claims.ID, claims.Subject, claims.SignedInAt())
 	switch {
 	case err != nil && h.allowOnStoreError:
 		h.logger.LogAttrs(ctx, slog.LevelWarn, "revocation store unavailable; letting the token through (on_store_error: allow)",

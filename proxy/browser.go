@@ -18,8 +18,10 @@ import (
 // value is the documented defaults.
 type BrowserOptions struct {
 	// CookieName names the session cookie (it holds the JWT); default
-	// "tokengate". The CSRF cookie is named after it ("<name>_csrf", with
-	// the __Host- prefix when the cookie is Secure).
+	// "tokengate". A Secure, host-only session cookie (no CookieDomain)
+	// goes by "__Host-<name>", and only that name is read then. The CSRF
+	// cookie is named after it ("<name>_csrf", with the __Host- prefix when
+	// the cookie is Secure).
 	CookieName string
 	// InsecureCookie drops the Secure attribute (config
 	// browser.cookie_secure: false): only for plain-HTTP development.
@@ -100,7 +102,8 @@ type browser struct {
 	enabled     bool   // Routes.SignIn is set
 	signIn      string // the sign-in route
 	signOut     string // the sign-out route; "" when disabled
-	cookieName  string
+	cookieName  string // the session cookie's name, __Host- prefixed when Secure and host-only
+	baseName    string // BrowserOptions.CookieName: the name without a prefix
 	csrfCookie  string // the CSRF cookie's name, __Host- prefixed when Secure
 	csrfBase    string // "<cookieName>_csrf": the CSRF cookie without a prefix
 	secure      bool
@@ -118,6 +121,7 @@ func newBrowser(rt Routes, b BrowserOptions) browser {
 		signIn:      rt.SignIn,
 		signOut:     rt.SignOut,
 		cookieName:  b.CookieName,
+		baseName:    b.CookieName,
 		secure:      !b.InsecureCookie,
 		domain:      b.CookieDomain,
 		title:       b.Title,
@@ -132,6 +136,16 @@ func newBrowser(rt Routes, b BrowserOptions) browser {
 	br.csrfCookie = br.csrfBase
 	if br.secure {
 		br.csrfCookie = "__Host-" + br.csrfCookie
+	}
+	// The session cookie too, when it can carry the prefix (Secure, no
+	// Domain): a browser then refuses a "__Host-tokengate" set over plain
+	// HTTP or by a sibling subdomain, so nobody can plant their own session
+	// (login CSRF) or a duplicate that makes ours ambiguous. Only the
+	// prefixed name is read: an un-prefixed cookie of the same name, which
+	// anyone on a sibling subdomain can set, is no credential (one left
+	// from before the prefix means signing in once more).
+	if br.secure && br.domain == "" {
+		br.cookieName = "__Host-" + b.CookieName
 	}
 	return br
 }
@@ -183,7 +197,8 @@ func (h *handler) credential(r *http.Request) (token string, src credSource, fai
 // sessionCookie returns the session cookie's value. Several cookies of that
 // name (a parent domain's and ours) are ambiguous: the first one the
 // browser sent is the most specific path, but not necessarily ours, so
-// only a lone cookie counts.
+// only a lone cookie counts. With the __Host- prefix only the prefixed
+// name is read.
 func (b *browser) sessionCookie(r *http.Request) (string, bool) {
 	if !cookieHeaderMentions(r.Header, b.cookieName) {
 		return "", false // no parsing (nor allocation) for API clients
@@ -262,7 +277,7 @@ func (b *browser) clearCookie(w http.ResponseWriter, domain string) {
 // pairs are rejoined with "; ").
 func (b *browser) stripCookies(hdr http.Header) {
 	vals := hdr["Cookie"]
-	if len(vals) == 0 || !cookiesMention(vals, b.cookieName) {
+	if len(vals) == 0 || !cookiesMention(vals, b.baseName) {
 		return // no header written on the common path
 	}
 	out := b.appCookies(vals)
@@ -278,9 +293,9 @@ func (b *browser) stripCookies(hdr http.Header) {
 // per value; nothing when only tokengate's were there. vals is never
 // modified; without tokengate's cookies it is returned as it is.
 func (b *browser) appCookies(vals []string) []string {
-	// The CSRF cookie's name contains the session cookie's, so one cheap
-	// check covers both; requests without them are left alone untouched.
-	if !cookiesMention(vals, b.cookieName) {
+	// Every spelling of both cookies contains the base name, so one cheap
+	// check covers them; requests without them are left alone untouched.
+	if !cookiesMention(vals, b.baseName) {
 		return vals
 	}
 	out := vals[:0:0]
@@ -306,11 +321,12 @@ func (b *browser) appCookies(vals []string) []string {
 
 // ownCookie reports whether a cookie name is one of tokengate's: the
 // session or the CSRF cookie, with or without the __Host- prefix (a browser
-// may still hold the other CSRF spelling after cookie_secure changed). The
-// shipped Caddy config matches the same four names.
+// may still hold the other spelling after cookie_secure or cookie_domain
+// changed, or a planted one). The shipped Caddy config matches the same
+// four names.
 func (b *browser) ownCookie(name string) bool {
 	name = strings.TrimPrefix(name, "__Host-")
-	return name == b.cookieName || name == b.csrfBase
+	return name == b.baseName || name == b.csrfBase
 }
 
 // queryValues returns the values of key in a raw query, decoded the way

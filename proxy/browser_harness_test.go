@@ -95,8 +95,13 @@ func (e *env) signIn(username, password string) *http.Cookie {
 	if res.StatusCode != http.StatusSeeOther {
 		e.t.Fatalf("sign in %s: %d %s", username, res.StatusCode, res.body)
 	}
-	c := cookieNamed(res.Cookies(), "tokengate")
-	if c == nil || c.Value == "" {
+	var c *http.Cookie // __Host-tokengate, or tokengate when it cannot be prefixed
+	for _, sc := range res.Cookies() {
+		if (sc.Name == sessionCookieName || sc.Name == "tokengate") && sc.Value != "" {
+			c = sc
+		}
+	}
+	if c == nil {
 		e.t.Fatalf("sign in %s: no session cookie in %v", username, res.Header["Set-Cookie"])
 	}
 	return c

@@ -37,15 +37,15 @@ func TestCookieAuthentication(t *testing.T) {
 		clearsSelf bool // the answer clears the session cookie
 	}{
 		{"cookie alone", session(cookie), 200, "marco", "", "", decisionAllowed, false},
-		{"cookie among the app's cookies", http.Header{"Cookie": {"theme=dark; tokengate=" + cookie.Value + "; app_session=abc123"}}, 200, "marco", appCookies, "", decisionAllowed, false},
-		{"CSRF cookie is not forwarded either", http.Header{"Cookie": {"theme=dark", csrf.Name + "=" + csrf.Value + "; tokengate=" + cookie.Value, "app_session=abc123"}}, 200, "marco", "theme=dark\napp_session=abc123", "", decisionAllowed, false},
-		{"the CSRF cookie's other spelling is tokengate's too", http.Header{"Cookie": {"theme=dark; tokengate_csrf=x; tokengate=" + cookie.Value + "; app_session=abc123"}}, 200, "marco", appCookies, "", decisionAllowed, false},
-		{"a look-alike cookie name passes", http.Header{"Cookie": {"tokengate=" + cookie.Value + "; tokengate_pref=1; xtokengate=2"}}, 200, "marco", "tokengate_pref=1; xtokengate=2", "", decisionAllowed, false},
+		{"cookie among the app's cookies", http.Header{"Cookie": {"theme=dark; " + sessionCookieName + "=" + cookie.Value + "; app_session=abc123"}}, 200, "marco", appCookies, "", decisionAllowed, false},
+		{"CSRF cookie is not forwarded either", http.Header{"Cookie": {"theme=dark", csrf.Name + "=" + csrf.Value + "; " + sessionCookieName + "=" + cookie.Value, "app_session=abc123"}}, 200, "marco", "theme=dark\napp_session=abc123", "", decisionAllowed, false},
+		{"the CSRF cookie's other spelling is tokengate's too", http.Header{"Cookie": {"theme=dark; tokengate_csrf=x; " + sessionCookieName + "=" + cookie.Value + "; app_session=abc123"}}, 200, "marco", appCookies, "", decisionAllowed, false},
+		{"a look-alike cookie name passes", http.Header{"Cookie": {sessionCookieName + "=" + cookie.Value + "; tokengate_pref=1; xtokengate=2"}}, 200, "marco", "tokengate_pref=1; xtokengate=2", "", decisionAllowed, false},
 		{"Bearer wins over the cookie", withCookies(bearer(alice), cookie), 200, "u-alice", "", "", decisionAllowed, false},
 		{"a bad Bearer is not rescued by the cookie", withCookies(bearer("not.a.token"), cookie), 401, "", "", "invalid_token", decisionMalformed, false},
 		{"revoked cookie", session(revokedCookie), 401, "", "", "token_revoked", decisionRevoked, true},
-		{"garbage cookie", http.Header{"Cookie": {"tokengate=garbage"}}, 401, "", "", "invalid_token", decisionMalformed, true},
-		{"two session cookies are ambiguous", http.Header{"Cookie": {"tokengate=" + cookie.Value + "; tokengate=" + cookie.Value}}, 401, "", "", "missing_token", decisionMissing, false},
+		{"garbage cookie", http.Header{"Cookie": {sessionCookieName + "=garbage"}}, 401, "", "", "invalid_token", decisionMalformed, true},
+		{"two session cookies are ambiguous", http.Header{"Cookie": {sessionCookieName + "=" + cookie.Value + "; " + sessionCookieName + "=" + cookie.Value}}, 401, "", "", "missing_token", decisionMissing, false},
 		{"only the app's cookies", http.Header{"Cookie": {appCookies}}, 401, "", "", "missing_token", decisionMissing, false},
 	}
 	for _, tt := range tests {
@@ -59,7 +59,7 @@ func TestCookieAuthentication(t *testing.T) {
 			if got := metricValue(t, e.reg, "tokengate_auth_decisions_total", map[string]string{"result": tt.decision}); got != decisions+1 {
 				t.Errorf("auth_decisions_total{%s} went %v -> %v", tt.decision, decisions, got)
 			}
-			cleared := cookieNamed(res.Cookies(), "tokengate")
+			cleared := cookieNamed(res.Cookies(), sessionCookieName)
 			if got := cleared != nil && cleared.MaxAge < 0; got != tt.clearsSelf {
 				t.Errorf("cookie cleared: %v, want %v (%v)", got, tt.clearsSelf, res.Header["Set-Cookie"])
 			}
@@ -86,7 +86,7 @@ func TestCookieAuthentication(t *testing.T) {
 	}
 
 	t.Run("public paths: the cookie sets the identity, and is stripped", func(t *testing.T) {
-		res := e.send("GET", "/healthz", http.Header{"Cookie": {"a=1; tokengate=" + cookie.Value}}, "")
+		res := e.send("GET", "/healthz", http.Header{"Cookie": {"a=1; " + sessionCookieName + "=" + cookie.Value}}, "")
 		seen := e.up.last(t)
 		if res.StatusCode != 200 || seen.header.Get("X-Auth-UserId") != "marco" || seen.header.Get("Cookie") != "a=1" {
 			t.Errorf("%d identity %q Cookie %q", res.StatusCode, seen.header.Get("X-Auth-UserId"), seen.header.Get("Cookie"))
@@ -159,7 +159,7 @@ func TestBrowserOrAPI(t *testing.T) {
 			if tt.status == 302 && res.Header.Get("Cache-Control") != "no-store" {
 				t.Error("redirect without Cache-Control: no-store")
 			}
-			c := cookieNamed(res.Cookies(), "tokengate")
+			c := cookieNamed(res.Cookies(), sessionCookieName)
 			if got := c != nil && c.MaxAge < 0 && c.Value == ""; got != tt.cleared {
 				t.Errorf("cookie cleared %v, want %v: %v", got, tt.cleared, res.Header["Set-Cookie"])
 			}
@@ -192,13 +192,13 @@ func TestCookieRenewal(t *testing.T) {
 
 	e.clock.Advance(29 * time.Minute)
 	res := e.send("GET", "/app", session(cookie), "")
-	if res.StatusCode != 200 || cookieNamed(res.Cookies(), "tokengate") != nil {
+	if res.StatusCode != 200 || cookieNamed(res.Cookies(), sessionCookieName) != nil {
 		t.Fatalf("before half-life: %d %v", res.StatusCode, res.Header["Set-Cookie"])
 	}
 
 	e.clock.Advance(2 * time.Minute)
 	res = e.send("GET", "/app", session(cookie), "")
-	fresh := cookieNamed(res.Cookies(), "tokengate")
+	fresh := cookieNamed(res.Cookies(), sessionCookieName)
 	if res.StatusCode != 200 || fresh == nil || fresh.Value == cookie.Value {
 		t.Fatalf("past half-life: %d, new cookie %v", res.StatusCode, fresh)
 	}
@@ -215,7 +215,7 @@ func TestCookieRenewal(t *testing.T) {
 	if res := e.send("GET", "/app", session(cookie), ""); res.StatusCode != 200 {
 		t.Errorf("the old token was revoked: %d", res.StatusCode)
 	}
-	if res := e.send("GET", "/app", session(fresh), ""); res.StatusCode != 200 || cookieNamed(res.Cookies(), "tokengate") != nil {
+	if res := e.send("GET", "/app", session(fresh), ""); res.StatusCode != 200 || cookieNamed(res.Cookies(), sessionCookieName) != nil {
 		t.Errorf("fresh cookie: %d %v", res.StatusCode, res.Header["Set-Cookie"])
 	}
 	// A Bearer token is the client's business: never renewed by cookie.
@@ -276,7 +276,7 @@ func TestCrossSiteCookieRequests(t *testing.T) {
 		}{{"http://evil.example", 403}, {"http://tokengate.test", 101}} { // raw sends Host: tokengate.test
 			res := e.raw("/ws", http.Header{
 				"Upgrade": {"websocket"}, "Connection": {"Upgrade"},
-				"Origin": {tt.origin}, "Cookie": {"tokengate=" + cookie.Value},
+				"Origin": {tt.origin}, "Cookie": {sessionCookieName + "=" + cookie.Value},
 			})
 			if res.StatusCode != tt.status {
 				t.Errorf("Origin %s: %d, want %d", tt.origin, res.StatusCode, tt.status)

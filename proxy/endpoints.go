@@ -139,17 +139,19 @@ func (h *handler) revokedUntil(c authn.Claims) time.Time {
 	return until
 }
 
-// revokeUser revokes every token of the token's user issued until now, and
-// at least c itself: the cutoff is max(now, c's iat). A token's iat may be
-// up to tokens.leeway ahead of this replica's clock (it was issued by a
-// replica whose clock is ahead); a cutoff taken from this clock alone would
-// spare the very token that asked to log out everywhere. Every
-// log-out-everywhere path (logout_all, the browser's sign-out everywhere)
-// goes through here.
+// revokeUser revokes every token of the token's user from a sign-in until
+// now, and at least c itself: the cutoff is max(now, c's sign-in time). The
+// cutoff is compared with each token's auth_time (else iat), so renewed and
+// refreshed tokens die with the sign-in they came from. A token's
+// auth_time may be up to tokens.leeway ahead of this replica's clock (it
+// was issued by a replica whose clock is ahead); a cutoff taken from this
+// clock alone would spare the very token that asked to log out everywhere.
+// Every log-out-everywhere path (logout_all, the browser's sign-out
+// everywhere) goes through here.
 func (h *handler) revokeUser(ctx context.Context, c authn.Claims) error {
 	cutoff := h.now()
-	if c.IssuedAt.After(cutoff) {
-		cutoff = c.IssuedAt
+	if signedIn := c.SignedInAt(); signedIn.After(cutoff) {
+		cutoff = signedIn
 	}
 	return h.revocation.RevokeUser(ctx, c.Subject, cutoff)
 }

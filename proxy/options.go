@@ -54,7 +54,9 @@ type Identities interface {
 
 // Revoker records and answers revocations (revocation.Checker).
 type Revoker interface {
-	Revoked(ctx context.Context, jti, userID string, iat time.Time) (bool, error)
+	// Revoked: signedIn is when the token's sign-in happened (auth_time,
+	// else iat), the time a user's logout-all cutoff is compared with.
+	Revoked(ctx context.Context, jti, userID string, signedIn time.Time) (bool, error)
 	RevokeToken(ctx context.Context, jti string, exp time.Time) error
 	// RevokeTokenOnce reports whether this call revoked jti: of concurrent
 	// calls for one jti, exactly one gets true (refresh relies on it).

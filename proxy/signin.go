@@ -320,11 +320,23 @@ func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errMalformedRequest)
 		return
 	}
-	if c, ok := h.cookieClaims(r); ok {
-		if err := revoke(r.Context(), c); err != nil {
-			// The cookie stays: the user can retry, and is not told they
-			// are signed out while the token still works.
-			h.logError(r.Context(), "sign-out: revoking failed", err)
+	if token, ok := h.browser.sessionCookie(r); ok {
+		out := h.judge(r, token, authOutcome{}, false)
+		switch {
+		case out.allowed():
+			stateFrom(r.Context()).setClaims(out.claims)
+			if err := revoke(r.Context(), out.claims); err != nil {
+				// The cookie stays: the user can retry, and is not told they
+				// are signed out while the token still works.
+				h.logError(r.Context(), "sign-out: revoking failed", err)
+				h.signOutPage(w, r, http.StatusServiceUnavailable, msgSignOutFailed)
+				return
+			}
+		case out.decision == decisionError:
+			// The revocation store could not even say whether the token
+			// is alive: nothing can be revoked now, and clearing the
+			// cookie would tell the person they are signed out while the
+			// token (perhaps copied elsewhere) still works.
 			h.signOutPage(w, r, http.StatusServiceUnavailable, msgSignOutFailed)
 			return
 		}

@@ -77,7 +77,7 @@ func TestSignInPage(t *testing.T) {
 	if c.Name != "__Host-tokengate_csrf" || !c.HttpOnly || !c.Secure || c.Path != "/" || c.Domain != "" || c.SameSite != http.SameSiteLaxMode {
 		t.Errorf("CSRF cookie %+v: want __Host-, HttpOnly, Secure, Path=/, host-only, Lax", c)
 	}
-	if cookieNamed(res.Cookies(), "tokengate") != nil {
+	if cookieNamed(res.Cookies(), sessionCookieName) != nil {
 		t.Error("the page set a session cookie")
 	}
 
@@ -207,7 +207,7 @@ func TestSignInPost(t *testing.T) {
 			if res.Header.Get("Cache-Control") != "no-store" {
 				t.Error("no Cache-Control: no-store")
 			}
-			session := cookieNamed(res.Cookies(), "tokengate")
+			session := cookieNamed(res.Cookies(), sessionCookieName)
 			if (session != nil) != tt.want.cookie {
 				t.Fatalf("session cookie %v, want one: %v", session, tt.want.cookie)
 			}
@@ -307,7 +307,7 @@ func TestSignInThrottled(t *testing.T) {
 	if ra := res.Header.Get("Retry-After"); ra == "" || ra != api.Header.Get("Retry-After") {
 		t.Errorf("Retry-After %q, want the API's %q", ra, api.Header.Get("Retry-After"))
 	}
-	if !strings.Contains(res.body, "Too many failed attempts") || cookieNamed(res.Cookies(), "tokengate") != nil {
+	if !strings.Contains(res.body, "Too many failed attempts") || cookieNamed(res.Cookies(), sessionCookieName) != nil {
 		t.Errorf("429 page: %v\n%s", res.Header["Set-Cookie"], res.body)
 	}
 	if got := metricValue(t, e.reg, "tokengate_logins_total", map[string]string{"result": "throttled"}); got != 2 {
@@ -340,7 +340,7 @@ func TestSignOut(t *testing.T) {
 			if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != signInPath {
 				t.Fatalf("sign out: %d Location %q\n%s", res.StatusCode, res.Header.Get("Location"), res.body)
 			}
-			cleared := cookieNamed(res.Cookies(), "tokengate")
+			cleared := cookieNamed(res.Cookies(), sessionCookieName)
 			if cleared == nil || cleared.Value != "" || cleared.MaxAge >= 0 || cleared.Path != "/" {
 				t.Errorf("cookie not cleared: %v", res.Header["Set-Cookie"])
 			}
@@ -371,7 +371,7 @@ func TestSignOut(t *testing.T) {
 			"no CSRF cookie":    e.postForm(signOutPath, url.Values{"scope": {"everywhere"}, "csrf": {p.csrf}}, nil, cookie),
 			"cross-site origin": e.postForm(signOutPath, url.Values{"scope": {"everywhere"}, "csrf": {p.csrf}}, http.Header{"Origin": {"http://evil.example"}}, cookie, p.csrfCookie),
 		} {
-			if res.StatusCode != http.StatusForbidden || cookieNamed(res.Cookies(), "tokengate") != nil {
+			if res.StatusCode != http.StatusForbidden || cookieNamed(res.Cookies(), sessionCookieName) != nil {
 				t.Errorf("%s: %d %v", name, res.StatusCode, res.Header["Set-Cookie"])
 			}
 		}
@@ -386,7 +386,7 @@ func TestSignOut(t *testing.T) {
 			t.Errorf("page:\n%s", p.res.body)
 		}
 		res := e.postForm(signOutPath, url.Values{"csrf": {p.csrf}}, nil, p.csrfCookie)
-		if res.StatusCode != http.StatusSeeOther || cookieNamed(res.Cookies(), "tokengate") == nil {
+		if res.StatusCode != http.StatusSeeOther || cookieNamed(res.Cookies(), sessionCookieName) == nil {
 			t.Errorf("%d %v", res.StatusCode, res.Header["Set-Cookie"])
 		}
 	})

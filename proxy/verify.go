@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -44,6 +45,27 @@ type original struct {
 	known  bool          // the URL came from a trusted proxy; else the path counts as private
 	origin string        // "https://host" when a trusted proxy named host and scheme
 	style  originStyle
+	// conflict: a trusted peer sent both header families (X-Original-* and
+	// X-Forwarded-Uri/-Method) and they name different requests. Which
+	// one did the ingress write, and which did it pass through from the
+	// client? Verify refuses to guess (400).
+	conflict bool
+}
+
+var errOriginalConflict = apiError{http.StatusBadRequest, "malformed_request",
+	"the original request is named twice, differently (X-Original-URI/-Method and X-Forwarded-Uri/-Method)"}
+
+// familiesDisagree reports whether hdr carries both families of
+// original-request headers and they differ in the URI or the method (one
+// family naming what the other does not counts as differing).
+func familiesDisagree(hdr http.Header) bool {
+	nginx := hdr["X-Original-Uri"] != nil || hdr["X-Original-Method"] != nil
+	fwd := hdr["X-Forwarded-Uri"] != nil || hdr["X-Forwarded-Method"] != nil
+	if !nginx || !fwd {
+		return false
+	}
+	return !slices.Equal(hdr["X-Original-Uri"], hdr["X-Forwarded-Uri"]) ||
+		!slices.Equal(hdr["X-Original-Method"], hdr["X-Forwarded-Method"])
 }
 
 // originalRequest reads the original request from the ingress's headers,
@@ -51,7 +73,8 @@ type original struct {
 // when they are missing, repeated or unparsable) the original URL is
 // unknown, and verify judges the request as one for a private path: a
 // client-sent X-Original-URI or X-Forwarded-Uri naming a public path must
-// never let a private one through.
+// never let a private one through. Likewise the original method: unknown
+// unless a trusted ingress names it, and an unknown method is unsafe.
 func (h *handler) originalRequest(r *http.Request) original {
 	o := original{style: originNone}
 	hdr := r.Header
@@ -67,12 +90,18 @@ func (h *handler) originalRequest(r *http.Request) original {
 	}
 	req := *r // shallow: the checks read the method, URL, Host and headers
 	req.URL = &url.URL{}
+	// Until a trusted ingress names it, the original method is unknown. It
+	// is judged as an unsafe one (the cross-site check applies, no sign-in
+	// redirect), never as verify's own method, which is a GET behind most
+	// ingresses whatever the original was.
+	req.Method = methodUnknown
 	o.req = &req
 	if o.style == originNone || !h.isTrusted(peerAddr(r.RemoteAddr)) {
 		return o
 	}
 	if o.style == originPath {
 		// Envoy sends the original method, Host and X-Forwarded-Proto as they are.
+		req.Method = r.Method
 		u, err := url.ParseRequestURI(strings.TrimPrefix(r.RequestURI, h.verifyRoute))
 		if err != nil || !strings.HasPrefix(u.Path, "/") {
 			return o
@@ -83,14 +112,12 @@ func (h *handler) originalRequest(r *http.Request) original {
 		}
 		return o
 	}
+	if familiesDisagree(hdr) {
+		o.conflict = true
+		return o
+	}
 	if m, ok := single(hdr, methodKey); ok && validHeaderName(m) {
-		req.Method = m
-	} else if hdr[methodKey] != nil {
-		// Named but repeated, empty or malformed: the method is unknown. It
-		// is judged as an unsafe one (the cross-site check applies, no
-		// sign-in redirect), never as verify's own method, which is a GET
-		// behind most ingresses whatever the original was.
-		req.Method = methodUnknown
+		req.Method = m // else absent, repeated, empty or malformed: unknown
 	}
 	uri, ok := single(hdr, uriKey)
 	if !ok || !strings.HasPrefix(uri, "/") || strings.HasPrefix(uri, "//") {
@@ -135,6 +162,11 @@ func validRedirectAuthority(a string) bool {
 func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
 	o := h.originalRequest(r)
+	if o.conflict {
+		h.countDecision(r, decisionMalformed)
+		writeError(w, errOriginalConflict)
+		return
+	}
 	orig := o.req
 	public := o.known && classifyPath(orig.URL.Path, orig.URL.RawPath) == pathClean && h.public.match(orig.URL.Path)
 

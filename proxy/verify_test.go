@@ -183,6 +183,88 @@ func TestVerifyUnreadableMethodIsUnsafe(t *testing.T) {
 	}
 }
 
+// Issue 21 point 2: verify's own method (a GET behind nginx's
+// auth_request and ingress-nginx) never stands for the original one. With
+// no original method (a trusted ingress that sends none, or any request
+// from a peer outside trusted_proxies, whatever it names), a cross-site
+// cookie request is refused as an unsafe one; the same cookie from the
+// same site, and a Bearer token, still pass.
+func TestVerifyMissingMethodIsUnsafe(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trusted []netip.Prefix
+		hdr     http.Header
+	}{
+		{"trusted nginx without X-Original-Method", loopback, hdr("X-Original-Uri", "/app")},
+		{"trusted Caddy without X-Forwarded-Method", loopback, hdr("X-Forwarded-Uri", "/app", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Proto", "https")},
+		{"trusted peer, no original at all", loopback, nil},
+		{"untrusted peer, no original", nil, nil},
+		{"untrusted peer naming a GET", nil, hdr("X-Original-Uri", "/app", "X-Original-Method", "GET")},
+		{"untrusted peer naming a GET (Caddy's headers)", []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, hdr("X-Forwarded-Uri", "/app", "X-Forwarded-Method", "GET")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newVerifyEnv(t, tc.trusted)
+			cookie := e.signIn("marco", marcoPassword)
+			for _, m := range []string{"GET", "POST"} { // verify's own method does not matter
+				res := e.send(m, verifyPath, merge(tc.hdr, session(cookie), hdr("Sec-Fetch-Site", "cross-site")), "")
+				if res.StatusCode != http.StatusForbidden || res.apiErr().Code != "cross_origin_request" {
+					t.Errorf("verify %s, cross-site with the cookie: %d %s, want 403 cross_origin_request", m, res.StatusCode, res.body)
+				}
+				res = e.send(m, verifyPath, merge(tc.hdr, session(cookie), hdr("Origin", "https://evil.example")), "")
+				if res.StatusCode != http.StatusForbidden {
+					t.Errorf("verify %s, foreign Origin with the cookie: %d %s, want 403", m, res.StatusCode, res.body)
+				}
+			}
+			if res := e.send("GET", verifyPath, merge(tc.hdr, session(cookie), hdr("Sec-Fetch-Site", "same-origin")), ""); res.StatusCode != 200 {
+				t.Errorf("same-origin with the cookie: %d %s", res.StatusCode, res.body)
+			}
+			if res := e.send("GET", verifyPath, merge(tc.hdr, bearer(cookie.Value), hdr("Sec-Fetch-Site", "cross-site")), ""); res.StatusCode != 200 {
+				t.Errorf("cross-site with a Bearer token: %d %s", res.StatusCode, res.body)
+			}
+		})
+	}
+}
+
+// Issue 21 point 4: from a trusted peer, both families of original-request
+// headers naming different requests (an ingress that writes one family and
+// passes the client's copy of the other) are refused with 400, whichever
+// family the ingress wrote; agreeing copies are fine.
+func TestVerifyHeaderFamiliesDisagree(t *testing.T) {
+	e := newVerifyEnv(t, loopback)
+	token := e.issue("marco", "marco")
+	cookie := e.signIn("marco", marcoPassword)
+	for _, tt := range []struct {
+		name   string
+		hdr    http.Header
+		status int
+	}{
+		{"public nginx URI, private Caddy URI", hdr("X-Original-Uri", "/healthz", "X-Forwarded-Uri", "/admin", "X-Forwarded-Method", "GET"), 400},
+		{"private nginx URI, public Caddy URI", hdr("X-Original-Uri", "/admin", "X-Original-Method", "GET", "X-Forwarded-Uri", "/healthz", "X-Forwarded-Method", "GET"), 400},
+		{"same URIs, methods differ", hdr("X-Original-Uri", "/app", "X-Original-Method", "GET", "X-Forwarded-Uri", "/app", "X-Forwarded-Method", "POST"), 400},
+		{"a method in one family only", hdr("X-Original-Method", "GET", "X-Forwarded-Uri", "/healthz", "X-Forwarded-Method", "POST"), 400},
+		{"a URI in one family only", hdr("X-Original-Uri", "/healthz", "X-Original-Method", "GET", "X-Forwarded-Method", "GET"), 400},
+		{"both families agree", hdr("X-Original-Uri", "/healthz", "X-Original-Method", "GET", "X-Forwarded-Uri", "/healthz", "X-Forwarded-Method", "GET"), 200},
+		{"one family", hdr("X-Forwarded-Uri", "/healthz", "X-Forwarded-Method", "GET"), 200},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, cred := range []http.Header{nil, bearer(token), session(cookie)} {
+				res := e.send("GET", verifyPath, merge(tt.hdr, cred), "")
+				if res.StatusCode != tt.status {
+					t.Fatalf("credential %v: %d %s, want %d", cred != nil, res.StatusCode, res.body, tt.status)
+				}
+				if tt.status == 400 && (res.apiErr().Code != "malformed_request" || len(identityValues(res.Header)) != 0) {
+					t.Errorf("400 %s with identity %q", res.body, identityValues(res.Header))
+				}
+			}
+		})
+	}
+	// From a peer outside trusted_proxies neither family counts: private.
+	u := newVerifyEnv(t, nil)
+	if res := u.send("GET", verifyPath, hdr("X-Original-Uri", "/healthz", "X-Forwarded-Uri", "/admin"), ""); res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("untrusted peer, both families: %d, want 401", res.StatusCode)
+	}
+}
+
 // A client that reaches verify directly (not through a trusted ingress)
 // cannot make a private path public with X-Forwarded-Uri or X-Original-URI.
 func TestVerifyIgnoresOriginalFromUntrustedPeers(t *testing.T) {
@@ -206,10 +288,11 @@ func TestVerifyIgnoresOriginalFromUntrustedPeers(t *testing.T) {
 			if res := e.send("GET", verifyPath, h2, ""); res.StatusCode != http.StatusUnauthorized {
 				t.Errorf("trusted %v: query token from an untrusted original: status %d, want 401", trusted, res.StatusCode)
 			}
-			// A browser is sent to sign in, with no rd it could not know.
-			res = e.send("GET", verifyPath, merge(hdr("Accept", "text/html"), hdr("X-Forwarded-Uri", "/app")), "")
-			if res.StatusCode != http.StatusFound || res.Header.Get("Location") != signInPath {
-				t.Errorf("trusted %v: browser: %d %q, want 302 to %s", trusted, res.StatusCode, res.Header.Get("Location"), signInPath)
+			// Nor is the method known: not even a browser navigation can be
+			// told, so no sign-in redirect (a 401 as for any request).
+			res = e.send("GET", verifyPath, merge(hdr("Accept", "text/html"), hdr("X-Forwarded-Uri", "/app", "X-Forwarded-Method", "GET")), "")
+			if res.StatusCode != http.StatusUnauthorized || res.Header.Get("Location") != "" {
+				t.Errorf("trusted %v: browser: %d %q, want 401", trusted, res.StatusCode, res.Header.Get("Location"))
 			}
 		}
 		// Credentials still work: only the original URL is unknown.
@@ -367,7 +450,7 @@ func TestVerifyAppCookies(t *testing.T) {
 		t.Fatalf("logout: %d %s", res.StatusCode, res.body)
 	}
 	token := e.issue("marco", "marco")
-	tg := "tokengate=" + cookie.Value
+	tg := sessionCookieName + "=" + cookie.Value
 	caddy := func(uri string, kv ...string) http.Header {
 		return merge(hdr("X-Forwarded-Uri", uri, "X-Forwarded-Method", "GET", "X-Forwarded-Host", "app.example.com", "X-Forwarded-Proto", "https"), hdr(kv...))
 	}
@@ -391,11 +474,11 @@ func TestVerifyAppCookies(t *testing.T) {
 		{"bearer beside the session cookie: the cookie still out", verifyPath, merge(caddy("/app", "Cookie", "a=1; "+tg), bearer(token)), 200, "marco", "a=1", ""},
 		{"no Cookie header: neither", verifyPath, merge(caddy("/app"), bearer(token)), 200, "marco", noCookie, ""},
 		{"public path, anonymous: the app's cookies echoed", verifyPath, caddy("/healthz", "Cookie", "a=1; b=2"), 200, "", "a=1; b=2", ""},
-		{"public path, bad session cookie: filtered", verifyPath, caddy("/healthz", "Cookie", "a=1; tokengate=garbage"), 200, "", "a=1", ""},
-		{"public path, revoked session cookie only: removed", verifyPath, caddy("/healthz", "Cookie", "tokengate="+revoked.Value), 200, "", noCookie, "cookie"},
+		{"public path, bad session cookie: filtered", verifyPath, caddy("/healthz", "Cookie", "a=1; "+sessionCookieName+"=garbage"), 200, "", "a=1", ""},
+		{"public path, revoked session cookie only: removed", verifyPath, caddy("/healthz", "Cookie", sessionCookieName+"="+revoked.Value), 200, "", noCookie, "cookie"},
 		{"public path, valid session cookie: identity and filtered", verifyPath, caddy("/static/x.js", "Cookie", tg+"; a=1"), 200, "marco", "a=1", ""},
 		{"Envoy's form", verifyPath + "/app", hdr("Cookie", "a=1; "+tg), 200, "marco", "a=1", ""},
-		{"refused: revoked cookie", verifyPath, caddy("/app", "Cookie", "a=1; tokengate="+revoked.Value), 401, "", noCookie, ""},
+		{"refused: revoked cookie", verifyPath, caddy("/app", "Cookie", "a=1; "+sessionCookieName+"="+revoked.Value), 401, "", noCookie, ""},
 		{"refused: garbage bearer beside app cookies", verifyPath, merge(caddy("/app", "Cookie", "a=1; "+tg), bearer("x.y.z")), 401, "", noCookie, ""},
 		{"refused: no credential, app cookies only", verifyPath, caddy("/app", "Cookie", "a=1"), 401, "", noCookie, ""},
 		{"refused: browser sent to sign in", verifyPath, caddy("/app", "Cookie", "a=1", "Accept", htmlAccept), 302, "", noCookie, ""},
@@ -464,7 +547,7 @@ func TestVerifyRenewsCookie(t *testing.T) {
 	e.clock.Advance(31 * time.Minute) // past half of the hour
 
 	res := verify("/app", session(cookie, "Cookie", "a=1"))
-	fresh := cookieNamed(res.Cookies(), "tokengate")
+	fresh := cookieNamed(res.Cookies(), sessionCookieName)
 	if res.StatusCode != 200 || fresh == nil || fresh.Value == cookie.Value {
 		t.Fatalf("past half-life: %d, %d Set-Cookie, fresh %v", res.StatusCode, len(res.Header["Set-Cookie"]), fresh != nil)
 	}
@@ -492,7 +575,7 @@ func TestVerifyRenewsCookie(t *testing.T) {
 		t.Errorf("fresh cookie: %d, %d Set-Cookie", res.StatusCode, len(res.Header["Set-Cookie"]))
 	}
 	// Envoy's form renews too.
-	if res := e.send("GET", verifyPath+"/app", session(cookie), ""); cookieNamed(res.Cookies(), "tokengate") == nil {
+	if res := e.send("GET", verifyPath+"/app", session(cookie), ""); cookieNamed(res.Cookies(), sessionCookieName) == nil {
 		t.Errorf("Envoy's form: %d, no fresh cookie", res.StatusCode)
 	}
 
@@ -511,7 +594,7 @@ func TestVerifyRenewsCookie(t *testing.T) {
 			h["X-Forwarded-Method"] = []string{"POST"}
 		}
 		res := e.send("GET", verifyPath, h, "")
-		if got := cookieNamed(res.Cookies(), "tokengate"); got != nil && got.MaxAge >= 0 {
+		if got := cookieNamed(res.Cookies(), sessionCookieName); got != nil && got.MaxAge >= 0 {
 			t.Errorf("%s: %d carries a fresh session cookie (Max-Age %d)", c.name, res.StatusCode, got.MaxAge)
 		}
 	}

@@ -243,13 +243,16 @@ func NewChecker(store Store, opts CheckerOptions) (*Checker, error) {
 	return c, nil
 }
 
-// Revoked reports whether the token (jti, issued at iat to userID) is dead:
-// its jti is revoked, or iat is at or before the user's cutoff (both in
-// whole microseconds, see RevokeUser). Errors wrap ErrUnavailable; cached
-// "revoked" answers never error.
-func (c *Checker) Revoked(ctx context.Context, jti, userID string, iat time.Time) (bool, error) {
+// Revoked reports whether the token (jti, of userID, from a sign-in at
+// signedIn) is dead: its jti is revoked, or signedIn is at or before the
+// user's cutoff (both in whole microseconds, see RevokeUser). signedIn is
+// the token's auth_time (its iat when it has none): a renewed or refreshed
+// token keeps its sign-in's time, so a cutoff after that sign-in ends it
+// however late it was issued. Errors wrap ErrUnavailable; cached "revoked"
+// answers never error.
+func (c *Checker) Revoked(ctx context.Context, jti, userID string, signedIn time.Time) (bool, error) {
 	now := c.now().UnixNano()
-	issued := issuedAt(iat)
+	issued := issuedAt(signedIn)
 	tok, tokOK := c.cache.Get(c.keys.key(kindToken, jti))
 	if tokOK && tok.revoked() {
 		c.m.hit.Inc()
@@ -332,7 +335,8 @@ func (c *Checker) noteLifetime(ctx context.Context) (time.Duration, error) {
 	return max(longest, c.cutoffTTL), nil
 }
 
-// RevokeUser durably kills every token of userID issued at or before cutoff.
+// RevokeUser durably kills every token of userID from a sign-in at or before
+// cutoff (Revoked compares the cutoff with auth_time, else iat).
 //
 // The cutoff is truncated to whole microseconds, the precision of a token's
 // iat, and a token is dead when iat <= cutoff. A token issued in the

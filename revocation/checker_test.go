@@ -361,3 +361,47 @@ func TestCheckerHitDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v misses, want 1 (the checks above were not hits)", miss)
 	}
 }
+
+// forgetfulStore loses every user cutoff once forget is set: a Redis
+// failover to a replica that never got the key, or a restore from an old
+// backup.
+type forgetfulStore struct {
+	Store
+	forget atomic.Bool
+}
+
+func (s *forgetfulStore) Status(ctx context.Context, jti, userID string) (Status, error) {
+	st, err := s.Store.Status(ctx, jti, userID)
+	if s.forget.Load() {
+		st.UserCutoff = time.Time{}
+	}
+	return st, err
+}
+
+// Issue 21 point 7: a cutoff this Checker knows survives a later store
+// answer that has none. The store's "no cutoff" is read (a newer token of
+// the user is checked past MaxStaleness) and merged, but cutoffs never move
+// back, so tokens from before the cutoff stay dead here; a failover that
+// lost the key must not bring them back.
+func TestCheckerCutoffSurvivesStoreThatForgot(t *testing.T) {
+	ctx := context.Background()
+	clock := newFakeClock()
+	store := &forgetfulStore{Store: NewMemoryStore(clock.Now)}
+	c := newChecker(t, store, CheckerOptions{Now: clock.Now, MaxStaleness: 5 * time.Second})
+	signedIn := clock.Now()
+	clock.Advance(time.Second)
+	if err := c.RevokeUser(ctx, "u", clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	store.forget.Store(true)
+	clock.Advance(time.Minute) // every cached answer is past MaxStaleness
+	if mustRevoked(t, c, "newer", "u", clock.Now()) {
+		t.Fatal("a token from a sign-in after the cutoff is revoked")
+	}
+	if !mustRevoked(t, c, "older", "u", signedIn) {
+		t.Fatal("a token from before the cutoff works again after the store forgot the cutoff")
+	}
+	if !mustRevoked(t, c, "older-renewed", "u", signedIn) {
+		t.Fatal("another token from that sign-in works after the store forgot the cutoff")
+	}
+}

@@ -1,6 +1,7 @@
 // Package revocation knows which tokens are dead: a Store records revoked
 // token ids (jti, until the token's exp) and per-user cutoffs (logout-all:
-// every token of the user issued at or before the cutoff is dead), and the
+// every token of the user from a sign-in at or before the cutoff is dead,
+// renewals and refreshes of it included), and the
 // Checker answers "is this token revoked?" through an LRU cache in front of
 // the store. It knows nothing of JWTs or HTTP.
 package revocation

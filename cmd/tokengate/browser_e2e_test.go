@@ -337,9 +337,9 @@ func writeScreenshot(t *testing.T, tab context.Context) {
 }
 
 // TestBrowserSignOutEverywhere also runs with the default cookie_secure:
-// true, as in production. Chromium keeps Secure cookies set by
-// http://127.0.0.1 (a loopback origin counts as secure), so the whole flow
-// works and the flag can be read back.
+// true, as in production. Chromium keeps Secure (and __Host-) cookies set
+// by http://127.0.0.1 (a loopback origin counts as secure), so the whole
+// flow works and the flag can be read back.
 func TestBrowserSignOutEverywhere(t *testing.T) {
 	laptop, phone := newTab(t), newTab(t) // two browser contexts: two devices
 	in, app := startBrowserStack(t, "")
@@ -350,7 +350,8 @@ func TestBrowserSignOutEverywhere(t *testing.T) {
 			t.Fatalf("sign-in: status %d at %s", resp.Status, location(t, tab))
 		}
 	}
-	if c := cookie(t, laptop, base, cookieName); c == nil || !c.Secure || !c.HTTPOnly || c.SameSite != network.CookieSameSiteLax {
+	// Secure and host-only: the __Host- name (a sibling subdomain cannot plant it).
+	if c := cookie(t, laptop, base, "__Host-"+cookieName); c == nil || !c.Secure || !c.HTTPOnly || c.SameSite != network.CookieSameSiteLax {
 		t.Fatalf("cookie with cookie_secure: true: %s", describeCookie(c))
 	}
 	apiToken := login(t, base, "bob", testUsers["bob"])

@@ -106,6 +106,23 @@ func TestShippedConfigsPassCheckConfig(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "configuration OK") {
 			t.Fatalf("check-config on deploy/forward-auth/tokengate.yaml: exit %d\n%s%s", code, out, errOut)
 		}
+		// Without trusted_proxies verify could never read the original
+		// request: check-config (and serve) refuse it, saying why.
+		b, _ := os.ReadFile(filepath.Join(dir, "tokengate.yaml"))
+		var kept []string
+		for line := range strings.Lines(string(b)) {
+			if !strings.HasPrefix(line, "trusted_proxies:") {
+				kept = append(kept, line)
+			}
+		}
+		if len(kept) == strings.Count(string(b), "\n") {
+			t.Fatal("test setup: no trusted_proxies line in the shipped tokengate.yaml")
+		}
+		os.WriteFile(filepath.Join(dir, "untrusted.yaml"), []byte(strings.Join(kept, "")), 0o600)
+		_, errOut, code = runBin(t, dir, "", "check-config", "--config", "untrusted.yaml")
+		if code != 2 || !strings.Contains(errOut, `trusted_proxies: auth-server mode (upstream: "") needs the ingress's addresses`) {
+			t.Fatalf("check-config, auth-server mode without trusted_proxies: exit %d, want 2 naming trusted_proxies\n%s", code, errOut)
+		}
 	})
 	t.Run("kubernetes overlays", func(t *testing.T) {
 		// The overlays change tokengate's config through TOKENGATE_*

@@ -131,7 +131,7 @@ type RoutesConfig struct {
 // BrowserConfig tunes browser sign-in (routes.sign_in): the session cookie
 // that carries the token, the pages, and tokens in the query string.
 type BrowserConfig struct {
-	CookieName      string   `yaml:"cookie_name"`       // the session cookie; tokengate
+	CookieName      string   `yaml:"cookie_name"`       // the session cookie; tokengate (sent as __Host-tokengate when Secure and host-only)
 	CookieSecure    bool     `yaml:"cookie_secure"`     // true; false only for plain-HTTP development
 	CookieDomain    string   `yaml:"cookie_domain"`     // "" = host-only cookie
 	Title           string   `yaml:"title"`             // shown on the pages; Sign in

@@ -233,7 +233,10 @@ func TestConfigValidateRules(t *testing.T) {
 		{"admin_listen empty", func(c *Config) { c.AdminListen = "" },
 			[]string{`admin_listen: invalid address "": want host:port, e.g. 127.0.0.1:8081`}},
 		// upstream
-		{"upstream empty is auth-server mode", func(c *Config) { c.Upstream = "" }, nil},
+		{"upstream empty is auth-server mode", func(c *Config) { c.Upstream, c.TrustedProxies = "", []string{"10.0.0.0/8"} }, nil},
+		{"auth-server mode without trusted_proxies", func(c *Config) { c.Upstream = "" },
+			[]string{`trusted_proxies: auth-server mode (upstream: "") needs the ingress's addresses here: verify honours the original request's headers only from trusted_proxies; list the ingress's addresses, or set routes.verify: "" for a token service without forward auth`}},
+		{"a token service: no upstream, no verify", func(c *Config) { c.Upstream, c.Routes.Verify = "", "" }, nil},
 		{"upstream scheme", func(c *Config) { c.Upstream = "ftp://app" },
 			[]string{`upstream: scheme must be http or https (got "ftp://app")`}},
 		{"upstream without host", func(c *Config) { c.Upstream = "http:///x" },

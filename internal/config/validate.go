@@ -70,6 +70,13 @@ func (c Config) Validate() error {
 			v.fail(fmt.Sprintf("trusted_proxies[%d]", i), "%q is neither a CIDR (10.0.0.0/8) nor an IP address", p)
 		}
 	}
+	if c.Upstream == "" && c.Routes.Verify != "" && len(c.TrustedProxies) == 0 {
+		// verify reads the original request only from trusted_proxies:
+		// without one every path would be private, every method unknown,
+		// and the ingress's own (public paths, redirects) never honoured.
+		v.failHint("trusted_proxies", `list the ingress's addresses, or set routes.verify: "" for a token service without forward auth`,
+			`auth-server mode (upstream: "") needs the ingress's addresses here: verify honours the original request's headers only from trusted_proxies`)
+	}
 	v.oneOf("log_format", c.LogFormat, "json", "text")
 	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
 
