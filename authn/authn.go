@@ -41,6 +41,10 @@ var (
 	// ErrUsersUnavailable: the user store could not say who a user is now
 	// (an outage past the staleness bound): callers fail closed (503).
 	ErrUsersUnavailable = errors.New("authn: user store unavailable")
+	// errBadRecord marks a failure of one user's record (a corrupt row, a
+	// groups value that cannot be decoded), not of the store: Identities
+	// does not take it for an outage of every user.
+	errBadRecord = errors.New("unusable user record")
 	// ErrUsersTable: the PostgreSQL users table is missing or lacks the
 	// columns the store uses (a configuration problem, not an outage).
 	ErrUsersTable = errors.New("authn: users table missing or unusable")

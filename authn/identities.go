@@ -29,8 +29,9 @@ type IdentitiesOptions struct {
 	// it); past it Identity fails with ErrUsersUnavailable. Default 5m;
 	// never less than RefreshInterval.
 	MaxStale time.Duration
-	// CacheSize caps the ids held (least recently used go first); default
-	// 100000.
+	// CacheSize caps the ids held; default 100000. The ids least recently
+	// looked up in the store (the idle users: an active user's entry is
+	// refreshed every half interval) go first.
 	CacheSize int
 	// Timeout bounds one store lookup; default 5s.
 	Timeout time.Duration
@@ -227,7 +228,9 @@ func (c *Identities) Identity(ctx context.Context, id string) (User, error) {
 		return u, nil
 	}
 	now := c.now()
-	e, cached := c.cache.Get(id)
+	// Peek takes a read lock only; recency comes from the refreshes, which
+	// re-add an active user's entry at least once per refresh interval.
+	e, cached := c.cache.Peek(id)
 	if cached {
 		age := now.Sub(e.fetched)
 		if age < c.refresh {
@@ -366,7 +369,13 @@ func (c *Identities) run(id string, f *flight, prev *identity) {
 		} else if held, ok := c.cache.Peek(id); ok {
 			held.nextTry.Store(now.Add(c.retry).UnixNano())
 		}
-		if c.failedAt.Swap(now.UnixNano()) == 0 {
+		switch {
+		case errors.Is(err, errBadRecord):
+			// One user's record: the store itself answers, other users
+			// are not affected.
+			c.log.Error("user store lookup failed for one user; serving their last known identity until it is max_stale old, then refusing (503)",
+				"user_id", id, "max_stale", c.maxStale, "error", err)
+		case c.failedAt.Swap(now.UnixNano()) == 0:
 			c.log.Error("user store lookup failed; serving the last known identities until they are max_stale old, then refusing (503)",
 				"max_stale", c.maxStale, "error", err)
 		}

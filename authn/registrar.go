@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // UserCreator is a user store that can add users (POST /users).
@@ -16,6 +17,11 @@ type UserCreator interface {
 
 // Registrar registers new users: policy, hash, store.
 type Registrar struct {
+	// DefaultGroups are the groups every registered user gets
+	// (users.default_groups); nil: none. Set before the first Register;
+	// names must pass CheckGroupName.
+	DefaultGroups []string
+
 	store  UserCreator
 	policy UserPolicy
 	hash   HashOptions
@@ -28,7 +34,8 @@ func NewRegistrar(store UserCreator, policy UserPolicy, hash HashOptions) *Regis
 	return &Registrar{store: store, policy: policy, hash: hash}
 }
 
-// Register creates the user username with password; its id is the username.
+// Register creates the user username with password and DefaultGroups; its
+// id is the username.
 // Errors wrap ErrInvalidUsername or ErrWeakPassword (as *PolicyError),
 // ErrUserExists, ErrReadOnly, or a store failure. The returned User carries
 // no PasswordHash, so it cannot be echoed by mistake.
@@ -43,7 +50,7 @@ func (r *Registrar) Register(ctx context.Context, username, password string) (Us
 		}
 		return User{}, fmt.Errorf("authn: register: hash password: %w", err)
 	}
-	u, err := r.store.CreateUser(ctx, User{ID: username, Username: username, PasswordHash: hash})
+	u, err := r.store.CreateUser(ctx, User{ID: username, Username: username, PasswordHash: hash, Groups: slices.Clone(r.DefaultGroups)})
 	if err != nil {
 		if errors.Is(err, ErrUserExists) || errors.Is(err, ErrReadOnly) {
 			return User{}, err

@@ -114,7 +114,7 @@ func (b *BoltUsers) LookupUser(ctx context.Context, username string) (User, erro
 		}
 		var bu boltUser
 		if err := json.Unmarshal(v, &bu); err != nil {
-			return fmt.Errorf("authn: users db: corrupt record: %w", err)
+			return fmt.Errorf("authn: users db: %w: %w", errBadRecord, err)
 		}
 		u = User(bu)
 		return nil
@@ -194,13 +194,21 @@ func (b *BoltUsers) Ping(ctx context.Context) error {
 func (b *BoltUsers) Close() error { return b.db.Close() }
 
 // normalizeNewUser defaults the id to the username and refuses records a
-// login could never use.
+// login could never use, or groups no rule could name.
 func normalizeNewUser(u User) (User, error) {
 	if u.ID == "" {
 		u.ID = u.Username
 	}
 	if u.Username == "" || u.PasswordHash == "" {
 		return User{}, errors.New("authn: create user: username and password hash are required")
+	}
+	if len(u.Groups) > MaxGroups {
+		return User{}, fmt.Errorf("authn: create user: %d groups, at most %d", len(u.Groups), MaxGroups)
+	}
+	for _, g := range u.Groups {
+		if err := CheckGroupName(g); err != nil {
+			return User{}, fmt.Errorf("authn: create user: group %q %w", g, err)
+		}
 	}
 	return u, nil
 }

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,6 +132,18 @@ func (f *FileUsers) LookupUserByID(ctx context.Context, id string) (User, error)
 // answersFromMemory marks FileUsers for Identities: lookups read the
 // snapshot the last reload swapped in, so they need no cache.
 func (f *FileUsers) answersFromMemory() {}
+
+// Groups returns every group some user of the loaded file has, sorted
+// (for check-config: a rule naming a group nobody has is likely a typo).
+func (f *FileUsers) Groups() []string {
+	seen := map[string]bool{}
+	for _, u := range f.users.Load().byName {
+		for _, g := range u.Groups {
+			seen[g] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
 
 // Len is the number of users currently loaded.
 func (f *FileUsers) Len() int { return len(f.users.Load().byName) }

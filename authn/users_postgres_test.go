@@ -98,7 +98,7 @@ func TestPostgresUsersMigrate(t *testing.T) {
 		}
 		got = append(got, name+" "+typ+" "+nullable)
 	}
-	want := []string{"id text NO", "username text NO", "password_hash text NO", "created_at timestamp with time zone NO"}
+	want := []string{"id text NO", "username text NO", "password_hash text NO", "created_at timestamp with time zone NO", "groups ARRAY NO"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("columns = %q, want %q", got, want)
 	}
@@ -428,7 +428,7 @@ func TestPostgresUsersLegacyQueryShape(t *testing.T) {
 	url := testsvc.PostgresURL(t)
 	tests := []struct{ name, query string }{
 		{"one column", "SELECT 'h' WHERE $1::text <> ''"},
-		{"three columns", "SELECT 1, 'h', 'x' WHERE $1::text <> ''"},
+		{"four columns", "SELECT 1, 'h', 'x', 'y' WHERE $1::text <> ''"},
 		{"no parameter", "SELECT 1, 'h'"},
 		{"two parameters", "SELECT 1, 'h' WHERE $1::text <> $2::text"},
 		{"no result columns", "DELETE FROM pg_class WHERE relname = $1 AND false"},
@@ -440,7 +440,7 @@ func TestPostgresUsersLegacyQueryShape(t *testing.T) {
 				s.Close()
 				t.Fatal("OpenPostgresUsers accepted the query")
 			}
-			if !strings.Contains(err.Error(), "one parameter") || !strings.Contains(err.Error(), "two columns") {
+			if !strings.Contains(err.Error(), "one parameter") || !strings.Contains(err.Error(), "two columns (id, password_hash) or three (id, password_hash, groups)") {
 				t.Fatalf("error = %q, want it to explain the expected shape", err)
 			}
 		})

@@ -14,8 +14,8 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// knownMetrics are the names tokengate exports (ARCHITECTURE.md's table
-// plus the agreed additions), with their type. go_*, process_* and up are
+// knownMetrics are the names tokengate exports (the README's metrics
+// table), with their type. go_*, process_* and up are
 // allowed besides.
 var knownMetrics = map[string]string{
 	"tokengate_http_requests_total":                "counter",

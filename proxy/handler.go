@@ -40,6 +40,7 @@ type handler struct {
 	now               func() time.Time
 	browser           browser
 	verifyRoute       string // Routes.Verify; "" when off
+	forwardAuthz      bool   // Options.ForwardAuthorization
 
 	rp    *httputil.ReverseProxy
 	serve http.Handler // the assembled middleware chain
@@ -88,6 +89,7 @@ func New(opts Options) (http.Handler, error) {
 		now:               opts.Now,
 		browser:           newBrowser(opts.Routes, opts.Browser),
 		verifyRoute:       opts.Routes.Verify,
+		forwardAuthz:      opts.ForwardAuthorization,
 	}
 	if h.upstream != nil {
 		h.rp = h.newReverseProxy(opts.UpstreamTimeout)
@@ -284,6 +286,9 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 	switch classifyPath(r.URL.Path, r.URL.RawPath) {
 	case pathHostile:
 		st.route = routeProxy
+		if h.upstream == nil {
+			st.route = routeNotFound // auth-server mode: nothing would be proxied
+		}
 		writeError(w, errBadPath)
 		return
 	case pathClean:
@@ -306,11 +311,12 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	st.route = routeProxy
 	if h.upstream == nil {
+		st.route = routeNotFound
 		writeError(w, errNotFound)
 		return
 	}
+	st.route = routeProxy
 	h.servePrivate(w, r)
 }
 

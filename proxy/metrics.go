@@ -20,9 +20,12 @@ const (
 	routeSignIn    = "sign_in"
 	routeSignOut   = "sign_out"
 	routeVerify    = "verify"
+	// routeNotFound: auth-server mode (no upstream), a path that is none
+	// of tokengate's routes; nothing is proxied, so not "proxy".
+	routeNotFound = "not_found"
 )
 
-var routeNames = [...]string{routeLogin, routeLogout, routeLogoutAll, routeSession, routeUsers, routeJWKS, routeProxy, routePublic, routeSignIn, routeSignOut, routeVerify}
+var routeNames = [...]string{routeLogin, routeLogout, routeLogoutAll, routeSession, routeUsers, routeJWKS, routeProxy, routePublic, routeSignIn, routeSignOut, routeVerify, routeNotFound}
 
 // Auth decision results.
 const (

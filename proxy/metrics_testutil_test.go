@@ -30,8 +30,8 @@ const (
 	helpUpstream  = "# HELP tokengate_upstream_errors_total Proxied requests that got no response from the upstream, by kind.\n# TYPE tokengate_upstream_errors_total counter\n"
 )
 
-// contractRoutes is the route label's whole vocabulary (ARCHITECTURE.md).
-var contractRoutes = []string{"jwks", "login", "logout", "logout_all", "proxy", "public", "session", "sign_in", "sign_out", "users", "verify"}
+// contractRoutes is the route label's whole vocabulary (README, "Metrics").
+var contractRoutes = []string{"jwks", "login", "logout", "logout_all", "not_found", "proxy", "public", "session", "sign_in", "sign_out", "users", "verify"}
 
 // durationCounts is the expected exposition of the duration histogram
 // (through countsOnly) with n observations per route, 0 for the others.

@@ -109,6 +109,11 @@ type Options struct {
 	Browser         BrowserOptions // browser sign-in; only used when Routes.SignIn is set
 	MaxBodyBytes    int64          // identity endpoint bodies; default 64 KiB; 413 past it
 
+	// ForwardAuthorization keeps the client's Authorization: Bearer header
+	// in what the app receives. Default false: it is removed (public paths
+	// too), so the app never holds a token it could replay elsewhere.
+	ForwardAuthorization bool
+
 	Tokens interface {
 		Verifier
 		Issuer

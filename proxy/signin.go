@@ -56,6 +56,7 @@ type pageData struct {
 	RD       string
 	Username string
 	Message  string
+	Notice   string // news that is not an error (signed out)
 }
 
 // Messages on the pages. The sign-in failure never says which of the two
@@ -68,6 +69,16 @@ const (
 	msgCrossSite      = "This form did not come from this site."
 	msgUnavailable    = "Signing in is unavailable right now. Please try again in a moment."
 	msgSignOutFailed  = "Signing out could not be recorded right now. Please try again in a moment."
+)
+
+// After a sign-out the browser lands on the sign-in page with
+// signedOutParam naming what ended, and the page says so.
+const (
+	signedOutParam      = "signed_out"
+	signedOutThis       = "this"
+	signedOutEverywhere = "everywhere"
+	noticeSignedOut     = "You have signed out."
+	noticeEverywhere    = "You have signed out everywhere: every session of yours, in every browser and app, has ended."
 )
 
 // renderPage writes a page with the headers every page carries.
@@ -99,8 +110,9 @@ const pageMethods = "GET, HEAD, POST"
 func (h *handler) serveSignIn(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		rd := h.redirectTarget(r.URL.Query().Get("rd"))
-		h.signInPage(w, r, http.StatusOK, rd, "", "")
+		q := r.URL.Query()
+		rd := h.redirectTarget(q.Get("rd"))
+		h.signInPageWith(w, r, http.StatusOK, pageData{RD: rd, Notice: signedOutNotice(q.Get(signedOutParam))})
 	case http.MethodPost:
 		h.signIn(w, r)
 	default:
@@ -110,16 +122,30 @@ func (h *handler) serveSignIn(w http.ResponseWriter, r *http.Request) {
 
 // signInPage renders the form; rd is already checked.
 func (h *handler) signInPage(w http.ResponseWriter, r *http.Request, status int, rd, username, msg string) {
-	if rd == "/" {
-		rd = "" // the default: keep the form (and the URL) short
+	h.signInPageWith(w, r, status, pageData{RD: rd, Username: username, Message: msg})
+}
+
+// signInPageWith renders the form with d's RD, Username, Message, Notice.
+func (h *handler) signInPageWith(w http.ResponseWriter, r *http.Request, status int, d pageData) {
+	if d.RD == "/" {
+		d.RD = "" // the default: keep the form (and the URL) short
 	}
-	h.renderPage(w, "sign_in.html", status, pageData{
-		Action:   h.browser.signIn,
-		CSRF:     h.browser.ensureCSRF(w, r, csrfSignIn),
-		RD:       rd,
-		Username: username,
-		Message:  msg,
-	})
+	d.Action = h.browser.signIn
+	d.CSRF = h.browser.ensureCSRF(w, r, csrfSignIn)
+	h.renderPage(w, "sign_in.html", status, d)
+}
+
+// signedOutNotice is the sign-in page's word after a sign-out; anything
+// else in the parameter shows nothing (fixed texts only: nothing from the
+// URL reaches the page).
+func signedOutNotice(v string) string {
+	switch v {
+	case signedOutThis:
+		return noticeSignedOut
+	case signedOutEverywhere:
+		return noticeEverywhere
+	}
+	return ""
 }
 
 func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
@@ -320,6 +346,10 @@ func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errMalformedRequest)
 		return
 	}
+	// What the sign-in page will say: "everywhere" only when every token
+	// of the user was revoked; without a valid cookie nothing was, and
+	// only this browser's cookie is cleared.
+	ended := signedOutThis
 	if token, ok := h.browser.sessionCookie(r); ok {
 		out := h.judge(r, token, authOutcome{}, false)
 		switch {
@@ -331,6 +361,9 @@ func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
 				h.logError(r.Context(), "sign-out: revoking failed", err)
 				h.signOutPage(w, r, http.StatusServiceUnavailable, msgSignOutFailed)
 				return
+			}
+			if form["scope"] == "everywhere" {
+				ended = signedOutEverywhere
 			}
 		case out.decision == decisionError:
 			// The revocation store could not even say whether the token
@@ -344,6 +377,6 @@ func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
 	h.browser.clearHostOnlyCookie(w)
 	h.browser.clearSessionCookie(w)
 	noStore(w)
-	w.Header().Set("Location", h.browser.signIn)
+	w.Header().Set("Location", h.browser.signIn+"?"+signedOutParam+"="+ended)
 	w.WriteHeader(http.StatusSeeOther)
 }

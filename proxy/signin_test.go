@@ -337,7 +337,7 @@ func TestSignOut(t *testing.T) {
 			e.clock.Advance(time.Millisecond) // a cutoff covers tokens issued until now
 			p := e.getPage(signOutPath, cookie)
 			res := e.postForm(signOutPath, url.Values{"csrf": {p.csrf}, "scope": {tt.scope}}, nil, cookie, p.csrfCookie)
-			if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != signInPath {
+			if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != signInPath+"?signed_out="+tt.scope {
 				t.Fatalf("sign out: %d Location %q\n%s", res.StatusCode, res.Header.Get("Location"), res.body)
 			}
 			cleared := cookieNamed(res.Cookies(), sessionCookieName)

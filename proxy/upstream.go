@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
@@ -82,6 +83,9 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(h.upstream)
 	dropNonWebSocketUpgrade(pr.Out.Header)
 	h.stripBrowserCredentials(pr)
+	if !h.forwardAuthz {
+		stripBearer(pr.Out.Header)
+	}
 	if st := stateFrom(pr.In.Context()); st != nil && st.authed {
 		st.userVal[0] = st.claims.Subject
 		// A non-canonical key on purpose: the Transport writes map keys
@@ -90,6 +94,36 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Header[h.identity.wire] = st.userVal[:]
 	}
 	h.setForwarded(pr)
+}
+
+// stripBearer removes every Authorization header of the Bearer scheme (any
+// case): the token works against every app behind tokengate, so the app
+// (and its logs) must not hold it. Other schemes (an app's own Basic auth
+// on a public path) pass; on a private path only a Bearer one gets here.
+func stripBearer(hdr http.Header) {
+	vals := hdr["Authorization"]
+	if len(vals) == 0 {
+		return
+	}
+	kept := vals[:0:0]
+	for _, v := range vals {
+		if !isBearer(v) {
+			kept = append(kept, v)
+		}
+	}
+	if len(kept) == 0 {
+		delete(hdr, "Authorization")
+		return
+	}
+	hdr["Authorization"] = kept
+}
+
+// isBearer reports whether an Authorization value names the Bearer scheme.
+func isBearer(v string) bool {
+	v = strings.TrimLeft(v, " \t")
+	const scheme = "bearer"
+	return len(v) >= len(scheme) && strings.EqualFold(v[:len(scheme)], scheme) &&
+		(len(v) == len(scheme) || v[len(scheme)] == ' ' || v[len(scheme)] == '\t')
 }
 
 // setForwarded sets X-Forwarded-For/Host/Proto. A client's own values are

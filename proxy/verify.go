@@ -30,6 +30,16 @@ const (
 // answers 302 to it).
 const signInHeader = "X-Tokengate-Sign-In"
 
+// errorHeader and errorMessageHeader carry a refusal's code and message
+// (the JSON body's "error" and "message") in an nginx-style answer: nginx's
+// auth_request drops the subrequest's body (and every header but
+// WWW-Authenticate), so the shipped config copies these two with
+// auth_request_set into the answer it writes itself.
+const (
+	errorHeader        = "X-Tokengate-Error"
+	errorMessageHeader = "X-Tokengate-Error-Message"
+)
+
 // methodUnknown stands for an original method the ingress named in a way
 // verify cannot read: no real method, and not a safe one.
 const methodUnknown = "UNKNOWN"
@@ -199,6 +209,7 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 		h.writeAppCookies(w, r)
 		w.WriteHeader(http.StatusOK) // a bad credential on a public path: anonymous
 	case out.allowed(): // cookie, cross-site, unsafe method
+		o.nameError(w, errCrossOrigin)
 		writeError(w, errCrossOrigin)
 	default:
 		if src == sourceCookie && out.decision != decisionError {
@@ -217,7 +228,18 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 			}
 			w.Header().Set(signInHeader, location)
 		}
+		o.nameError(w, out.err)
 		writeAuthError(w, out)
+	}
+}
+
+// nameError puts a refusal's code and message in headers for nginx, which
+// passes only headers of the auth answer on (errorHeader). Other ingresses
+// pass the JSON body itself.
+func (o original) nameError(w http.ResponseWriter, e apiError) {
+	if o.style == originNginx {
+		w.Header()[errorHeader] = []string{e.Code}
+		w.Header()[errorMessageHeader] = []string{e.Message}
 	}
 }
 

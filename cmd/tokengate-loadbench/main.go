@@ -1,5 +1,5 @@
 // Command tokengate-loadbench measures tokengate against the budget of
-// ARCHITECTURE.md: authenticated proxying compared with a bare
+// README.md ("Performance"): authenticated proxying compared with a bare
 // httputil.ReverseProxy tuned the same way, same upstream, same load, in
 // interleaved turns within one run. `make bench` runs it.
 //

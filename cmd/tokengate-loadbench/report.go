@@ -23,7 +23,7 @@ func (b budget) String() string {
 	return s
 }
 
-// The budget of ARCHITECTURE.md ("Performance budget"), which holds for the
+// The performance budget (README.md, "Performance"), which holds for the
 // default configuration, access log included.
 var budgets = map[string]budget{
 	scenarioReused: {minThroughput: 0.95, maxP99: 1.10},

@@ -45,6 +45,7 @@ func cmdAddUser(ctx context.Context, args []string, e env) int {
 	defer closeStore()
 	hash := authn.HashOptions{Algorithm: cfg.Users.PasswordHash, BcryptCost: cfg.Users.BcryptCost}
 	reg := authn.NewRegistrar(store, authn.UserPolicy{MinPasswordLength: cfg.Users.MinPasswordLength}, hash)
+	reg.DefaultGroups = cfg.Users.DefaultGroups
 	u, err := reg.Register(ctx, *user, password)
 	var policy *authn.PolicyError
 	switch {

@@ -32,6 +32,7 @@ func (a *app) adminHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", a.readyz)
 	if a.adminToken != nil {
 		mux.HandleFunc("POST /admin/revoke_user", a.revokeUser)
+		mux.HandleFunc("GET /admin/identity", a.identity)
 	}
 	return mux
 }
@@ -111,6 +112,44 @@ func (a *app) revokeUser(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.Warn("operator revoked all tokens of a user", "user_id", id, "matched", matched, "argument", body.User, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, map[string]string{"revoked_user_id": id, "matched": matched})
+}
+
+// identity shows an operator who a user id is to tokengate right now, as
+// access rules see it: GET /admin/identity?user=<id> with the admin token.
+// 200 {"id", "username", "groups": [...]}; 404 user_unknown (removed, or
+// never known); 503 users_unavailable (the store cannot answer within
+// users.max_stale); 404 identity_lookups_off when the store cannot look
+// users up by id (users.query without users.id_query).
+func (a *app) identity(w http.ResponseWriter, r *http.Request) {
+	if !a.adminAuthorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tokengate-admin"`)
+		writeError(w, http.StatusUnauthorized, "unauthorized", "a valid admin token is required")
+		return
+	}
+	id := r.URL.Query().Get("user")
+	if strings.TrimSpace(id) == "" || len(id) > 1024 || !printable(id) {
+		writeError(w, http.StatusBadRequest, "malformed_request", "send ?user=<user id>")
+		return
+	}
+	if a.identities == nil {
+		writeError(w, http.StatusNotFound, "identity_lookups_off", "this user store cannot look users up by id (set users.id_query)")
+		return
+	}
+	u, err := a.identities.Identity(r.Context(), id)
+	switch {
+	case errors.Is(err, authn.ErrUserNotFound):
+		writeError(w, http.StatusNotFound, "user_unknown", fmt.Sprintf("no user has the id %q", id))
+		return
+	case err != nil:
+		a.log.Error("operator identity lookup failed", "user_id", id, "error", err)
+		writeError(w, http.StatusServiceUnavailable, "users_unavailable", "the user store is unavailable; retry")
+		return
+	}
+	groups := u.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": u.ID, "username": u.Username, "groups": groups})
 }
 
 // userByID is a user store that can find users by id.

@@ -44,6 +44,10 @@ type app struct {
 
 	adminToken []byte // operator endpoint secret; nil disables it
 
+	// identities says who a token's user is now (groups, removal); nil
+	// when the store cannot look users up by id (legacy query without id_query).
+	identities *authn.Identities
+
 	started      atomic.Bool // set once both listeners serve
 	shuttingDown atomic.Bool
 	reloadGauge  prometheus.Gauge
@@ -122,8 +126,17 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 	})
 	var registrar proxy.Registrar
 	if cfg.Users.Registration != "off" && registrarStore != nil {
-		registrar = authn.NewRegistrar(registrarStore, authn.UserPolicy{MinPasswordLength: cfg.Users.MinPasswordLength},
+		r := authn.NewRegistrar(registrarStore, authn.UserPolicy{MinPasswordLength: cfg.Users.MinPasswordLength},
 			authn.HashOptions{Algorithm: cfg.Users.PasswordHash, BcryptCost: cfg.Users.BcryptCost})
+		r.DefaultGroups = cfg.Users.DefaultGroups
+		registrar = r
+	}
+	if err := a.openIdentities(reg); err != nil {
+		return nil, err
+	}
+	var identities proxy.Identities // a nil *authn.Identities must stay a nil interface
+	if a.identities != nil {
+		identities = a.identities
 	}
 
 	// Revocation.
@@ -197,10 +210,13 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 		Registration:      cfg.Users.Registration,
 		Registrar:         registrar,
 		Revocation:        a.checker,
+		Identities:        identities,
 		AllowOnStoreError: cfg.Revocation.OnStoreError == "allow",
 		Logger:            log,
 		AccessLog:         access,
 		Registerer:        reg,
+
+		ForwardAuthorization: cfg.ForwardAuthorization,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
@@ -252,13 +268,17 @@ func (a *app) openUsers(ctx context.Context, reg prometheus.Registerer) (authn.U
 		defer cancel()
 		pu, err := authn.OpenPostgresUsers(octx, authn.PostgresUsersOptions{
 			URL: cfg.Users.PostgresURL, Password: password, Table: cfg.Users.Table,
-			Migrate: cfg.Users.Migrate, Query: cfg.Users.Query,
+			Migrate: cfg.Users.Migrate, Query: cfg.Users.Query, IDQuery: cfg.Users.IDQuery,
+			Logger: a.log,
 		})
 		if err != nil {
 			return nil, postgresUsersError(err)
 		}
 		a.closers = append(a.closers, func() error { pu.Close(); return nil })
 		a.users = pu
+		if len(cfg.Users.DefaultGroups) > 0 && !pu.HasGroups() {
+			return nil, errors.New("users.default_groups: the users table has no groups column: set users.migrate: true, or add it (ALTER TABLE ... ADD COLUMN groups text[] NOT NULL DEFAULT '{}')")
+		}
 		if cfg.Users.Query != "" {
 			return nil, nil
 		}
@@ -276,6 +296,40 @@ func (a *app) openUsers(ctx context.Context, reg prometheus.Registerer) (authn.U
 		return nil, nil // read-only: registration is refused by validation
 	}
 	return nil, fmt.Errorf("users.backend: unknown backend %q", cfg.Users.Backend)
+}
+
+// openIdentities builds the Identities of the user store: the users file's
+// snapshot, or a cache in front of bolt or PostgreSQL. A legacy query
+// without users.id_query cannot look users up by id: no Identities, and
+// the log says what that costs.
+func (a *app) openIdentities(reg prometheus.Registerer) error {
+	if p, ok := a.users.(interface{ CanLookupByID() bool }); ok && !p.CanLookupByID() {
+		a.log.Warn("users.query without users.id_query: a user's groups cannot be looked up and a removed user keeps working until their tokens expire or are revoked; set users.id_query")
+		return nil
+	}
+	store, ok := a.users.(authn.UserByIDStore)
+	if !ok {
+		return fmt.Errorf("users.backend: the %s store cannot look users up by id", a.cfg.Users.Backend)
+	}
+	id, err := authn.NewIdentities(store, authn.IdentitiesOptions{
+		RefreshInterval: a.cfg.Users.RefreshInterval,
+		MaxStale:        a.cfg.Users.MaxStale,
+		Logger:          a.log,
+		Registerer:      reg,
+	})
+	if err != nil {
+		return fmt.Errorf("users: %w", err)
+	}
+	// A changed users file is loaded once it has held still for a poll:
+	// within three polls.
+	if u := a.cfg.Users; u.Backend == "file" && 3*u.ReloadInterval > u.RefreshInterval {
+		a.log.Warn("users file changes (groups, removed users) are seen within 3 × users.reload_interval, longer than users.refresh_interval; send SIGHUP after an edit, or lower users.reload_interval",
+			"reload_interval", u.ReloadInterval, "refresh_interval", u.RefreshInterval)
+	}
+	// Closed before the store (closers run in reverse).
+	a.closers = append(a.closers, id.Close)
+	a.identities = id
+	return nil
 }
 
 // postgresUsersError names the key to fix: users.table when the table is

@@ -282,6 +282,9 @@ func TestBrowserSignIn(t *testing.T) {
 			t.Fatalf("after signing out: status %d", resp.Status)
 		}
 		onSignInPage(t, tab, base)
+		if notice := browseValue(t, tab, chromedp.Text(chromedp.CSS(".notice"))); notice != "You have signed out." {
+			t.Errorf("the sign-in page after signing out says %q", notice)
+		}
 		if c := cookie(t, tab, base, cookieName); c != nil {
 			t.Fatalf("the cookie survived signing out: %s", describeCookie(c))
 		}
@@ -362,6 +365,9 @@ func TestBrowserSignOutEverywhere(t *testing.T) {
 		t.Fatalf("after signing out everywhere: status %d", resp.Status)
 	}
 	onSignInPage(t, laptop, base)
+	if notice := browseValue(t, laptop, chromedp.Text(chromedp.CSS(".notice"))); !strings.HasPrefix(notice, "You have signed out everywhere: every session") {
+		t.Errorf("the sign-in page after signing out everywhere says %q", notice)
+	}
 
 	n, _ := app.requests()
 	load(t, phone, chromedp.Reload())

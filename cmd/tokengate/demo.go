@@ -18,7 +18,7 @@ import (
 	"tokengate/authn"
 )
 
-// Demo user: the name of the seed document's example.
+// The demo's one user.
 const (
 	demoUser     = "marco"
 	demoPassword = "tokengate-demo"
@@ -63,7 +63,7 @@ func cmdDemo(ctx context.Context, args []string, e env) int {
 
 	appLn, err := net.Listen("tcp", *appListen)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "demo: the echo app cannot listen on %s: %v (use --app-listen)\n", *appListen, err)
+		fmt.Fprintf(e.stderr, "tokengate: cannot listen on %s (the demo echo app): %v; use --app-listen to choose another address\n", *appListen, unwrapSyscall(err))
 		return exitError
 	}
 	defer appLn.Close()
@@ -95,6 +95,7 @@ func cmdDemo(ctx context.Context, args []string, e env) int {
 	app := &http.Server{Handler: echoHandler(signOut), ReadHeaderTimeout: 5 * time.Second}
 	go app.Serve(appLn)
 	defer app.Close()
+	e.listenFlags = map[string]string{"listen": "--listen", "admin_listen": "--admin-listen"}
 	e.started = func(a addrs) { printDemoHelp(e, a, appLn.Addr().String(), *dir, cfg.Routes.SignIn != "") }
 	return serve(ctx, cfg, e)
 }
@@ -117,7 +118,7 @@ In a browser:
 `, a.Public, demoUser, demoPassword)
 	}
 	fmt.Fprintf(e.stdout, `
-With httpie (as in the seed document):
+With httpie (in a script, add --ignore-stdin after "http"):
   http POST :%[7]s/user/login username=%[4]s password=%[5]s
   http :%[7]s/hello 'Authorization: Bearer <token>'        # the app sees X-Auth-UserId: %[4]s
   http POST :%[7]s/user/logout 'Authorization: Bearer <token>'   # 204; the token is now refused

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -232,14 +233,14 @@ type ingressKind struct {
 	// empty pairs behind).
 	verifyCookie bool
 	// renewsCookie: the config copies a renewed session cookie from
-	// verify's 200 to the app's response (Caddy's forward_auth cannot).
+	// verify's 200 to the app's response (both shipped configs do).
 	renewsCookie bool
 	// proxiesWebSocket: the config forwards a WebSocket upgrade to the app
 	// (the nginx template does not: the app gets a plain request).
 	proxiesWebSocket bool
 }
 
-var ingresses = []ingressKind{{"nginx", startNginx, true, true, false}, {"caddy", startCaddy, false, false, true}}
+var ingresses = []ingressKind{{"nginx", startNginx, true, true, false}, {"caddy", startCaddy, false, true, true}}
 
 // forwardAuthSetup is tokengate, an upstream and one ingress in front.
 type forwardAuthSetup struct {
@@ -357,6 +358,29 @@ func TestForwardAuthIngress(t *testing.T) {
 					t.Errorf("%d, identity %q\n%s", r.Code, ids, logs())
 				}
 			})
+			t.Run("the app never receives a Bearer token, other schemes pass", func(t *testing.T) {
+				for _, c := range []struct{ path, auth, want string }{
+					{"/app/authz-bearer", "Bearer " + token, ""},
+					{"/app/authz-lower", "bearer " + token, ""},
+					{"/public/authz-bearer", "Bearer " + token, ""},
+					{"/public/authz-bad", "Bearer not-a-token", ""},
+					{"/public/authz-basic", "Basic YXBwOnNlY3JldA==", "Basic YXBwOnNlY3JldA=="},
+				} {
+					r := s.fetch(t, "GET", c.path, [][2]string{api, {"Authorization", c.auth}})
+					s.up.mu.Lock()
+					var got []string
+					reached := false
+					for i, p := range s.up.paths {
+						if p == c.path {
+							got, reached = s.up.seen[i]["Authorization"], true
+						}
+					}
+					s.up.mu.Unlock()
+					if r.Code != http.StatusOK || !reached || strings.Join(got, ",") != c.want {
+						t.Errorf("%s: %d, reached %v, the app received Authorization %q, want %q\n%s", c.path, r.Code, reached, got, c.want, logs())
+					}
+				}
+			})
 			t.Run("public path without credentials: anonymous", func(t *testing.T) {
 				r := s.fetch(t, "GET", "/public/page", [][2]string{api})
 				ids, reached := s.identitySeen("/public/page")
@@ -430,7 +454,13 @@ func TestForwardAuthIngress(t *testing.T) {
 					t.Errorf("%d, reached %v", r.Code, reached)
 				}
 			})
-			t.Run("the app receives its own cookies, never tokengate's", func(t *testing.T) {
+			t.Run("refusals carry tokengate's own code", func(t *testing.T) {
+				refusalCodes(t, s, token, logs)
+			})
+			t.Run("a dead session cookie is cleared in the browser", func(t *testing.T) {
+				deadCookieCleared(t, s, logs)
+			})
+			t.Run("the app's own cookies, never tokengate's", func(t *testing.T) {
 				big := "big=" + strings.Repeat("x", 6000) // past nginx's default proxy buffer (one page)
 				for i, c := range []struct {
 					name, path, cookie string
@@ -477,8 +507,10 @@ func TestForwardAuthIngress(t *testing.T) {
 // TestForwardAuthCookieRenewal: with tokens living 4s, a session cookie
 // past half its life gets a fresh one on the app's response through nginx
 // (verify's Set-Cookie, add_header); the app never sees either token.
-// Behind Caddy, whose forward_auth copies answer headers into the request
-// only, no cookie is renewed (the README says so).
+// Behind Caddy the same: forward_auth copies verify's Set-Cookie into the
+// request as X-Tokengate-Set-Cookie, the Caddyfile's header directive puts
+// it on the response and removes it from the request before the app
+// (before, no cookie was renewed behind Caddy and sessions ended at exp).
 func TestForwardAuthCookieRenewal(t *testing.T) {
 	for _, kind := range ingresses {
 		t.Run(kind.name, func(t *testing.T) {
@@ -492,8 +524,23 @@ func TestForwardAuthCookieRenewal(t *testing.T) {
 			if r := get("/app/young"); r.Code != http.StatusOK || len(r.Header["Set-Cookie"]) != 0 {
 				t.Fatalf("before half-life: %d, %d Set-Cookie\n%s", r.Code, len(r.Header["Set-Cookie"]), logs())
 			}
+			// A client cannot plant a cookie through the header the
+			// Caddyfile carries the renewed one in.
+			r := s.fetch(t, "GET", "/app/planted", [][2]string{{"Accept", "application/json"}, {"Cookie", "tokengate=" + token},
+				{"X-Tokengate-Set-Cookie", "planted=1; Path=/"}})
+			s.up.mu.Lock()
+			for i, sp := range s.up.paths {
+				// (nginx passes it as any other client header: it means nothing there.)
+				if sp == "/app/planted" && s.up.seen[i]["X-Tokengate-Set-Cookie"] != nil && kind.name == "caddy" {
+					t.Errorf("the app received the client's X-Tokengate-Set-Cookie")
+				}
+			}
+			s.up.mu.Unlock()
+			if r.Code != http.StatusOK || len(r.Header["Set-Cookie"]) != 0 {
+				t.Fatalf("a planted X-Tokengate-Set-Cookie: %d, Set-Cookie %q\n%s", r.Code, r.Header["Set-Cookie"], logs())
+			}
 			time.Sleep(2100 * time.Millisecond) // past half of 4s, well before exp
-			r := get("/app/old")
+			r = get("/app/old")
 			res := http.Response{Header: r.Header}
 			var fresh *http.Cookie
 			for _, c := range res.Cookies() {
@@ -515,9 +562,23 @@ func TestForwardAuthCookieRenewal(t *testing.T) {
 			}
 			for _, p := range []string{"/app/young", "/app/old"} {
 				got, _ := s.cookieSeen(p)
-				if strings.Join(got, "; ") != "app=1" {
+				if kind.verifyCookie && strings.Join(got, "; ") != "app=1" || strings.Join(cookiePairs(got), "; ") != "app=1" {
 					t.Errorf("%s: the app received Cookie %q, want app=1", p, redactCookies(strings.Join(got, "; ")))
 				}
+				// Nor the fresh token in any other header (Caddy's copy
+				// travels in the request until the response has it).
+				s.up.mu.Lock()
+				for i, sp := range s.up.paths {
+					if sp != p {
+						continue
+					}
+					for k, vv := range s.up.seen[i] {
+						if k != "Cookie" && fresh != nil && strings.Contains(strings.Join(vv, ","), fresh.Value) {
+							t.Errorf("%s: the app received the fresh token in %s", p, k)
+						}
+					}
+				}
+				s.up.mu.Unlock()
 			}
 			// The fresh cookie works through the ingress, and is young.
 			r = s.fetch(t, "GET", "/app/fresh", [][2]string{{"Accept", "application/json"}, {"Cookie", "tokengate=" + fresh.Value}})
@@ -837,6 +898,122 @@ func TestForwardAuthNoUpgradeTunnel(t *testing.T) {
 			defer mu.Unlock()
 			if res.StatusCode != http.StatusOK || string(body) != "plain" {
 				t.Errorf("an h2c offer on a public path: %s %q, want 200 and the app's plain answer; the app saw %q", res.Status, body, seen)
+			}
+		})
+	}
+}
+
+// refusalCodes: behind either ingress a client reads the same error codes
+// as from tokengate directly (README, "Endpoints"), so a revoked token can
+// be told from an expired or missing one. nginx's auth_request passes no
+// body: the template rebuilds it from X-Tokengate-Error(-Message); before,
+// every nginx refusal was {"error":"unauthorized"}.
+func refusalCodes(t *testing.T, s forwardAuthSetup, token string, logs func() string) {
+	t.Helper()
+	api := [2]string{"Accept", "application/json"}
+	revoked := s.login(t)
+	if r := call(t, "POST", s.in.base+"/tokengate/logout", revoked, ""); r.Code != http.StatusNoContent {
+		t.Fatalf("logout through the ingress: %d %s", r.Code, r.Body)
+	}
+	for i, c := range []struct {
+		name   string
+		hdr    [][2]string
+		status int
+		code   string
+	}{
+		{"no credentials", nil, http.StatusUnauthorized, "missing_token"},
+		{"a token that is not one", [][2]string{{"Authorization", "Bearer not-a-token"}}, http.StatusUnauthorized, "invalid_token"},
+		{"a revoked token", [][2]string{{"Authorization", "Bearer " + revoked}}, http.StatusUnauthorized, "token_revoked"},
+		{"two Authorization headers", [][2]string{{"Authorization", "Bearer " + token}, {"Authorization", "Bearer " + token}}, http.StatusBadRequest, "malformed_request"},
+		{"a cross-site cookie POST", [][2]string{{"Cookie", "tokengate=" + token}, {"Sec-Fetch-Site", "cross-site"}, {"Origin", "https://evil.example"}}, http.StatusForbidden, "cross_origin_request"},
+	} {
+		path := fmt.Sprintf("/app/refused%d", i)
+		method := "GET"
+		if c.code == "cross_origin_request" {
+			method = "POST"
+		}
+		r := s.fetch(t, method, path, append([][2]string{api}, c.hdr...))
+		if c.code == "malformed_request" && strings.Contains(r.Body, "<center>nginx") {
+			// nginx itself refuses a repeated Authorization header before
+			// asking verify: its own 400 page.
+			if r.Code != http.StatusBadRequest {
+				t.Errorf("%s: %d from nginx, want 400", c.name, r.Code)
+			}
+			continue
+		}
+		var body struct{ Error, Message string }
+		_ = json.Unmarshal([]byte(r.Body), &body)
+		if r.Code != c.status || body.Error != c.code || body.Message == "" || !strings.Contains(r.Header.Get("Content-Type"), "json") {
+			t.Errorf("%s: %d %q %s, want %d with error %q and a message\n%s", c.name, r.Code, r.Header.Get("Content-Type"), r.Body, c.status, c.code, logs())
+		}
+		if c.status == http.StatusUnauthorized && !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("%s: WWW-Authenticate %q", c.name, r.Header.Get("WWW-Authenticate"))
+		}
+		if _, reached := s.identitySeen(path); reached {
+			t.Errorf("%s: the app was reached", c.name)
+		}
+	}
+}
+
+// deadCookieCleared: a revoked session cookie is removed from the browser
+// (Set-Cookie with Max-Age=0) on the answer the browser gets, the redirect
+// to the sign-in page or the API's 401, so it is not sent forever. nginx
+// drops the auth subrequest's Set-Cookie on a 401 unless the config adds
+// it; before the template did, the revoked cookie stayed.
+func deadCookieCleared(t *testing.T, s forwardAuthSetup, logs func() string) {
+	t.Helper()
+	tok := s.login(t)
+	if r := call(t, "POST", s.in.base+"/tokengate/logout", tok, ""); r.Code != http.StatusNoContent {
+		t.Fatalf("logout through the ingress: %d %s", r.Code, r.Body)
+	}
+	for i, c := range []struct {
+		accept string
+		status int
+	}{
+		{"text/html", http.StatusFound},
+		{"application/json", http.StatusUnauthorized},
+	} {
+		path := fmt.Sprintf("/app/dead-cookie%d", i)
+		r := s.fetch(t, "GET", path, [][2]string{{"Accept", c.accept}, {"Cookie", "app=1; tokengate=" + tok}})
+		var cleared bool
+		for _, ck := range (&http.Response{Header: r.Header}).Cookies() {
+			if ck.Name == "tokengate" && ck.Value == "" && ck.MaxAge < 0 && ck.Path == "/" {
+				cleared = true
+			}
+		}
+		if r.Code != c.status || !cleared {
+			t.Errorf("Accept %s with a revoked cookie: %d, Set-Cookie %q: want %d clearing the session cookie\n%s", c.accept, r.Code, r.Header["Set-Cookie"], c.status, logs())
+		}
+		if _, reached := s.identitySeen(path); reached {
+			t.Errorf("Accept %s: the app was reached", c.accept)
+		}
+	}
+	// No cookie, nothing to clear: no Set-Cookie at all.
+	if r := s.fetch(t, "GET", "/app/no-cookie", [][2]string{{"Accept", "text/html"}}); len(r.Header["Set-Cookie"]) != 0 {
+		t.Errorf("a refusal without a cookie set cookies: %q", r.Header["Set-Cookie"])
+	}
+}
+
+// TestForwardAuthStoreDownCode: with the revocation store unreachable,
+// verify answers 503 revocation_unavailable; nginx's auth_request turns any
+// such answer into its own 500, and the template gives the client
+// tokengate's 503 and code back (Caddy passes the answer as it is).
+func TestForwardAuthStoreDownCode(t *testing.T) {
+	for _, kind := range ingresses {
+		t.Run(kind.name, func(t *testing.T) {
+			redis := testsvc.StartRedis(t) // private: this test stops it
+			s := newForwardAuth(t, kind, redisEnv(redis.Addr)...)
+			logs := func() string { return s.in.logs() + "\n" + s.tg.logs.String() }
+			token := s.login(t)
+			redis.Stop()
+			r := s.fetch(t, "GET", "/app/store-down", [][2]string{{"Accept", "application/json"}, {"Authorization", "Bearer " + token}})
+			var body struct{ Error, Message string }
+			_ = json.Unmarshal([]byte(r.Body), &body)
+			if r.Code != http.StatusServiceUnavailable || body.Error != "revocation_unavailable" || body.Message == "" {
+				t.Errorf("store down: %d %s, want 503 revocation_unavailable\n%s", r.Code, r.Body, logs())
+			}
+			if _, reached := s.identitySeen("/app/store-down"); reached {
+				t.Error("the app was reached with the store down")
 			}
 		})
 	}

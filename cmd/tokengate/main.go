@@ -55,6 +55,10 @@ type env struct {
 	started func(addrs)
 	// reloadConfig reads the configuration again on SIGHUP (nil: none).
 	reloadConfig func() (*config.Config, error)
+	// listenFlags names, by config key (listen, admin_listen), the flag
+	// that sets that address, for the error when it is taken; nil: the
+	// config key and its TOKENGATE_ variable are named instead.
+	listenFlags map[string]string
 }
 
 // addrs are the listeners' real addresses (useful with :0).
@@ -91,8 +95,7 @@ func dispatch(ctx context.Context, args []string, e env) int {
 	case "demo":
 		return cmdDemo(ctx, rest, e)
 	case "version", "--version", "-version":
-		fmt.Fprintf(e.stdout, "tokengate %s (commit %s, %s %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-		return exitOK
+		return cmdVersion(rest, e)
 	case "help", "-h", "--help", "-help":
 		usage(e.stdout)
 		return exitOK
@@ -101,6 +104,16 @@ func dispatch(ctx context.Context, args []string, e env) int {
 		usage(e.stderr)
 		return exitConfig
 	}
+}
+
+// cmdVersion prints the version; --help its usage, like every command.
+func cmdVersion(args []string, e env) int {
+	fset := newFlagSet("version", e)
+	if code, ok := parseFlags(fset, args, e); !ok {
+		return code
+	}
+	fmt.Fprintf(e.stdout, "tokengate %s (commit %s, %s %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return exitOK
 }
 
 func usage(w io.Writer) {
@@ -155,6 +168,12 @@ func parseFlags(fs *flag.FlagSet, args []string, e env) (code int, ok bool) {
 }
 
 func printFlags(fs *flag.FlagSet, w io.Writer) {
+	hasFlags := false
+	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if !hasFlags {
+		fmt.Fprintf(w, "usage: %s\n", fs.Name())
+		return
+	}
 	fmt.Fprintf(w, "usage: %s [flags]\n\nflags:\n", fs.Name())
 	fs.SetOutput(w)
 	fs.PrintDefaults()

@@ -14,8 +14,7 @@ import (
 	"tokengate/internal/testsvc"
 )
 
-// contractMetrics are the names ../shared/ARCHITECTURE.md promises, plus
-// the additions documented in the README.
+// contractMetrics are the names the README's metrics table promises.
 var contractMetrics = []string{
 	"tokengate_http_requests_total",
 	"tokengate_http_request_duration_seconds",
@@ -32,6 +31,8 @@ var contractMetrics = []string{
 	"tokengate_ready",
 	"tokengate_dependency_up",
 	"tokengate_users_last_reload_success",
+	"tokengate_identity_cache_requests_total",
+	"tokengate_identity_refresh_errors_total",
 	"go_goroutines",
 	"process_resident_memory_bytes",
 }

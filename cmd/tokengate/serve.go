@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -99,6 +102,28 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	return slog.New(newRateLimitHandler(h, errorLogWindow, time.Now))
 }
 
+// listenFailed reports an address that cannot be bound (most often a port
+// already in use) on stderr in plain words, naming what sets it: the
+// command's flag (demo) or the config key and its TOKENGATE_ variable.
+func listenFailed(e env, logger *slog.Logger, key, addr string, err error) {
+	how := fmt.Sprintf("set %s in the config (or TOKENGATE_%s)", key, strings.ToUpper(key))
+	if flag, ok := e.listenFlags[key]; ok {
+		how = "use " + flag
+	}
+	logger.Error("listen", "key", key, "addr", addr, "error", err)
+	fmt.Fprintf(e.stderr, "tokengate: cannot listen on %s (%s): %v; %s to choose another address\n", addr, key, unwrapSyscall(err), how)
+}
+
+// unwrapSyscall shortens "listen tcp 127.0.0.1:8081: bind: address already
+// in use" to its cause, the part a person acts on.
+func unwrapSyscall(err error) error {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	return err
+}
+
 // serve runs tokengate until ctx is done (SIGTERM/SIGINT), then shuts down:
 // readiness fails first, shutdown_delay lets endpoints update, in-flight
 // requests drain within shutdown_grace. It returns the exit code.
@@ -117,13 +142,13 @@ func serve(ctx context.Context, cfg config.Config, e env) int {
 
 	publicLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		logger.Error("listen", "addr", cfg.Listen, "error", err)
+		listenFailed(e, logger, "listen", cfg.Listen, err)
 		return exitError
 	}
 	adminLn, err := net.Listen("tcp", cfg.AdminListen)
 	if err != nil {
 		publicLn.Close()
-		logger.Error("listen", "addr", cfg.AdminListen, "error", err)
+		listenFailed(e, logger, "admin_listen", cfg.AdminListen, err)
 		return exitError
 	}
 	errLog := log.New(&slogWriter{logger}, "", 0)

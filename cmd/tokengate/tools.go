@@ -80,12 +80,15 @@ func checkServices(cfg config.Config) []error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	pu, err := authn.OpenPostgresUsers(ctx, authn.PostgresUsersOptions{
-		URL: u.PostgresURL, Password: password, Table: u.Table, Query: u.Query,
+		URL: u.PostgresURL, Password: password, Table: u.Table, Query: u.Query, IDQuery: u.IDQuery,
 	})
 	if err != nil {
 		return []error{postgresUsersError(err)}
 	}
-	pu.Close()
+	defer pu.Close()
+	if len(u.DefaultGroups) > 0 && !pu.HasGroups() {
+		return []error{errors.New("users.default_groups: the users table has no groups column: set users.migrate: true, or add it (ALTER TABLE ... ADD COLUMN groups text[] NOT NULL DEFAULT '{}')")}
+	}
 	return nil
 }
 
@@ -243,6 +246,9 @@ func cmdRevokeUser(ctx context.Context, args []string, e env) int {
 		if msg == "" {
 			msg = strings.TrimSpace(string(raw))
 		}
+		// The instance's hints name the HTTP field ("force": true); here
+		// the same thing is a flag.
+		msg = strings.NewReplacer("send force: true", "pass --force-id", "force: true", "--force-id").Replace(msg)
 		fmt.Fprintf(e.stderr, "revoke-user: %s: %s\n", resp.Status, msg)
 		return exitError
 	}

@@ -270,7 +270,7 @@ func TestOperatorRevokeUserResolves(t *testing.T) {
 		t.Fatalf("admin revoke of an unknown user: %d %s", r.Code, r.Body)
 	}
 	out, code = cli("--user", "ghost")
-	if code != exitError || !strings.Contains(out, "no user has the id or login name") || !strings.Contains(out, "--force-id") && !strings.Contains(out, "force") {
+	if code != exitError || !strings.Contains(out, "no user has the id or login name") || !strings.Contains(out, "pass --force-id") || strings.Contains(out, "force: true") {
 		t.Fatalf("revoke-user --user ghost: exit %d, want 1 and a clear message\n%s", code, out)
 	}
 	// An id both of one user and the login name of another: refused.

@@ -41,6 +41,11 @@ type Config struct {
 	Routes          RoutesConfig     `yaml:"routes"`
 	Browser         BrowserConfig    `yaml:"browser"`
 
+	// ForwardAuthorization passes the client's Authorization: Bearer header
+	// to the app; false (the default) removes it, so the app never holds a
+	// token it could replay against other apps behind tokengate.
+	ForwardAuthorization bool `yaml:"forward_authorization"`
+
 	// dir is the config file's directory (absolute when it can be), the base
 	// of relative paths; "" means the working directory.
 	dir string
@@ -83,12 +88,16 @@ type UsersConfig struct {
 	PostgresPasswordFile string        `yaml:"postgres_password_file"` // "" = password from the URL
 	Table                string        `yaml:"table"`                  // tokengate_users
 	Migrate              bool          `yaml:"migrate"`                // create the table at start; false
-	Query                string        `yaml:"query"`                  // legacy: SQL returning id, password_hash for a login name
+	Query                string        `yaml:"query"`                  // legacy: SQL returning id, password_hash[, groups] for a login name
+	IDQuery              string        `yaml:"id_query"`               // legacy: the same columns for a user id ($1); "" = no lookups by id
 	Registration         string        `yaml:"registration"`           // off | open | authenticated
 	MinPasswordLength    int           `yaml:"min_password_length"`    // 10
 	PasswordHash         string        `yaml:"password_hash"`          // bcrypt | argon2id
 	BcryptCost           int           `yaml:"bcrypt_cost"`            // 10 (4..31)
 	ReloadInterval       time.Duration `yaml:"reload_interval"`        // users file change check; 1s
+	RefreshInterval      time.Duration `yaml:"refresh_interval"`       // group changes and removals apply within it; 1m
+	MaxStale             time.Duration `yaml:"max_stale"`              // store outage: last known identities served this long, then 503; 5m
+	DefaultGroups        []string      `yaml:"default_groups"`         // groups of users created through POST /users or adduser; none
 	LDAP                 LDAPConfig    `yaml:"ldap"`                   // backend ldap (ldap.go)
 }
 
@@ -180,6 +189,8 @@ func Default() Config {
 			PasswordHash:      "bcrypt",
 			BcryptCost:        10,
 			ReloadInterval:    time.Second,
+			RefreshInterval:   time.Minute,
+			MaxStale:          5 * time.Minute,
 			LDAP:              defaultLDAP(),
 		},
 		LoginThrottle: ThrottleConfig{PerUser: 10, PerAddress: 50, Window: 15 * time.Minute},

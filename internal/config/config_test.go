@@ -381,6 +381,46 @@ func TestConfigValidateRules(t *testing.T) {
 		}, nil},
 		{"registration value", func(c *Config) { c.Users.Registration = "closed" },
 			[]string{`users.registration: must be one of off, open, authenticated (got "closed")`}},
+		// identities: groups, refresh, staleness
+		{"refresh and staleness bounds", func(c *Config) {
+			c.Users.Backend, c.Users.Path = "bolt", "u.db"
+			c.Users.RefreshInterval, c.Users.MaxStale = 500*time.Millisecond, 48*time.Hour
+		}, []string{
+			`users.refresh_interval: must be at least 1s (got 500ms)`,
+			`users.max_stale: must be at most 24h0m0s (got 48h0m0s)`,
+		}},
+		{"refresh interval too long", func(c *Config) { c.Users.RefreshInterval = 2 * time.Hour },
+			[]string{
+				`users.refresh_interval: must be at most 1h0m0s (got 2h0m0s)`,
+				`users.max_stale: must be at least users.refresh_interval (2h0m0s; got 5m0s)`,
+			}},
+		{"refresh and staleness zero", func(c *Config) { c.Users.RefreshInterval, c.Users.MaxStale = 0, 0 }, []string{
+			`users.refresh_interval: must be a positive duration (got 0s)`,
+			`users.max_stale: must be a positive duration (got 0s)`,
+		}},
+		{"staleness shorter than refresh", func(c *Config) { c.Users.RefreshInterval, c.Users.MaxStale = 2*time.Minute, time.Minute },
+			[]string{`users.max_stale: must be at least users.refresh_interval (2m0s; got 1m0s)`}},
+		{"users file polled less often than the refresh interval (serve warns)", func(c *Config) {
+			c.Users.ReloadInterval, c.Users.RefreshInterval = time.Hour, time.Minute
+		}, nil},
+		{"default groups", func(c *Config) {
+			c.Users.Backend, c.Users.Path, c.Users.Registration = "bolt", "u.db", "open"
+			c.Users.DefaultGroups = []string{"members", "", "a,b", "x\ty", " ops", "members"}
+		}, []string{
+			`users.default_groups[1]: "" is empty`,
+			`users.default_groups[2]: "a,b" contains a comma (the groups header's separator)`,
+			`users.default_groups[3]: "x\ty" contains a control character`,
+			`users.default_groups[4]: " ops" starts or ends with a space`,
+			`users.default_groups[5]: "members" is listed twice (also users.default_groups[0])`,
+		}},
+		{"default groups with a read-only store", func(c *Config) { c.Users.DefaultGroups = []string{"members"} },
+			[]string{`users.default_groups: has no effect: this users backend is read-only, nobody is created through tokengate (give groups in the users file or your table); remove it`}},
+		{"id query without query", func(c *Config) {
+			c.Users.Backend, c.Users.PostgresURL, c.Users.IDQuery = "postgres", "postgres://db/app", "SELECT 1"
+		}, []string{`users.id_query: is only used with users.query (legacy mode of users.backend postgres)`}},
+		{"id query with query", func(c *Config) {
+			c.Users.Backend, c.Users.PostgresURL, c.Users.Query, c.Users.IDQuery = "postgres", "postgres://db/app", "SELECT 1", "SELECT 2"
+		}, nil},
 		{"password policy", func(c *Config) { c.Users.MinPasswordLength, c.Users.PasswordHash, c.Users.BcryptCost = 6, "md5", 3 }, []string{
 			`users.password_hash: must be one of bcrypt, argon2id (got "md5")`,
 			`users.min_password_length: must be at least 8 (got 6)`,
@@ -589,6 +629,16 @@ func TestConfigEnvOverrides(t *testing.T) {
 			c.PublicPaths = []string{"/healthz", "/public"}
 			c.Revocation.RedisAddrs = []string{"s1:26379", "s2:26379"}
 		}},
+		{"identity keys", "", []string{
+			"TOKENGATE_USERS_DEFAULT_GROUPS=members, readers",
+			"TOKENGATE_USERS_REFRESH_INTERVAL=30s",
+			"TOKENGATE_USERS_MAX_STALE=10m",
+			"TOKENGATE_USERS_ID_QUERY=SELECT id, pw FROM accounts WHERE id = $1",
+		}, func(c *Config) {
+			c.Users.DefaultGroups = []string{"members", "readers"}
+			c.Users.RefreshInterval, c.Users.MaxStale = 30*time.Second, 10*time.Minute
+			c.Users.IDQuery = "SELECT id, pw FROM accounts WHERE id = $1"
+		}},
 		{"empty values clear", "", []string{"TOKENGATE_PUBLIC_PATHS=", "TOKENGATE_ROUTES_USERS="}, func(c *Config) {
 			c.PublicPaths = nil
 			c.Routes.Users = ""
@@ -776,5 +826,22 @@ func FuzzLoadConfig(f *testing.F) {
 			return
 		}
 		_ = cfg.Validate()
+	})
+}
+
+// Identity keys' errors point at their lines.
+func TestConfigIdentityKeysLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	body := "users:\n  backend: bolt\n  refresh_interval: 10m\n  max_stale: 1m\n  default_groups:\n    - ok\n    - \"a,b\"\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertLines(t, cfg.Validate(), []string{
+		`users.max_stale: must be at least users.refresh_interval (10m0s; got 1m0s) (line 4)`,
+		`users.default_groups[1]: "a,b" contains a comma (the groups header's separator) (line 7)`,
 	})
 }

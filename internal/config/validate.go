@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Limits Validate enforces.
@@ -419,6 +421,10 @@ func (v *validator) users(u UsersConfig) {
 	if u.Query != "" && u.Backend != "postgres" {
 		v.fail("users.query", "is only used with users.backend postgres (backend is %q)", u.Backend)
 	}
+	if u.IDQuery != "" && (u.Backend != "postgres" || u.Query == "") {
+		v.fail("users.id_query", "is only used with users.query (legacy mode of users.backend postgres)")
+	}
+	v.identities(u)
 	if v.oneOf("users.registration", u.Registration, "off", "open", "authenticated") && u.Registration != "off" && u.Backend != "ldap" {
 		writable := u.Backend == "bolt" || (u.Backend == "postgres" && u.Query == "")
 		if !writable {
@@ -432,6 +438,60 @@ func (v *validator) users(u UsersConfig) {
 		v.fail("users.min_password_length", "must be at most %d with bcrypt, which refuses longer passwords (got %d)", bcryptMaxPassword, u.MinPasswordLength)
 	}
 	v.inRange("users.bcrypt_cost", int64(u.BcryptCost), 4, 31)
+}
+
+// Bounds of the identity refresh keys.
+const (
+	minRefreshInterval = time.Second
+	maxRefreshInterval = time.Hour
+	maxMaxStale        = 24 * time.Hour
+	maxGroupNameBytes  = 256 // authn.MaxGroupNameBytes
+)
+
+// identities checks the keys that bound how current a user's groups are.
+func (v *validator) identities(u UsersConfig) {
+	if v.positive("users.refresh_interval", u.RefreshInterval) {
+		if u.RefreshInterval < minRefreshInterval {
+			v.fail("users.refresh_interval", "must be at least %s (got %s)", minRefreshInterval, u.RefreshInterval)
+		}
+		v.atMost("users.refresh_interval", u.RefreshInterval, maxRefreshInterval)
+	}
+	if v.positive("users.max_stale", u.MaxStale) && v.atMost("users.max_stale", u.MaxStale, maxMaxStale) &&
+		u.RefreshInterval > 0 && u.MaxStale < u.RefreshInterval {
+		v.fail("users.max_stale", "must be at least users.refresh_interval (%s; got %s)", u.RefreshInterval, u.MaxStale)
+	}
+	seen := map[string]int{}
+	for i, g := range u.DefaultGroups {
+		key := fmt.Sprintf("users.default_groups[%d]", i)
+		if msg := groupNameProblem(g); msg != "" {
+			v.fail(key, "%q %s", g, msg)
+		} else if j, dup := seen[g]; dup {
+			v.fail(key, "%q is listed twice (also users.default_groups[%d])", g, j)
+		}
+		seen[g] = i
+	}
+	if len(u.DefaultGroups) > 0 && (u.Backend == "file" || u.Backend == "ldap" || u.Query != "") {
+		v.failHint("users.default_groups", "remove it", "has no effect: this users backend is read-only, nobody is created through tokengate (give groups in the users file or your table)")
+	}
+}
+
+// groupNameProblem mirrors authn.CheckGroupName: "" when g can be a group name.
+func groupNameProblem(g string) string {
+	switch {
+	case g == "":
+		return "is empty"
+	case len(g) > maxGroupNameBytes:
+		return fmt.Sprintf("is longer than %d bytes", maxGroupNameBytes)
+	case !utf8.ValidString(g):
+		return "is not valid UTF-8"
+	case strings.ContainsFunc(g, func(r rune) bool { return r < 0x20 || (0x7f <= r && r < 0xa0) }):
+		return "contains a control character"
+	case strings.Contains(g, ","):
+		return "contains a comma (the groups header's separator)"
+	case strings.TrimFunc(g, unicode.IsSpace) != g:
+		return "starts or ends with a space"
+	}
+	return ""
 }
 
 func validSQLName(s string) bool {
