@@ -8,11 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-ldap/ldap/v3"
 
 	"tokengate/internal/testsvc"
 )
@@ -350,4 +353,63 @@ func TestLDAPREADMEExamplesPassCheckConfig(t *testing.T) {
 			t.Errorf("example %d: exit %d\n%s%s\n%s", i, code, out, errOut, b[1])
 		}
 	}
+}
+
+// The live refresh against the directory, through the running binary: a
+// user removed from a group, a disabled and a deleted user are seen within
+// users.refresh_interval with no new sign-in (GET /admin/identity shows
+// what the access rules see); during an outage the last answer serves
+// until users.max_stale, then 503.
+func TestLDAPLiveRefresh(t *testing.T) {
+	s := testsvc.StartSlapd(t)
+	up := newEchoUpstream(t)
+	dir := newDir(t, up.URL)
+	withAdminToken(t, dir)
+	in := start(t, dir, ldapEnv(s,
+		"TOKENGATE_USERS_REFRESH_INTERVAL=1s",
+		"TOKENGATE_USERS_MAX_STALE=3s",
+		"TOKENGATE_USERS_LDAP_USER_FILTER=(&(uid={username})(!(description=disabled)))",
+	)...)
+	for _, u := range []string{"alice", "bob", "carol"} {
+		login(t, in.Public, u, u+"-password-1")
+	}
+	wantIdentity(t, in, "alice", "finance", "ops")
+	wantIdentity(t, in, "bob", "finance")
+
+	admin := s.Admin(t)
+	mod := ldap.NewModifyRequest("cn=ops,ou=groups,dc=example,dc=com", nil)
+	mod.Add("member", []string{"uid=carol,ou=people,dc=example,dc=com"}) // a group keeps one member
+	mod.Delete("member", []string{"uid=alice,ou=people,dc=example,dc=com"})
+	if err := admin.Modify(mod); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Del(ldap.NewDelRequest("uid=bob,ou=people,dc=example,dc=com", nil)); err != nil {
+		t.Fatal(err)
+	}
+	mod = ldap.NewModifyRequest("uid=carol,ou=people,dc=example,dc=com", nil)
+	mod.Replace("description", []string{"disabled"})
+	if err := admin.Modify(mod); err != nil {
+		t.Fatal(err)
+	}
+	took := eventually(t, 5*time.Second, "alice leaves ops", func() bool {
+		g, code := identityOf(t, in, "alice")
+		return code == "" && slices.Equal(g, []string{"finance"})
+	})
+	t.Logf("group removal seen after %s (refresh_interval 1s)", took.Round(time.Millisecond))
+	for _, id := range []string{"bob", "carol"} {
+		eventually(t, 5*time.Second, id+" removed", func() bool {
+			_, code := identityOf(t, in, id)
+			return code == "404 user_unknown"
+		})
+	}
+	if r := loginReply(t, in, "carol", "carol-password-1"); r.Code != http.StatusUnauthorized {
+		t.Errorf("disabled carol signing in: %d %s", r.Code, r.Body)
+	}
+
+	s.Stop()
+	wantIdentity(t, in, "alice", "finance") // within max_stale: the last answer
+	eventually(t, 10*time.Second, "503 past max_stale", func() bool {
+		_, code := identityOf(t, in, "alice")
+		return code == "503 users_unavailable"
+	})
 }
