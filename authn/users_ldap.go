@@ -669,6 +669,12 @@ func newLDAPMetrics(reg prometheus.Registerer) *ldapMetrics {
 			Help: "Search continuation references (referrals) the directory returned and tokengate did not follow.",
 		}),
 	}
+	// Every series exists from the start, so a rate over errors is 0, not
+	// absent, before the first failure.
+	for _, op := range []string{"dial", "bind_service", "search_user", "bind_user", "whoami", "search_groups"} {
+		m.duration.WithLabelValues(op)
+		m.errors.WithLabelValues(op)
+	}
 	if reg != nil {
 		reg.MustRegister(m.duration, m.errors, m.referrals)
 	}

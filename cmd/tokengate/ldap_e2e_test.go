@@ -413,3 +413,21 @@ func TestLDAPLiveRefresh(t *testing.T) {
 		return code == "503 users_unavailable"
 	})
 }
+
+// The directory metrics the README's table lists are exported by a server
+// on the ldap backend, on its own registry.
+func TestLDAPMetricsExported(t *testing.T) {
+	s := testsvc.StartSlapd(t)
+	up := newEchoUpstream(t)
+	in := start(t, newDir(t, up.URL), ldapEnv(s)...)
+	login(t, in.Public, "alice", "alice-password-1")
+	names := exportedMetrics(t, in.Admin)
+	for _, name := range []string{"tokengate_ldap_request_duration_seconds", "tokengate_ldap_errors_total", "tokengate_ldap_referrals_ignored_total", "tokengate_dependency_up"} {
+		if !names[name] {
+			t.Errorf("metric %s is not exported", name)
+		}
+	}
+	if v := metricSum(t, in, `tokengate_dependency_up{dependency="user_store"}`); v != 1 {
+		t.Errorf(`tokengate_dependency_up{dependency="user_store"} = %v, want 1`, v)
+	}
+}
