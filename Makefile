@@ -5,10 +5,12 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 # Keep these flags identical to the Dockerfile's build step.
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN      := bin/tokengate
+# make image writes an OCI image layout here.
+IMAGE_OUT ?= bin/image
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build demo test test-go test-deploy bench bench-go bench-load bench-short soak fmt vet lint check-config clean
+.PHONY: help build image demo test test-go test-deploy bench bench-go bench-load bench-short soak fmt vet lint check-config clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -16,6 +18,9 @@ help: ## list the targets
 build: ## build bin/tokengate (static, trimmed, version stamped)
 	@echo "building $(BIN) (the first build compiles every dependency: minutes on a small machine; packages print as they compile)"
 	CGO_ENABLED=0 $(GO) build -v -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tokengate
+
+image: build ## OCI image layout of bin/tokengate in bin/image (IMAGE_OUT overrides), no Docker daemon: same user, paths, entrypoint as the Dockerfile
+	cd deploy && $(GO) run ./cmd/tokengate-image -binary $(abspath $(BIN)) -out $(abspath $(IMAGE_OUT)) -version $(VERSION)
 
 demo: build ## run tokengate on embedded defaults in front of a demo echo app
 	./$(BIN) demo
@@ -25,7 +30,7 @@ test: vet test-go test-deploy ## the whole suite: go vet, go test -race, manifes
 test-go: ## go test -race ./... (Redis/PostgreSQL tests skip unless TOKENGATE_TEST_REQUIRE_SERVICES=1)
 	$(GO) test -race -count=1 -timeout 10m ./...
 
-test-deploy: ## build every kustomization and decode it strictly (separate module under deploy/)
+test-deploy: ## build every kustomization and decode it strictly, build and run the image (separate module under deploy/)
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...
 
 bench: bench-go bench-load ## Go benchmarks plus the load run against a bare ReverseProxy

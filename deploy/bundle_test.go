@@ -22,6 +22,7 @@ type bundle struct {
 	pvcs            map[string]*corev1.PersistentVolumeClaim
 	pdbs            []*policyv1.PodDisruptionBudget
 	netpols         []*networkingv1.NetworkPolicy
+	ingresses       []*networkingv1.Ingress
 	serviceMonitors []*monitoringv1.ServiceMonitor
 	rules           []*monitoringv1.PrometheusRule
 }
@@ -47,6 +48,13 @@ func load(t *testing.T, dir string) bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return decodeBundle(t, dir, objs)
+}
+
+// decodeBundle decodes every object strictly (a kustomize build or a
+// rendered chart) and sorts them by kind.
+func decodeBundle(t *testing.T, dir string, objs []Object) bundle {
+	t.Helper()
 	b := bundle{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
 		pvcs: map[string]*corev1.PersistentVolumeClaim{}}
 	for _, o := range objs {
@@ -69,6 +77,8 @@ func load(t *testing.T, dir string) bundle {
 			b.pdbs = append(b.pdbs, v)
 		case *networkingv1.NetworkPolicy:
 			b.netpols = append(b.netpols, v)
+		case *networkingv1.Ingress:
+			b.ingresses = append(b.ingresses, v)
 		case *monitoringv1.ServiceMonitor:
 			b.serviceMonitors = append(b.serviceMonitors, v)
 		case *monitoringv1.PrometheusRule:

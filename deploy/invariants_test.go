@@ -1,6 +1,9 @@
 package deploy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -301,7 +304,13 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 		bad("listen %q, admin_listen %q, upstream %q must be host:port, host:port, URL", cfg.Listen, cfg.AdminListen, cfg.Upstream)
 		return errs
 	}
-	if up.Hostname() != "127.0.0.1" {
+	// upstream "" is auth-server mode (forward auth): no app in the pod,
+	// the ingress asks verify; otherwise the app is reachable on loopback only.
+	forwardAuth := cfg.Upstream == ""
+	if forwardAuth && len(apps) > 0 {
+		bad("upstream is empty (forward auth) but the pod has app containers %v that nothing reaches", apps[0].Name)
+	}
+	if !forwardAuth && up.Hostname() != "127.0.0.1" {
 		bad("upstream %s must be on 127.0.0.1: the app must not listen on the pod IP", cfg.Upstream)
 	}
 	if containerPort(*tg, intstr.FromInt32(listenPort)) == 0 || containerPort(*tg, intstr.FromInt32(adminPort)) == 0 {
@@ -478,12 +487,23 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 		}
 	}
 
-	// Secrets and ConfigMaps the pod uses are generated (hash-suffixed
-	// names), so changing one rolls the pods: tokengate reloads the users
-	// file by itself but keys, tokens and the config only on a restart.
+	// Secrets and ConfigMaps the pod uses roll the pods when they change:
+	// tokengate reloads the users file by itself but keys, tokens and the
+	// config only on a restart. Either the name carries a content hash
+	// (kustomize generators) or the pod template carries the content's
+	// digest (the Helm chart's checksum/<kind>-<name> annotations).
 	for _, ref := range podReferences(pod) {
-		if !generatedName.MatchString(ref.name) {
-			bad("%s %s is not generated (no content hash in its name): changing it would not roll the pods; use a secretGenerator/configMapGenerator", ref.kind, ref.name)
+		if generatedName.MatchString(ref.name) {
+			continue
+		}
+		key := "checksum/" + strings.ToLower(ref.kind) + "-" + ref.name
+		sum, annotated := d.Spec.Template.Annotations[key]
+		if !annotated {
+			bad("%s %s is not generated (no content hash in its name) and the pod template has no %s annotation: changing it would not roll the pods; use a secretGenerator/configMapGenerator", ref.kind, ref.name, key)
+			continue
+		}
+		if want, ok := contentDigest(b, ref); !ok || sum != want {
+			bad("pod template annotation %s = %q is not the digest of %s %s's content (%q): changing it would not roll the pods", key, sum, ref.kind, ref.name, want)
 		}
 	}
 
@@ -550,7 +570,7 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 			}
 		}
 	}
-	if !scraped {
+	if len(b.serviceMonitors) > 0 && !scraped {
 		bad("no ServiceMonitor endpoint scrapes the admin port %d", adminPort)
 	}
 	return errs
@@ -560,6 +580,42 @@ func secretHas(s *corev1.Secret, key string) bool {
 	_, inString := s.StringData[key]
 	_, inData := s.Data[key]
 	return inString || inData
+}
+
+// contentDigest is the hex SHA-256 of the JSON of a Secret's or
+// ConfigMap's data (keys sorted, as Helm's toJson writes them), the value
+// the chart's checksum annotations carry.
+func contentDigest(b bundle, ref objectRef) (string, bool) {
+	var data any
+	switch ref.kind {
+	case "Secret":
+		s := b.secrets[ref.name]
+		if s == nil {
+			return "", false
+		}
+		m := map[string]string{}
+		for k, v := range s.Data {
+			m[k] = string(v)
+		}
+		for k, v := range s.StringData {
+			m[k] = v
+		}
+		data = m
+	case "ConfigMap":
+		c := b.configMaps[ref.name]
+		if c == nil {
+			return "", false
+		}
+		data = c.Data
+	default:
+		return "", false
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return "", false
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:]), true
 }
 
 // generatedName is a kustomize generated name: base name, "-", 10-character hash.

@@ -25,8 +25,8 @@ func TestKustomizationsBuildStrictlyAndKeepSidecarInvariants(t *testing.T) {
 			for _, err := range sidecarProblems(b) {
 				t.Error(err)
 			}
-			if len(b.netpols) == 0 || len(b.rules) == 0 {
-				t.Errorf("want a NetworkPolicy and a PrometheusRule, got %d and %d", len(b.netpols), len(b.rules))
+			if len(b.netpols) == 0 || len(b.rules) == 0 || len(b.serviceMonitors) == 0 {
+				t.Errorf("want a NetworkPolicy, a PrometheusRule and a ServiceMonitor, got %d, %d and %d", len(b.netpols), len(b.rules), len(b.serviceMonitors))
 			}
 		})
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 	"unsafe"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"tokengate/internal/accesslog"
 )
 
@@ -41,6 +43,8 @@ type handler struct {
 	browser           browser
 	verifyRoute       string // Routes.Verify; "" when off
 	forwardAuthz      bool   // Options.ForwardAuthorization
+
+	tracer trace.Tracer // nil: tracing off
 
 	rp    *httputil.ReverseProxy
 	serve http.Handler // the assembled middleware chain
@@ -89,10 +93,12 @@ func New(opts Options) (http.Handler, error) {
 		now:               opts.Now,
 		browser:           newBrowser(opts.Routes, opts.Browser),
 		verifyRoute:       opts.Routes.Verify,
+		tracer:            opts.Tracer,
 		forwardAuthz:      opts.ForwardAuthorization,
 	}
 	if h.upstream != nil {
 		h.rp = h.newReverseProxy(opts.UpstreamTimeout)
+		h.traceUpstream()
 	}
 	h.endpoints = h.buildEndpoints(opts.Routes)
 
@@ -100,6 +106,7 @@ func New(opts Options) (http.Handler, error) {
 	h.serve = chain(http.HandlerFunc(h.route),
 		h.recoverPanics,   // outermost: a panic anywhere becomes a 500
 		h.assignRequestID, // X-Request-Id on the response and to the upstream
+		h.traceRequests,   // the server span (absent when tracing is off)
 		h.observe,         // metrics and the access log
 		h.stripIdentity,   // no client-sent identity header goes further
 	)

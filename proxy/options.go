@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"tokengate/authn"
 	"tokengate/internal/accesslog"
@@ -142,6 +143,11 @@ type Options struct {
 	AccessLog  *accesslog.Logger
 	Registerer prometheus.Registerer // optional
 	Now        func() time.Time      // default time.Now
+
+	// Tracer starts the spans of each request (a server span, and a client
+	// span for the upstream round trip). nil (default): tracing is off and
+	// costs nothing; a client's traceparent still reaches the app as sent.
+	Tracer trace.Tracer
 }
 
 const (

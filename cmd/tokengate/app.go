@@ -90,6 +90,12 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 	a.reloadGauge.Set(1)
 	reg.MustRegister(buildInfo, readyGauge, a.reloadGauge)
 
+	// Traces (tracing.enabled): nil tracer when off, and nothing is wrapped.
+	tracer, err := a.startTracing(ctx)
+	if err != nil {
+		return nil, err
+	}
+
 	// Keys and tokens.
 	signing, verification, err := loadKeys(cfg, true)
 	if err != nil {
@@ -145,7 +151,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 		return nil, err
 	}
 	a.closers = append(a.closers, a.store.Close)
-	a.checker, err = revocation.NewChecker(a.store, revocation.CheckerOptions{
+	a.checker, err = revocation.NewChecker(traceStore(a.store, tracer, cfg.Revocation.Backend), revocation.CheckerOptions{
 		CacheSize:     cfg.Revocation.CacheSize,
 		MaxStaleness:  cfg.Revocation.MaxStaleness,
 		UserCutoffTTL: a.tokens.MaxLifetime(),
@@ -206,7 +212,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 		MaxBodyBytes:      cfg.Server.MaxBodyBytes,
 		Tokens:            a.tokens,
 		JWKS:              a.tokens.JWKS,
-		Auth:              auth,
+		Auth:              traceAuth(auth, tracer),
 		Registration:      cfg.Users.Registration,
 		Registrar:         registrar,
 		Revocation:        a.checker,
@@ -215,6 +221,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 		Logger:            log,
 		AccessLog:         access,
 		Registerer:        reg,
+		Tracer:            tracer,
 
 		ForwardAuthorization: cfg.ForwardAuthorization,
 	})

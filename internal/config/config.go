@@ -33,6 +33,7 @@ type Config struct {
 	TrustedProxies  []string         `yaml:"trusted_proxies"`  // CIDRs or IPs whose X-Forwarded-* are kept; none
 	LogFormat       string           `yaml:"log_format"`       // json | text; json
 	LogLevel        string           `yaml:"log_level"`        // debug | info | warn | error; info
+	Tracing         TracingConfig    `yaml:"tracing"`
 	Server          ServerConfig     `yaml:"server"`
 	Tokens          TokensConfig     `yaml:"tokens"`
 	Users           UsersConfig      `yaml:"users"`
@@ -52,6 +53,15 @@ type Config struct {
 	// origin tells where a key's value came from ("line 12" or
 	// "TOKENGATE_TOKENS_TTL"), so validation errors can point at it.
 	origin map[string]string
+}
+
+// TracingConfig turns on OpenTelemetry traces. Where they go comes from
+// the standard environment (OTEL_EXPORTER_OTLP_ENDPOINT or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL grpc |
+// http/protobuf, OTEL_SERVICE_NAME), as every OpenTelemetry SDK reads it.
+type TracingConfig struct {
+	Enabled      bool    `yaml:"enabled"`       // false: no spans, no cost
+	SamplerRatio float64 `yaml:"sampler_ratio"` // of new traces (a sampled parent from a trusted proxy is followed); 1.0
 }
 
 // ServerConfig tunes the public and admin http.Servers.
@@ -162,6 +172,7 @@ func Default() Config {
 		PublicPaths:     []string{"/healthz"},
 		LogFormat:       "json",
 		LogLevel:        "info",
+		Tracing:         TracingConfig{SamplerRatio: 1},
 		Server: ServerConfig{
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       60 * time.Second,

@@ -232,6 +232,12 @@ func TestConfigValidateRules(t *testing.T) {
 		{"both on free ports", func(c *Config) { c.Listen, c.AdminListen = "127.0.0.1:0", "127.0.0.1:0" }, nil},
 		{"admin_listen empty", func(c *Config) { c.AdminListen = "" },
 			[]string{`admin_listen: invalid address "": want host:port, e.g. 127.0.0.1:8081`}},
+		// tracing
+		{"tracing sampler_ratio above 1", func(c *Config) { c.Tracing.SamplerRatio = 1.5 },
+			[]string{`tracing.sampler_ratio: must be between 0 and 1 (a fraction of new traces), got 1.5`}},
+		{"tracing sampler_ratio negative", func(c *Config) { c.Tracing.SamplerRatio = -0.1 },
+			[]string{`tracing.sampler_ratio: must be between 0 and 1 (a fraction of new traces), got -0.1`}},
+		{"tracing at 1%", func(c *Config) { c.Tracing.Enabled, c.Tracing.SamplerRatio = true, 0.01 }, nil},
 		// upstream
 		{"upstream empty is auth-server mode", func(c *Config) { c.Upstream, c.TrustedProxies = "", []string{"10.0.0.0/8"} }, nil},
 		{"auth-server mode without trusted_proxies", func(c *Config) { c.Upstream = "" },
@@ -621,6 +627,9 @@ func TestConfigEnvOverrides(t *testing.T) {
 			c.Users.Migrate = true
 			c.LoginThrottle.PerUser = 3
 			c.Listen = "0.0.0.0:8081"
+		}},
+		{"tracing", "", []string{"TOKENGATE_TRACING_ENABLED=true", "TOKENGATE_TRACING_SAMPLER_RATIO=0.01"}, func(c *Config) {
+			c.Tracing.Enabled, c.Tracing.SamplerRatio = true, 0.01
 		}},
 		{"lists are comma-separated", "", []string{
 			"TOKENGATE_PUBLIC_PATHS=/healthz, /public,,",

@@ -123,6 +123,9 @@ func (c Config) Validate() error {
 	v.revocation(c.Revocation)
 	v.routes(c.Routes, public)
 	v.browser(c.Browser, c.Routes)
+	if r := c.Tracing.SamplerRatio; !(r >= 0 && r <= 1) {
+		v.fail("tracing.sampler_ratio", "must be between 0 and 1 (a fraction of new traces), got %v", r)
+	}
 	return errors.Join(v.errs...)
 }
 

@@ -271,6 +271,8 @@ func typeName(t reflect.Type) string {
 		return "true or false"
 	case t.Kind() == reflect.Int, t.Kind() == reflect.Int64:
 		return "an integer"
+	case t.Kind() == reflect.Float64:
+		return "a number"
 	}
 	return "a string"
 }
@@ -285,7 +287,7 @@ func (e *valueError) Error() string {
 	return e.msg + "; " + e.hint
 }
 
-// setScalar parses s into v (string, bool, int, int64 or time.Duration); the
+// setScalar parses s into v (string, bool, int, int64, float64 or time.Duration); the
 // YAML decoder and the environment share it, so both accept the same text.
 func setScalar(v reflect.Value, s string) *valueError {
 	switch {
@@ -312,6 +314,12 @@ func setScalar(v reflect.Value, s string) *valueError {
 			return &valueError{msg: fmt.Sprintf("invalid integer %q", shorten(s))}
 		}
 		v.SetInt(n)
+	case v.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return &valueError{msg: fmt.Sprintf("invalid number %q", shorten(s))}
+		}
+		v.SetFloat(f)
 	default:
 		return &valueError{msg: fmt.Sprintf("unsupported type %s", v.Type())} // a new field type needs a case here
 	}
