@@ -36,7 +36,7 @@ test-deploy: ## build every kustomization and decode it strictly, build and run 
 bench: bench-go bench-load ## Go benchmarks plus the load run against a bare ReverseProxy
 
 bench-go: ## Go benchmarks of the hot path (allocs reported)
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./authn ./revocation ./proxy
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./access ./authn ./revocation ./proxy
 
 # The chart goes to bin/ so a run never rewrites the tracked docs/bench.svg;
 # publish one with `make bench-load BENCH_SVG=docs/bench.svg`.

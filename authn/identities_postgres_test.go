@@ -211,8 +211,11 @@ func TestIdentitiesPostgres(t *testing.T) {
 	wantGroups(t, c, "alice", "audit")
 	clock.Advance(5 * time.Minute)
 	wantIdentityErr(t, c, "alice", ErrUsersUnavailable)
+	// Changed before the column comes back, so the first read that works
+	// sees it (a background refresh between the two statements would
+	// otherwise read "audit" and the check below would race).
+	pgExec(t, base, "UPDATE "+ident+" SET groups_old = '{ops,reports}' WHERE id = 'alice'")
 	pgExec(t, base, "ALTER TABLE "+ident+" RENAME COLUMN groups_old TO groups")
-	pgExec(t, base, "UPDATE "+ident+" SET groups = '{ops,reports}' WHERE id = 'alice'")
 	eventually(t, func() error {
 		_, err := c.Identity(ctx, "alice")
 		c.settle(t)

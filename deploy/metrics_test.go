@@ -36,6 +36,7 @@ var knownMetrics = map[string]string{
 	"tokengate_revocation_pubsub_up":               "gauge",
 	"tokengate_users_reloads_total":                "counter",
 	"tokengate_users_last_reload_success":          "gauge",
+	"tokengate_access_rule_matches_total":          "counter",
 }
 
 // metricAllowed reports whether name is a series tokengate's /metrics has.

@@ -28,6 +28,7 @@ func (h *handler) logAccess(r *http.Request, st *requestState, route string, sta
 		Login:     st.login,
 		UserID:    st.loginID,
 		Upstream:  st.upstreamDur,
+		Rule:      st.rule,
 	}
 	if st.authed {
 		e.UserID = st.claims.Subject
@@ -38,7 +39,7 @@ func (h *handler) logAccess(r *http.Request, st *requestState, route string, sta
 	}
 	// A fixed array: the attributes stay on the stack (LogAttrs copies them
 	// into the record).
-	var buf [13]slog.Attr
+	var buf [14]slog.Attr
 	h.logger.LogAttrs(r.Context(), slog.LevelInfo, accesslog.Message, e.Attrs(buf[:0])...)
 }
 

@@ -13,6 +13,7 @@ import (
 // authOutcome is the result of checking a request's Bearer token.
 type authOutcome struct {
 	claims   authn.Claims
+	groups   []string // the user's current groups (Identities); nil without
 	decision string   // the tokengate_auth_decisions_total result
 	err      apiError // the answer when decision is not allowed
 }
@@ -78,10 +79,17 @@ func (h *handler) authenticateRequest(r *http.Request) (authOutcome, credSource)
 // and recorded for the access line. Every way a credential arrives (Bearer,
 // cookie, query token, verify) ends here.
 func (h *handler) judge(r *http.Request, token string, out authOutcome, refreshable bool) authOutcome {
+	out = h.check(r, token, out, refreshable)
+	h.countDecision(r, out.decision)
+	return out
+}
+
+// check is judge without counting: for the proxied routes and verify,
+// which count once the access rules have decided too (forbidden).
+func (h *handler) check(r *http.Request, token string, out authOutcome, refreshable bool) authOutcome {
 	if out.decision == "" {
 		out = h.checkToken(r.Context(), token, refreshable)
 	}
-	h.countDecision(r, out.decision)
 	return out
 }
 
@@ -117,7 +125,25 @@ func (h *handler) checkToken(ctx context.Context, token string, refreshable bool
 	case revoked:
 		return authOutcome{decision: decisionRevoked, err: errTokenRevoked}
 	}
-	return authOutcome{claims: claims, decision: decisionAllowed}
+	out := authOutcome{claims: claims, decision: decisionAllowed}
+	if h.identities == nil {
+		return out
+	}
+	// Who the user is now: a removed user's tokens stop working (renewal
+	// and refresh too, as they come through here), and the rules see the
+	// current groups, not the ones at sign-in.
+	user, err := h.identities.Identity(ctx, claims.Subject)
+	switch {
+	case errors.Is(err, authn.ErrUserNotFound):
+		h.debug(ctx, "token refused: its user no longer exists")
+		return authOutcome{decision: decisionUserUnknown, err: errUserUnknown}
+	case err != nil:
+		h.logger.LogAttrs(ctx, slog.LevelError, "user store unavailable: cannot tell who a token's user is",
+			slog.String("request_id", RequestIDFromContext(ctx)), slog.Any("error", err))
+		return authOutcome{decision: decisionError, err: errUsersDown}
+	}
+	out.groups = user.Groups
+	return out
 }
 
 // writeAuthError answers a refused token, with the RFC 6750 challenge.

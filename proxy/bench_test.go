@@ -138,7 +138,7 @@ func authOnly(tb testing.TB, more ...func(*Options)) (http.Handler, *http.Reques
 	}
 	hh := h.(*handler)
 	next := chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		out, _ := hh.authenticateRequest(r) // what servePrivate calls
+		out, _ := hh.authenticateRequest(r) // the credential check servePrivate makes (counted here at once)
 		if !out.allowed() {
 			tb.Fatalf("refused: %s", out.decision)
 		}

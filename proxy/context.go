@@ -26,15 +26,23 @@ type requestState struct {
 	idBuf   [requestIDLen]byte // backs id when tokengate made it
 	idVals  [2]string          // X-Request-Id: [0] to the upstream, [1] to the client
 	userVal [1]string          // the identity header's value to the upstream
+	grpVal  [1]string          // the groups header's value to the upstream
 
 	id      string
 	route   string
 	claims  authn.Claims
-	authed  bool     // claims hold a verified, non-revoked token
-	claimed []string // identity header values the client sent (stripped)
-	auth    string   // access log: the auth decision, or on login the login result
-	login   string   // access log: the login name a login request gave
-	loginID string   // access log: the user id a successful login issued a token for
+	authed  bool         // claims hold a verified, non-revoked token
+	claimed []string     // identity header values the client sent (stripped)
+	groups  []string     // the user's current groups, when authed
+	rule    string       // access log: the access rule that decided
+	access  *accessState // the rules judging this request
+
+	overrides        [maxOverrides]string // method override header values (when rules name methods)
+	nOverrides       int
+	tooManyOverrides bool
+	auth             string // access log: the auth decision, or on login the login result
+	login            string // access log: the login name a login request gave
+	loginID          string // access log: the user id a successful login issued a token for
 
 	status      int
 	bytes       int64
@@ -92,6 +100,28 @@ func RequestIDFromContext(ctx context.Context) string {
 		return st.id
 	}
 	return ""
+}
+
+// setIdentity records the verified identity of the request and the
+// user's current groups.
+func (st *requestState) setIdentity(c authn.Claims, groups []string) {
+	st.setClaims(c)
+	st.groups = groups
+}
+
+// maxOverrides bounds the method override values a request may carry.
+const maxOverrides = 4
+
+// addOverrides keeps method override header values for the access rules.
+func (st *requestState) addOverrides(vals []string) {
+	for _, v := range vals {
+		if st.nOverrides == maxOverrides {
+			st.tooManyOverrides = true
+			return
+		}
+		st.overrides[st.nOverrides] = v
+		st.nOverrides++
+	}
 }
 
 // setClaims records the verified identity of the request.

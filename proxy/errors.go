@@ -44,6 +44,11 @@ var (
 	errUpstreamTimeout        = apiError{http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time"}
 	errUpstreamDown           = apiError{http.StatusBadGateway, "upstream_unavailable", "the upstream is unavailable"}
 	errMethodNotAllowed       = apiError{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed"}
+	// Access rules: the answer never says which rule or group it was.
+	errAccessForbidden = apiError{http.StatusForbidden, "forbidden", "you are not allowed to access this resource"}
+	errUserUnknown     = apiError{http.StatusUnauthorized, "user_unknown", "the token's user no longer exists"}
+	errUsersDown       = apiError{http.StatusServiceUnavailable, "service_unavailable", "the user store is unavailable; retry later"}
+	errTooManyMethods  = apiError{http.StatusBadRequest, "malformed_request", "too many method override headers"}
 )
 
 // errLoginUsersUnavailable: the user store (a directory) cannot check a

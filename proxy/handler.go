@@ -18,6 +18,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"tokengate/access"
 	"tokengate/internal/accesslog"
 )
 
@@ -25,7 +26,10 @@ import (
 type handler struct {
 	upstream          *url.URL
 	identity          identityHeader
-	public            publicPaths
+	groups            identityHeader // GroupsHeader; groupsOn says whether it is set
+	groupsOn          bool
+	access            atomic.Pointer[accessState] // the rules in force; SetAccess replaces them
+	identities        Identities
 	trusted           []netip.Prefix
 	endpoints         map[string]endpoint
 	maxBody           int64
@@ -77,7 +81,9 @@ func New(opts Options) (http.Handler, error) {
 	h := &handler{
 		upstream:          opts.Upstream,
 		identity:          newIdentityHeader(opts.IdentityHeader),
-		public:            newPublicPaths(opts.PublicPaths),
+		groups:            newIdentityHeader(opts.GroupsHeader),
+		groupsOn:          opts.GroupsHeader != "",
+		identities:        opts.Identities,
 		trusted:           opts.TrustedProxies,
 		maxBody:           opts.MaxBodyBytes,
 		tokens:            opts.Tokens,
@@ -96,6 +102,13 @@ func New(opts Options) (http.Handler, error) {
 		tracer:            opts.Tracer,
 		forwardAuthz:      opts.ForwardAuthorization,
 	}
+	rules := opts.Access
+	if rules == nil {
+		if rules, err = access.Compile(access.Config{PublicPaths: opts.PublicPaths}); err != nil {
+			return nil, fmt.Errorf("proxy: PublicPaths: %w", err)
+		}
+	}
+	h.access.Store(newAccessState(rules, m))
 	if h.upstream != nil {
 		h.rp = h.newReverseProxy(opts.UpstreamTimeout)
 		h.traceUpstream()
@@ -275,12 +288,27 @@ func (h *handler) finish(r *http.Request, st *requestState, start time.Time, pan
 	h.logAccess(r, st, route, status, start, elapsed)
 }
 
-// stripIdentity removes every client-sent spelling of the identity header,
-// on every request. The values are kept aside for logout_all's 403.
+// stripIdentity removes every client-sent spelling of the identity header
+// and of the groups header, on every request. The identity values are kept
+// aside for logout_all's 403. When rules name methods, the method override
+// headers' values are kept aside too (in the same pass over the headers).
 func (h *handler) stripIdentity(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if claimed := h.identity.strip(r.Header); claimed != nil {
-			stateFrom(r.Context()).claimed = claimed
+		st := stateFrom(r.Context())
+		// One rule set for the whole request, even if SetAccess replaces
+		// it meanwhile.
+		st.access = h.access.Load()
+		overrides := st.access.rules.UsesMethods()
+		for k, vv := range r.Header {
+			switch {
+			case h.identity.matches(k):
+				st.claimed = append(st.claimed, vv...)
+				delete(r.Header, k)
+			case h.groupsOn && h.groups.matches(k):
+				delete(r.Header, k)
+			case overrides && isMethodOverride(k):
+				st.addOverrides(vv)
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -312,11 +340,6 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 		if h.upstream == nil {
 			break // auth-server mode: nothing is proxied
 		}
-		if h.public.match(r.URL.Path) {
-			st.route = routePublic
-			h.servePublic(w, r)
-			return
-		}
 	}
 	if h.upstream == nil {
 		st.route = routeNotFound
@@ -324,16 +347,40 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.route = routeProxy
-	h.servePrivate(w, r)
+	if st.tooManyOverrides {
+		writeError(w, errTooManyMethods)
+		return
+	}
+	var req access.Request
+	h.accessRequest(&req, r, r)
+	switch d := st.access.rules.Decide(&req, access.Identity{}); d.Outcome {
+	case access.Allow:
+		h.decided(r, st, d)
+		st.route = routePublic
+		h.servePublic(w, r)
+	case access.Unauthenticated:
+		h.servePrivate(w, r, &req, d)
+	case access.Forbidden: // a deny rule: no credential helps
+		h.decided(r, st, d)
+		h.countDecision(r, decisionForbidden)
+		h.writeForbidden(w, r, nil)
+	default: // a bad path: route refused it already
+		writeError(w, errBadPath)
+	}
 }
 
-// servePrivate proxies only requests with a valid, unrevoked token. A
-// browser without one is sent to the sign-in page.
-func (h *handler) servePrivate(w http.ResponseWriter, r *http.Request) {
-	out, src := h.authenticateRequest(r)
+// servePrivate proxies only requests with a valid, unrevoked token of a
+// user the rules allow. A browser without one is sent to the sign-in page.
+// anon is the decision for the request without a credential.
+func (h *handler) servePrivate(w http.ResponseWriter, r *http.Request, req *access.Request, anon access.Decision) {
+	st := stateFrom(r.Context())
+	token, src, out := h.credential(r)
+	out = h.check(r, token, out, false)
 	if !out.allowed() {
+		h.decided(r, st, anon)
+		h.countDecision(r, out.decision)
 		if src == sourceCookie && out.decision != decisionError {
-			h.browser.clearSessionCookie(w) // expired, revoked or invalid
+			h.browser.clearSessionCookie(w) // expired, revoked, invalid or its user removed
 		}
 		if h.browser.enabled && out.err.Status == http.StatusUnauthorized && wantsHTML(r) {
 			h.redirectToSignIn(w, r)
@@ -342,6 +389,14 @@ func (h *handler) servePrivate(w http.ResponseWriter, r *http.Request) {
 		writeAuthError(w, out)
 		return
 	}
+	d := st.access.rules.Decide(req, identityOf(out))
+	h.decided(r, st, d)
+	if d.Outcome != access.Allow {
+		h.countDecision(r, decisionForbidden)
+		h.writeForbidden(w, r, &out.claims)
+		return
+	}
+	h.countDecision(r, out.decision)
 	if src == sourceCookie {
 		if !h.sameOrigin(r) {
 			writeError(w, errCrossOrigin)
@@ -349,7 +404,7 @@ func (h *handler) servePrivate(w http.ResponseWriter, r *http.Request) {
 		}
 		h.renewCookie(w, r, out.claims)
 	}
-	stateFrom(r.Context()).setClaims(out.claims)
+	st.setIdentity(out.claims, out.groups)
 	h.forward(w, r)
 }
 
@@ -360,7 +415,7 @@ func (h *handler) servePublic(w http.ResponseWriter, r *http.Request) {
 	token, src, out := h.credential(r)
 	if src != sourceNone {
 		if out = h.judge(r, token, out, false); out.allowed() && (src != sourceCookie || h.sameOrigin(r)) {
-			stateFrom(r.Context()).setClaims(out.claims)
+			stateFrom(r.Context()).setIdentity(out.claims, out.groups)
 		}
 	}
 	h.forward(w, r)

@@ -36,6 +36,11 @@ const (
 	decisionExpired   = "expired"
 	decisionRevoked   = "revoked"
 	decisionError     = "error"
+	// decisionForbidden: a valid credential the access rules refuse, or a
+	// deny rule (with or without a credential).
+	decisionForbidden = "forbidden"
+	// decisionUserUnknown: a valid token whose user the store no longer has.
+	decisionUserUnknown = "user_unknown"
 )
 
 // Login results.
@@ -67,6 +72,7 @@ type metrics struct {
 	decisions map[string]prometheus.Counter
 	logins    map[string]prometheus.Counter
 	upstream  map[string]prometheus.Counter
+	rules     *prometheus.CounterVec // tokengate_access_rule_matches_total; children in accessState
 
 	// codes caches the requests_total child per (route, status code),
 	// filled lazily: statuses are 100..599; anything else counts as 0.
@@ -91,13 +97,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "tokengate_logins_total",
 		Help: "Login attempts by result.",
 	}, []string{"result"})
+	rules := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokengate_access_rule_matches_total",
+		Help: "Access decisions by the rule that made them (public_paths, a rule's name, or default).",
+	}, []string{"rule"})
 	upstream := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokengate_upstream_errors_total",
 		Help: "Proxied requests that got no response from the upstream, by kind.",
 	}, []string{"kind"})
 
 	if reg != nil {
-		for _, c := range []prometheus.Collector{requests, durations, decisions, logins, upstream} {
+		for _, c := range []prometheus.Collector{requests, durations, decisions, logins, upstream, rules} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -110,11 +120,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		decisions: map[string]prometheus.Counter{},
 		logins:    map[string]prometheus.Counter{},
 		upstream:  map[string]prometheus.Counter{},
+		rules:     rules,
 	}
 	for _, r := range routeNames {
 		m.durations[r] = durations.WithLabelValues(r)
 	}
-	for _, d := range []string{decisionAllowed, decisionMissing, decisionMalformed, decisionInvalid, decisionExpired, decisionRevoked, decisionError} {
+	for _, d := range []string{decisionAllowed, decisionMissing, decisionMalformed, decisionInvalid, decisionExpired, decisionRevoked, decisionError, decisionForbidden, decisionUserUnknown} {
 		m.decisions[d] = decisions.WithLabelValues(d)
 	}
 	for _, l := range []string{loginSuccess, loginMalformed, loginInvalidCredentials, loginThrottled, loginError} {

@@ -96,7 +96,9 @@ tokengate_auth_decisions_total{result="missing"} 2
 tokengate_auth_decisions_total{result="malformed"} 1
 tokengate_auth_decisions_total{result="invalid"} 1
 tokengate_auth_decisions_total{result="expired"} 1
+tokengate_auth_decisions_total{result="forbidden"} 0
 tokengate_auth_decisions_total{result="revoked"} 1
+tokengate_auth_decisions_total{result="user_unknown"} 0
 tokengate_auth_decisions_total{result="error"} 1
 `, "tokengate_auth_decisions_total")
 

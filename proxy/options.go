@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
+	"tokengate/access"
 	"tokengate/authn"
 	"tokengate/internal/accesslog"
 )
@@ -102,13 +103,22 @@ type Options struct {
 	// auth): the identity endpoints, the sign-in pages and verify are
 	// served, and every other path is 404.
 	Upstream        *url.URL
-	UpstreamTimeout time.Duration  // wait for response headers; default 60s; 504 past it
-	IdentityHeader  string         // default X-Auth-UserId
-	PublicPaths     []string       // whole-segment prefixes proxied without a token
-	TrustedProxies  []netip.Prefix // peers whose X-Forwarded-* are kept; none by default
-	Routes          Routes
-	Browser         BrowserOptions // browser sign-in; only used when Routes.SignIn is set
-	MaxBodyBytes    int64          // identity endpoint bodies; default 64 KiB; 413 past it
+	UpstreamTimeout time.Duration // wait for response headers; default 60s; 504 past it
+	IdentityHeader  string        // default X-Auth-UserId
+	PublicPaths     []string      // whole-segment prefixes proxied without a token; used when Access is nil
+	// Access are the compiled access rules (public paths included: see
+	// access.Config.PublicPaths). nil: PublicPaths as public rules, and
+	// every other path needs a valid credential. Set one or the other.
+	Access *access.Rules
+	// GroupsHeader carries the user's current groups (comma-separated) to
+	// the app and on verify's answer; every client-sent spelling of it is
+	// stripped, as the identity header's. Default "": not sent, nor
+	// stripped (cmd/tokengate's default is X-Auth-Groups).
+	GroupsHeader   string
+	TrustedProxies []netip.Prefix // peers whose X-Forwarded-* are kept; none by default
+	Routes         Routes
+	Browser        BrowserOptions // browser sign-in; only used when Routes.SignIn is set
+	MaxBodyBytes   int64          // identity endpoint bodies; default 64 KiB; 413 past it
 
 	// ForwardAuthorization keeps the client's Authorization: Bearer header
 	// in what the app receives. Default false: it is removed (public paths
@@ -198,6 +208,16 @@ func (o Options) validate() error {
 	}
 	if !validHeaderName(o.IdentityHeader) {
 		bad("IdentityHeader %q: not a valid header name", o.IdentityHeader)
+	}
+	if o.GroupsHeader != "" {
+		if !validHeaderName(o.GroupsHeader) {
+			bad("GroupsHeader %q: not a valid header name", o.GroupsHeader)
+		} else if normalizeHeaderName(o.GroupsHeader) == normalizeHeaderName(o.IdentityHeader) {
+			bad("GroupsHeader %q: the identity header's name", o.GroupsHeader)
+		}
+	}
+	if o.Access != nil && len(o.PublicPaths) > 0 {
+		bad("PublicPaths and Access are both set: compile the public paths into Access")
 	}
 	if o.MaxBodyBytes < 0 {
 		bad("MaxBodyBytes %d: must be positive", o.MaxBodyBytes)

@@ -92,6 +92,10 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 		// verbatim, so the app sees the configured spelling. Every other
 		// spelling was stripped before, so this is the only copy.
 		pr.Out.Header[h.identity.wire] = st.userVal[:]
+		if h.groupsOn && len(st.groups) > 0 {
+			st.grpVal[0] = groupsValue(st.groups)
+			pr.Out.Header[h.groups.wire] = st.grpVal[:]
+		}
 	}
 	h.setForwarded(pr)
 }

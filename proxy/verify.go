@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"tokengate/access"
 )
 
 // Forward auth: an ingress (nginx auth_request, Caddy forward_auth, Traefik
@@ -171,6 +173,7 @@ func validRedirectAuthority(a string) bool {
 // sign-in page and back. Never cached.
 func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
+	st := stateFrom(r.Context())
 	o := h.originalRequest(r)
 	if o.conflict {
 		h.countDecision(r, decisionMalformed)
@@ -178,20 +181,67 @@ func (h *handler) serveVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	orig := o.req
-	public := o.known && classifyPath(orig.URL.Path, orig.URL.RawPath) == pathClean && h.public.match(orig.URL.Path)
+	if st.tooManyOverrides {
+		writeError(w, errTooManyMethods)
+		return
+	}
+	// The same rules as the sidecar, for the original request. An unknown
+	// original URL (no trusted ingress named it), or one with dot segments,
+	// is judged as a private path when there are no rules; with rules it
+	// cannot be judged, and a valid credential gets 403.
+	var req access.Request
+	unknown := access.Decision{Outcome: access.Unauthenticated, Name: access.NameDefault, Index: -1}
+	anon := unknown
+	if o.known {
+		h.accessRequest(&req, r, orig)
+		if anon = st.access.rules.Decide(&req, access.Identity{}); anon.Outcome == access.BadPath {
+			o.known, anon = false, unknown
+		}
+	}
+	if anon.Outcome == access.Forbidden { // a deny rule
+		h.decided(r, st, anon)
+		h.countDecision(r, decisionForbidden)
+		h.writeForbidden(w, orig, nil)
+		return
+	}
+	public := anon.Outcome == access.Allow
 
 	token, src, out := h.credential(orig)
 	if src == sourceNone && public {
+		h.decided(r, st, anon)
 		h.writeAppCookies(w, r)
 		w.WriteHeader(http.StatusOK) // anonymous on a public path
 		return
 	}
-	out = h.judge(r, token, out, false)
+	out = h.check(r, token, out, false)
+	d := anon
+	if out.allowed() && !public {
+		switch {
+		case o.known:
+			d = st.access.rules.Decide(&req, identityOf(out))
+		case st.access.rules.Configured():
+			d = access.Decision{Outcome: access.Forbidden, Name: access.NameDefault, Index: -1}
+		default:
+			d = access.Decision{Outcome: access.Allow, Name: access.NameDefault, Index: -1}
+		}
+	}
+	h.decided(r, st, d)
+	if out.allowed() && d.Outcome != access.Allow {
+		h.countDecision(r, decisionForbidden)
+		h.writeForbidden(w, orig, &out.claims)
+		return
+	}
+	h.countDecision(r, out.decision)
 
 	switch {
 	case out.allowed() && (src != sourceCookie || h.sameOrigin(orig)):
-		stateFrom(r.Context()).setClaims(out.claims)
+		st.setIdentity(out.claims, out.groups)
 		w.Header()[h.identity.wire] = []string{out.claims.Subject}
+		if h.groupsOn {
+			// Always on an allowing answer, even empty: an ingress that
+			// copies it then overwrites whatever the client sent.
+			w.Header()[h.groups.wire] = []string{groupsValue(out.groups)}
+		}
 		h.writeAppCookies(w, r)
 		// A session cookie past half its life: the fresh one is for the
 		// ingress to copy to the app's response (nginx add_header, Traefik

@@ -68,6 +68,7 @@ type options struct {
 	check       bool
 	redisURL    string          // "" skips the Redis scenario
 	svg         string          // chart output file; "" writes none
+	accessRules int             // access rules in every instance's config (0: none, the default config)
 	only        map[string]bool // run only these scenarios (and bare); nil: all
 }
 
@@ -86,6 +87,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.check, "check", false, "exit 3 when a scenario is over budget")
 	fs.StringVar(&o.redisURL, "redis", "redis://127.0.0.1:6379/0", "Redis for the tokengate-redis scenario (read only: the run revokes nothing); \"\" skips it")
 	fs.StringVar(&o.svg, "svg", "", "also write an SVG chart of the ratios and CPU per request to this file")
+	fs.IntVar(&o.accessRules, "access-rules", 0, "configure this many access rules in every tokengate (the last one lets the load's user, group bench, reach the load's path); 0: none")
 	only := fs.String("only", "", "comma-separated scenarios to run (bare always runs)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -212,6 +214,7 @@ func runBench(ctx context.Context, o options, command string, logw io.Writer) ([
 		if err := os.Mkdir(idir, 0o700); err != nil {
 			return nil, "", err
 		}
+		ic.accessRules = o.accessRules
 		tg, err := startTokengate(ctx, &p, o.tokengate, idir, upstream, ic)
 		if err != nil {
 			if ic.backend == "redis" {
@@ -245,8 +248,9 @@ func runBench(ctx context.Context, o options, command string, logw io.Writer) ([
 	on := func(name string, tg *tokengateSetup, url string, auth func(int, int) string) scenario {
 		return scenario{name: name, url: url, serverPID: tg.pid, upstreamPID: upPID, admin: tg.admin, auth: auth}
 	}
-	// The browser sign-in's session cookie (default name "tokengate")
-	// instead of the Bearer header; the cookie is removed before forwarding.
+	// The browser sign-in's session cookie instead of the Bearer header: by
+	// default Secure and host-only, so named "__Host-tokengate" (the only
+	// name then read); the cookie is removed before forwarding.
 	cookie := func(sc scenario) scenario { sc.header = "Cookie"; return sc }
 	scenarios := []scenario{
 		{name: scenarioBare, url: "http://" + bareAddr + path, serverPID: bareChild.cmd.Process.Pid, upstreamPID: upPID, auth: reused},
@@ -254,7 +258,7 @@ func runBench(ctx context.Context, o options, command string, logw io.Writer) ([
 		on(scenarioQuiet, tgs["tokengate-quiet"], tgs["tokengate-quiet"].public+path, bearer(tgs["tokengate-quiet"].token)),
 		on(scenarioUnique, tgUnique, tgUnique.public+path, cycle(prefixed(hsTokens), o.concurrency)),
 		on(scenarioPublic, tg, tg.public+publicPrefix+path, nil),
-		cookie(on(scenarioCookie, tg, tg.public+path, func(int, int) string { return "tokengate=" + tg.token })),
+		cookie(on(scenarioCookie, tg, tg.public+path, func(int, int) string { return "__Host-tokengate=" + tg.token })),
 		on(scenarioDefault, tgs["tokengate-default"], tgs["tokengate-default"].public+path, bearer(tgs["tokengate-default"].token)),
 		on(scenarioEdDSA, tgs["tokengate-default"], tgs["tokengate-default"].public+path, cycle(prefixed(edTokens), o.concurrency)),
 		// Forward auth's verify (routes.verify, on by default) answers

@@ -39,6 +39,7 @@ type instanceConfig struct {
 	// small cache that makes every unique token miss.
 	defaultCaches bool
 	env           []string   // extra environment (GOMEMLIMIT=...)
+	accessRules   int        // access rules in the config; 0: none
 	cgroup        *memCgroup // run in this memory cgroup; nil: where the run is
 }
 
@@ -86,6 +87,7 @@ func writeConfig(path string, listen, admin, upstream string, ic instanceConfig,
 		fmt.Fprintf(&b, "  cache_size: %d\n", tokenCacheSize)
 	}
 	b.WriteString("users:\n  backend: file\n  file: users.yaml\n")
+	writeAccessRules(&b, ic.accessRules)
 	fmt.Fprintf(&b, "revocation:\n  backend: %s\n", ic.backend)
 	switch ic.backend {
 	case "bolt":
@@ -94,6 +96,27 @@ func writeConfig(path string, listen, admin, upstream string, ic instanceConfig,
 		fmt.Fprintf(&b, "  redis_url: %s\n", ic.redisURL)
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+// writeAccessRules writes n access rules: n-1 allow-lists on other paths
+// (some also on a method or a host), then one that lets the load's user
+// (group bench) reach the load's path, so every request is judged past
+// them with the user's groups looked up.
+func writeAccessRules(b *strings.Builder, n int) {
+	if n <= 0 {
+		return
+	}
+	b.WriteString("access:\n  rules:\n")
+	for i := range n - 1 {
+		fmt.Fprintf(b, "    - name: area%d\n      paths: [/area%d]\n      groups: [team%d]\n", i, i, i)
+		switch i % 3 {
+		case 1:
+			b.WriteString("      methods: [POST, DELETE]\n")
+		case 2:
+			fmt.Fprintf(b, "      hosts: [.h%d.example.com]\n", i)
+		}
+	}
+	b.WriteString("    - name: bench\n      paths: [/bench]\n      groups: [bench]\n")
 }
 
 // childEnv is the environment without TOKENGATE_* overrides, which would
@@ -166,6 +189,9 @@ func startTokengate(ctx context.Context, p *procs, bin, dir, upstream string, ic
 		return nil, err
 	}
 	users := fmt.Sprintf("users:\n  - username: %s\n    password_hash: %s\n", benchUser, strconv.Quote(lastLine(out)))
+	if ic.accessRules > 0 {
+		users += "    groups: [bench, staff]\n"
+	}
 	if err := os.WriteFile(filepath.Join(dir, "users.yaml"), []byte(users), 0o600); err != nil {
 		return nil, err
 	}

@@ -201,11 +201,16 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 			return nil, err
 		}
 	}
+	rules, err := compileAccess(cfg)
+	if err != nil {
+		return nil, err
+	}
 	a.public, err = proxy.New(proxy.Options{
 		Upstream:          upstream,
 		UpstreamTimeout:   cfg.UpstreamTimeout,
 		IdentityHeader:    cfg.IdentityHeader,
-		PublicPaths:       cfg.PublicPaths,
+		Access:            rules, // public_paths included
+		GroupsHeader:      cfg.Access.GroupsHeader,
 		TrustedProxies:    parsePrefixes(cfg.TrustedProxies),
 		Routes:            proxy.Routes(cfg.Routes),
 		Browser:           browser,
@@ -505,9 +510,28 @@ func (a *app) reload(next *config.Config) error {
 			a.log.Warn("configuration changes that need a restart were not applied", "keys", changed)
 		}
 	}
-	// Users and keys reload independently; the log says what each did, so
-	// a failure never claims to have kept what was in fact replaced.
-	users, keys := "unchanged", "reloaded"
+	// Users, keys and access rules reload independently; the log says what
+	// each did, so a failure never claims to have kept what was in fact
+	// replaced.
+	users, keys, rules := "unchanged", "reloaded", "unchanged"
+	if next != nil {
+		// The rules (public_paths, access.*) are compiled again and
+		// replace the old ones for the next request.
+		compiled, err := compileAccess(*next)
+		if err == nil {
+			err = proxy.SetAccess(a.public, compiled)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			rules = "kept the previous rules"
+		} else {
+			rules = "reloaded"
+			for _, c := range []*config.Config{&a.cfg, &keysCfg} {
+				c.PublicPaths = next.PublicPaths
+				c.Access = withGroupsHeader(next.Access, c.Access.GroupsHeader)
+			}
+		}
+	}
 	if a.fileUser != nil {
 		users = "reloaded"
 		if err := a.fileUser.Reload(); err != nil {
@@ -528,10 +552,10 @@ func (a *app) reload(next *config.Config) error {
 	err = errors.Join(errs...)
 	if err != nil {
 		a.reloadGauge.Set(0)
-		a.log.Error("reload failed", "users", users, "keys", keys, "error", err)
+		a.log.Error("reload failed", "users", users, "keys", keys, "access_rules", rules, "error", err)
 	} else {
 		a.reloadGauge.Set(1)
-		a.log.Info("reloaded users and keys")
+		a.log.Info("reloaded users and keys", "access_rules", rules)
 	}
 	return err
 }
@@ -541,6 +565,9 @@ func (a *app) reload(next *config.Config) error {
 func restartOnlyChanges(old, next config.Config) []string {
 	next.Tokens.SigningKeyFile = old.Tokens.SigningKeyFile
 	next.Tokens.VerificationKeyFiles = old.Tokens.VerificationKeyFiles
+	// The access rules reload too; only the groups header needs a restart.
+	next.PublicPaths = old.PublicPaths
+	next.Access = withGroupsHeader(old.Access, next.Access.GroupsHeader)
 	var changed []string
 	ov, nv := reflect.ValueOf(old), reflect.ValueOf(next)
 	for i := 0; i < ov.NumField(); i++ {
@@ -600,4 +627,11 @@ func (a *app) close() {
 		}
 	}
 	a.closers = nil
+}
+
+// withGroupsHeader is a with the groups header h: the one access key a
+// reload does not apply.
+func withGroupsHeader(a config.AccessConfig, h string) config.AccessConfig {
+	a.GroupsHeader = h
+	return a
 }

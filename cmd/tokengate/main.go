@@ -4,6 +4,8 @@
 //
 //	tokengate serve --config FILE         run the sidecar
 //	tokengate check-config --config FILE  validate and exit 0, or print errors and exit 2
+//	tokengate check-access --config FILE [--user ID | --groups a,b | --anonymous] METHOD URL
+//	                                      explain what the access rules decide (exit 0 allowed, 1 refused)
 //	tokengate hash-password               read a password on stdin, print its hash
 //	tokengate revoke-user --config FILE --user ID|NAME   operator: revoke every token of a user
 //	tokengate add-user --config FILE --user NAME   create a user (password on stdin)
@@ -86,6 +88,8 @@ func dispatch(ctx context.Context, args []string, e env) int {
 		return cmdServe(ctx, rest, e)
 	case "check-config":
 		return cmdCheckConfig(rest, e)
+	case "check-access":
+		return cmdCheckAccess(ctx, rest, e)
 	case "hash-password":
 		return cmdHashPassword(rest, e)
 	case "revoke-user":
@@ -123,6 +127,9 @@ commands:
   serve --config FILE              run the sidecar (embedded defaults without --config)
   check-config --config FILE [--config-only]
                                    validate config and the files it names; exit 2 on problems
+  check-access --config FILE [--user ID | --groups a,b | --anonymous] [--client IP] METHOD URL
+                                   explain which access rule decides a request and why;
+                                   exit 0 allowed, 1 refused, 2 bad config or usage
   hash-password [--algorithm bcrypt|argon2id] [--cost N]
                                    read a password on stdin, print its hash on the last line
   revoke-user --config FILE --user ID|NAME [--force-id] [--admin-url URL]

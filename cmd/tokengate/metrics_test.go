@@ -31,6 +31,7 @@ var contractMetrics = []string{
 	"tokengate_ready",
 	"tokengate_dependency_up",
 	"tokengate_users_last_reload_success",
+	"tokengate_access_rule_matches_total",
 	"tokengate_identity_cache_requests_total",
 	"tokengate_identity_refresh_errors_total",
 	"go_goroutines",

@@ -209,7 +209,8 @@ func TestSIGHUPReloadsUsersAndKeys(t *testing.T) {
 	dir := newDir(t, up.URL)
 	in := start(t, dir, "TOKENGATE_USERS_RELOAD_INTERVAL=1h") // only SIGHUP reloads here
 	old := login(t, in.Public, "alice", testUsers["alice"])
-	writeUsersFile(t, filepath.Join(dir, "users.yaml"), map[string]string{"carol": "carol-password-1"})
+	// alice stays: a removed user's tokens are refused (user_unknown).
+	writeUsersFile(t, filepath.Join(dir, "users.yaml"), map[string]string{"alice": testUsers["alice"], "carol": "carol-password-1"})
 	in.signal(syscall.SIGHUP)
 	eventually(t, 5*time.Second, "carol can log in after SIGHUP", func() bool {
 		return call(t, "POST", in.Public+"/user/login", "", `{"username":"carol","password":"carol-password-1"}`).Code == 200

@@ -53,6 +53,14 @@ func cmdCheckConfig(args []string, e env) int {
 		what = "configuration OK (files and databases not checked)"
 	}
 	fmt.Fprintf(e.stdout, "%s%s\n", what, inFile(*configPath))
+	// Rules that load but are likely mistakes: warned, not refused.
+	warnCfg := cfg
+	if *configOnly {
+		warnCfg.Users.Backend = "" // the users file is not read
+	}
+	for _, w := range accessWarnings(warnCfg) {
+		fmt.Fprintf(e.stderr, "warning: %s\n", w)
+	}
 	return exitOK
 }
 

@@ -258,7 +258,7 @@ func TestTracingEndToEnd(t *testing.T) {
 				t.Errorf("proxied span kind %v, want server", proxied.span.Kind)
 			}
 			for key, want := range map[string]string{
-				"tokengate.decision": "allowed", "tokengate.route": "proxy", "tokengate.rule": "",
+				"tokengate.decision": "allowed", "tokengate.route": "proxy", "tokengate.rule": "default", // no access rule matched
 				"http.request.method": "GET", "http.response.status_code": "200",
 			} {
 				if got, ok := proxied.attr(key); !ok || got != want {

@@ -39,11 +39,12 @@ type Entry struct {
 	Auth      string // optional: the auth decision or login result
 	Login     string // optional: the login name a login request gave, cut to MaxLogin
 	UserID    string // optional: the authenticated (or just logged in) user
+	Rule      string // optional: the access rule that decided (public_paths, a rule's name, default)
 	Upstream  time.Duration
 }
 
 // Attrs appends the entry's attributes, in line order, for a slog.Logger
-// (the path used when no Logger is configured). buf should have room for 12.
+// (the path used when no Logger is configured). buf should have room for 14.
 func (e *Entry) Attrs(buf []slog.Attr) []slog.Attr {
 	buf = append(buf,
 		slog.String("request_id", e.RequestID),
@@ -64,6 +65,9 @@ func (e *Entry) Attrs(buf []slog.Attr) []slog.Attr {
 	}
 	if e.UserID != "" {
 		buf = append(buf, slog.String("user_id", e.UserID))
+	}
+	if e.Rule != "" {
+		buf = append(buf, slog.String("rule", e.Rule))
 	}
 	if e.Upstream > 0 {
 		buf = append(buf, slog.Float64("upstream_ms", millis(e.Upstream)))
@@ -145,6 +149,9 @@ func AppendJSON(b []byte, e *Entry) []byte {
 	if e.UserID != "" {
 		b = jsonString(b, "user_id", e.UserID)
 	}
+	if e.Rule != "" {
+		b = jsonString(b, "rule", e.Rule)
+	}
 	if e.Upstream > 0 {
 		b = append(b, `,"upstream_ms":`...)
 		b = appendMillis(b, e.Upstream, false)
@@ -177,6 +184,9 @@ func AppendText(b []byte, e *Entry) []byte {
 	}
 	if e.UserID != "" {
 		b = textString(b, "user_id", e.UserID)
+	}
+	if e.Rule != "" {
+		b = textString(b, "rule", e.Rule)
 	}
 	if e.Upstream > 0 {
 		b = append(b, " upstream_ms="...)

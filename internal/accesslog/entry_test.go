@@ -40,6 +40,7 @@ func sampleEntry() Entry {
 		UserAgent: "curl/8.5.0",
 		Auth:      "allowed",
 		UserID:    "marco",
+		Rule:      "reports",
 		Upstream:  987 * time.Microsecond,
 	}
 }
@@ -55,7 +56,7 @@ func TestFormatMatchesSlog(t *testing.T) {
 	entries = append(entries, base, Entry{Time: base.Time}) // every optional field empty
 	for _, s := range tricky {
 		e := base
-		e.Path, e.UserAgent, e.Login, e.UserID, e.Method = "/"+s, s, s, s, s
+		e.Path, e.UserAgent, e.Login, e.UserID, e.Method, e.Rule = "/"+s, s, s, s, s, s
 		entries = append(entries, e)
 	}
 	for _, d := range []time.Duration{0, time.Microsecond, 999 * time.Microsecond, 1010 * time.Microsecond, 1100 * time.Microsecond,
@@ -144,7 +145,7 @@ func BenchmarkLogger(b *testing.B) {
 	})
 	b.Run("slog", func(b *testing.B) {
 		l := slog.New(slog.NewJSONHandler(discard{}, nil))
-		var buf [12]slog.Attr
+		var buf [14]slog.Attr
 		b.ReportAllocs()
 		for b.Loop() {
 			l.LogAttrs(context.Background(), slog.LevelInfo, Message, e.Attrs(buf[:0])...)

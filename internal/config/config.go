@@ -41,6 +41,7 @@ type Config struct {
 	Revocation      RevocationConfig `yaml:"revocation"`
 	Routes          RoutesConfig     `yaml:"routes"`
 	Browser         BrowserConfig    `yaml:"browser"`
+	Access          AccessConfig     `yaml:"access"`
 
 	// ForwardAuthorization passes the client's Authorization: Bearer header
 	// to the app; false (the default) removes it, so the app never holds a
@@ -160,6 +161,29 @@ type BrowserConfig struct {
 	AllowedRedirectHosts []string `yaml:"allowed_redirect_hosts"`
 }
 
+// AccessConfig says what a caller may reach: rules, first match wins
+// (package access documents the matching).
+type AccessConfig struct {
+	Default              string `yaml:"default"`                // authenticated | deny: when no rule matches; authenticated
+	CaseInsensitivePaths bool   `yaml:"case_insensitive_paths"` // true for apps that treat /ADMIN as /admin; false
+	GroupsHeader         string `yaml:"groups_header"`          // the user's groups to the app; X-Auth-Groups; "" = not sent
+	// Rules are matched in order after public_paths; they come from the
+	// file only (no environment override).
+	Rules []AccessRule `yaml:"rules"`
+}
+
+// AccessRule is one rule; its fields mirror access.Rule.
+type AccessRule struct {
+	Name     string   `yaml:"name"`     // check-access, the rule metrics label, the access line
+	Hosts    []string `yaml:"hosts"`    // exact, or .example.com for the domain and subdomains
+	Paths    []string `yaml:"paths"`    // whole-segment prefixes; "=/exact" for one path
+	Methods  []string `yaml:"methods"`  // default every method; GET covers HEAD
+	Networks []string `yaml:"networks"` // client address (after trusted_proxies) in a CIDR
+	Groups   []string `yaml:"groups"`   // allow-list: any of these groups
+	Users    []string `yaml:"users"`    // allow-list: any of these user ids
+	Policy   string   `yaml:"policy"`   // public | authenticated | deny (instead of groups/users)
+}
+
 // Default returns the embedded defaults (config.example.yaml spells
 // them out, and a test keeps the two equal).
 func Default() Config {
@@ -228,6 +252,10 @@ func Default() Config {
 			CookieName:   "tokengate",
 			CookieSecure: true,
 			Title:        "Sign in",
+		},
+		Access: AccessConfig{
+			Default:      "authenticated",
+			GroupsHeader: "X-Auth-Groups",
 		},
 	}
 }

@@ -58,6 +58,9 @@ func configKeys() []configKey {
 				walk(f.Type, prefix+name+".", idx)
 				continue
 			}
+			if f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
+				continue // a list of mappings (access.rules): the file only
+			}
 			keys = append(keys, configKey{path: prefix + name, index: idx, typ: f.Type})
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"tokengate/access"
 )
 
 // Limits Validate enforces.
@@ -123,6 +125,7 @@ func (c Config) Validate() error {
 	v.revocation(c.Revocation)
 	v.routes(c.Routes, public)
 	v.browser(c.Browser, c.Routes)
+	v.access(c)
 	if r := c.Tracing.SamplerRatio; !(r >= 0 && r <= 1) {
 		v.fail("tracing.sampler_ratio", "must be between 0 and 1 (a fraction of new traces), got %v", r)
 	}
@@ -143,6 +146,12 @@ func (v *validator) failHint(key, hint, format string, args ...any) {
 	if origin == "" {
 		// an element without a line of its own is reported at its list
 		origin = v.origin[strings.TrimRight(strings.TrimRight(key, "]0123456789"), "[")]
+	}
+	if origin == "" && strings.HasPrefix(key, "access.rules[") {
+		// a key a rule lacks (policy) is reported at the rule
+		if i := strings.IndexByte(key, ']'); i > 0 {
+			origin = v.origin[key[:i+1]]
+		}
 	}
 	v.errs = append(v.errs, &fieldError{Key: key, Origin: origin, Msg: fmt.Sprintf(format, args...), Hint: hint})
 }
@@ -594,5 +603,59 @@ func (v *validator) browser(b BrowserConfig, r RoutesConfig) {
 		if d := strings.TrimPrefix(h, "."); d == "" || !validHost(d) || strings.ContainsAny(d, ":[]_") || strings.HasSuffix(d, ".") {
 			v.fail(fmt.Sprintf("browser.allowed_redirect_hosts[%d]", i), "%q must be a host name (app.example.com) or a suffix (.example.com), without scheme or port", h)
 		}
+	}
+}
+
+// AccessRules is the rule set the proxy and check-access judge with:
+// public_paths first, then access.rules, then access.default.
+func (c Config) AccessRules() access.Config {
+	ac := access.Config{
+		Default:              c.Access.Default,
+		CaseInsensitivePaths: c.Access.CaseInsensitivePaths,
+		PublicPaths:          c.PublicPaths,
+	}
+	for _, r := range c.Access.Rules {
+		ac.Rules = append(ac.Rules, access.Rule(r))
+	}
+	return ac
+}
+
+func (v *validator) access(c Config) {
+	a := c.Access
+	if h := a.GroupsHeader; h != "" {
+		const key = "access.groups_header"
+		norm := func(s string) string { return strings.ToLower(strings.ReplaceAll(s, "_", "-")) }
+		switch {
+		case strings.IndexFunc(h, func(r rune) bool { return !isTokenChar(r) }) >= 0:
+			v.failHint(key, "use letters, digits and !#$%&'*+-.^_`|~", "%q is not a valid header name", h)
+		case norm(h) == norm(c.IdentityHeader):
+			v.fail(key, "%s is also identity_header", h)
+		default:
+			for _, r := range reservedHeaders {
+				if norm(h) == norm(r) {
+					v.failHint(key, "choose a header of your own such as X-Auth-Groups", "%s is reserved", h)
+				}
+			}
+		}
+	}
+	_, err := access.Compile(c.AccessRules())
+	if err == nil {
+		return
+	}
+	list, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		v.fail("access", "%v", err)
+		return
+	}
+	for _, e := range list.Unwrap() {
+		ae, ok := e.(*access.Error)
+		if !ok {
+			v.fail("access", "%v", e)
+			continue
+		}
+		if ae.Field == "public_paths" {
+			continue // reported by the public_paths checks
+		}
+		v.fail("access."+ae.Key(), "%s", ae.Msg)
 	}
 }

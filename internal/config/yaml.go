@@ -235,6 +235,10 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		v.Set(reflect.ValueOf(list))
 		return
 	}
+	if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Struct {
+		d.mappings(n, v, path)
+		return
+	}
 	if n.Kind != yaml.ScalarNode {
 		d.fail(path, n.Line, "expected %s, got %s", typeName(v.Type()), kindName(n))
 		return
@@ -242,6 +246,38 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	if err := setScalar(v, n.Value); err != nil {
 		d.errs = append(d.errs, &fieldError{Key: path, Origin: lineOrigin(n.Line), Msg: err.msg, Hint: err.hint})
 	}
+}
+
+// maxListMappings bounds a list of mappings such as access.rules.
+const maxListMappings = 1000
+
+// mappings decodes a list of mappings (access.rules) into the slice v,
+// each item's keys named path[i].key.
+func (d *decoder) mappings(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.SequenceNode {
+		d.fail(path, n.Line, "expected a list of mappings, got %s", kindName(n))
+		return
+	}
+	if len(n.Content) > maxListMappings {
+		d.fail(path, n.Line, "more than %d items", maxListMappings)
+		return
+	}
+	if len(n.Content) == 0 {
+		v.SetZero() // rules: [] is no rules, as the default
+		return
+	}
+	list := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		item = deref(item)
+		key := fmt.Sprintf("%s[%d]", path, i)
+		d.origin[key] = lineOrigin(item.Line)
+		if isNull(item) || item.Kind != yaml.MappingNode {
+			d.fail(key, item.Line, "expected a mapping of keys, got %s", kindName(item))
+			continue
+		}
+		d.section(item, list.Index(i), key+".", 0)
+	}
+	v.Set(list)
 }
 
 func fieldByYAMLName(t reflect.Type, name string) (reflect.StructField, bool) {
