@@ -355,26 +355,46 @@ func TestLDAPREADMEExamplesPassCheckConfig(t *testing.T) {
 	}
 }
 
-// The live refresh against the directory, through the running binary: a
-// user removed from a group, a disabled and a deleted user are seen within
-// users.refresh_interval with no new sign-in (GET /admin/identity shows
-// what the access rules see); during an outage the last answer serves
-// until users.max_stale, then 503.
+// The live refresh against the directory, through the running binary: the
+// directory's groups decide an access rule; a user removed from a group, a
+// disabled and a deleted user lose that access within
+// users.refresh_interval with no new sign-in (their old tokens get 403 and
+// 401 user_unknown); during an outage the last answer serves until
+// users.max_stale, then 503.
 func TestLDAPLiveRefresh(t *testing.T) {
 	s := testsvc.StartSlapd(t)
 	up := newEchoUpstream(t)
 	dir := newDir(t, up.URL)
-	withAdminToken(t, dir)
+	cfgPath := withAdminToken(t, dir)
+	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The directory's groups decide access: /ops is for the ops group.
+	if _, err := f.WriteString("access:\n  rules:\n    - name: ops\n      paths: [/ops]\n      groups: [ops]\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 	in := start(t, dir, ldapEnv(s,
 		"TOKENGATE_USERS_REFRESH_INTERVAL=1s",
 		"TOKENGATE_USERS_MAX_STALE=3s",
 		"TOKENGATE_USERS_LDAP_USER_FILTER=(&(uid={username})(!(description=disabled)))",
 	)...)
+	tokens := map[string]string{}
 	for _, u := range []string{"alice", "bob", "carol"} {
-		login(t, in.Public, u, u+"-password-1")
+		tokens[u] = login(t, in.Public, u, u+"-password-1")
 	}
 	wantIdentity(t, in, "alice", "finance", "ops")
 	wantIdentity(t, in, "bob", "finance")
+	if r := call(t, "GET", in.Public+"/ops/x", tokens["alice"], ""); r.Code != http.StatusOK {
+		t.Fatalf("alice (ops) on /ops: %d %s, want 200", r.Code, r.Body)
+	}
+	if h, _ := up.headersSeen("/ops/x"); h.Get("X-Auth-Groups") != "finance,ops" {
+		t.Errorf("the app got X-Auth-Groups %q, want the directory's finance,ops", h.Get("X-Auth-Groups"))
+	}
+	if r := call(t, "GET", in.Public+"/ops/x", tokens["bob"], ""); r.Code != http.StatusForbidden {
+		t.Fatalf("bob (not ops) on /ops: %d %s, want 403", r.Code, r.Body)
+	}
 
 	admin := s.Admin(t)
 	mod := ldap.NewModifyRequest("cn=ops,ou=groups,dc=example,dc=com", nil)
@@ -404,6 +424,18 @@ func TestLDAPLiveRefresh(t *testing.T) {
 	}
 	if r := loginReply(t, in, "carol", "carol-password-1"); r.Code != http.StatusUnauthorized {
 		t.Errorf("disabled carol signing in: %d %s", r.Code, r.Body)
+	}
+	// Through the proxy, with the tokens issued before the changes.
+	if r := call(t, "GET", in.Public+"/ops/x", tokens["alice"], ""); r.Code != http.StatusForbidden {
+		t.Errorf("alice after leaving ops, on /ops: %d %s, want 403", r.Code, r.Body)
+	}
+	if r := call(t, "GET", in.Public+"/reports", tokens["alice"], ""); r.Code != http.StatusOK {
+		t.Errorf("alice elsewhere: %d %s, want 200", r.Code, r.Body)
+	}
+	for _, id := range []string{"bob", "carol"} {
+		if r := call(t, "GET", in.Public+"/reports", tokens[id], ""); r.Code != http.StatusUnauthorized || !strings.Contains(r.Body, "user_unknown") {
+			t.Errorf("%s's token after removal: %d %s, want 401 user_unknown", id, r.Code, r.Body)
+		}
 	}
 
 	s.Stop()
