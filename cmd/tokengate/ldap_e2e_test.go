@@ -191,6 +191,12 @@ func TestLDAPOutageDuringLogins(t *testing.T) {
 	up := newEchoUpstream(t)
 	in := start(t, newDir(t, up.URL), ldapEnv(s)...)
 	token := login(t, in.Public, "carol", "carol-password-1")
+	// Her identity is cached by her first request; within the refresh
+	// interval (and past it, until users.max_stale) an outage does not
+	// touch her.
+	if r := call(t, "GET", in.Public+"/app", token, ""); r.Code != http.StatusOK {
+		t.Fatalf("signed-in user: %d %s", r.Code, r.Body)
+	}
 
 	outage := func(what string) {
 		t.Helper()
