@@ -469,3 +469,17 @@ func TestLDAPMetricsExported(t *testing.T) {
 		t.Errorf(`tokengate_dependency_up{dependency="user_store"} = %v, want 1`, v)
 	}
 }
+
+// add-user refuses the read-only directory with a message that says where
+// users are made.
+func TestLDAPAddUserRefused(t *testing.T) {
+	dir := t.TempDir()
+	cfg := "tokens:\n  signing_key_file: signing.key\nusers:\n  backend: ldap\n  ldap:\n    url: ldaps://ldap.example.com\n    bind_dn: cn=x\n    bind_password_file: pw\n    base_dn: dc=x\n"
+	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := runBin(t, dir, "a-long-password-1\n", "add-user", "--config", "config.yaml", "--user", "newbie")
+	if code == 0 || !strings.Contains(errOut, "the LDAP directory is read-only") {
+		t.Fatalf("add-user on ldap: exit %d\n%s", code, errOut)
+	}
+}
