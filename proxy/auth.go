@@ -114,6 +114,16 @@ func (h *handler) checkToken(ctx context.Context, token string, refreshable bool
 		return verifyError(err)
 	}
 	revoked, err := h.revocation.Revoked(ctx, claims.ID, claims.Subject, claims.SignedInAt())
+	if err == nil && !revoked && claims.SessionID != "" {
+		// A token of an OIDC sign-in: its user is the provider's, from here on.
+		ctx = withOIDCToken(ctx)
+		revoked, err = h.providerSessionEnded(ctx, claims) // back-channel logout
+		if err == nil && !revoked {
+			if out, ended := h.oidcUserEnded(ctx, claims); ended {
+				return out
+			}
+		}
+	}
 	switch {
 	case err != nil && h.allowOnStoreError:
 		h.logger.LogAttrs(ctx, slog.LevelWarn, "revocation store unavailable; letting the token through (on_store_error: allow)",

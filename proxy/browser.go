@@ -106,6 +106,8 @@ type browser struct {
 	baseName    string // BrowserOptions.CookieName: the name without a prefix
 	csrfCookie  string // the CSRF cookie's name, __Host- prefixed when Secure
 	csrfBase    string // "<cookieName>_csrf": the CSRF cookie without a prefix
+	oidcBase    string // "<baseName>_oidc": the OpenID Connect ID token cookie
+	stateBase   string // "<baseName>_oidc_state": the OpenID Connect state cookie
 	secure      bool
 	domain      string
 	title       string
@@ -133,6 +135,7 @@ func newBrowser(rt Routes, b BrowserOptions) browser {
 	// __Host-: a sibling subdomain cannot plant its own CSRF cookie (the
 	// prefix needs Secure, Path=/ and no Domain, which this cookie has).
 	br.csrfBase = b.CookieName + "_csrf"
+	br.oidcBase, br.stateBase = b.CookieName+"_oidc", b.CookieName+"_oidc_state"
 	br.csrfCookie = br.csrfBase
 	if br.secure {
 		br.csrfCookie = "__Host-" + br.csrfCookie
@@ -326,7 +329,7 @@ func (b *browser) appCookies(vals []string) []string {
 // four names.
 func (b *browser) ownCookie(name string) bool {
 	name = strings.TrimPrefix(name, "__Host-")
-	return name == b.baseName || name == b.csrfBase
+	return name == b.baseName || name == b.csrfBase || name == b.oidcBase || name == b.stateBase
 }
 
 // queryValues returns the values of key in a raw query, decoded the way

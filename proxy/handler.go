@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"tokengate/access"
+	"tokengate/authn"
 	"tokengate/internal/accesslog"
 )
 
@@ -45,8 +46,14 @@ type handler struct {
 	metrics           *metrics
 	now               func() time.Time
 	browser           browser
-	verifyRoute       string // Routes.Verify; "" when off
-	forwardAuthz      bool   // Options.ForwardAuthorization
+	verifyRoute       string      // Routes.Verify; "" when off
+	forwardAuthz      bool        // Options.ForwardAuthorization
+	oidc              *oidcClient // nil: no OpenID Connect sign-in
+	oidcUsers         *oidcUsers  // nil: OIDC identities not kept (no Records)
+	// oidcIdentities answers who an OIDC token's user is now (the provider,
+	// through oidcUsers, cached per replica); nil without oidcUsers.
+	oidcIdentities *authn.Identities
+	pageCSP        string // the pages' Content-Security-Policy
 
 	tracer trace.Tracer // nil: tracing off
 
@@ -78,6 +85,12 @@ func New(opts Options) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: registering metrics: %w", err)
 	}
+	// Before the handler takes opts.Identities: OIDC tokens' users are
+	// answered by the provider's identities (see oidcAwareIdentities).
+	oidcParts, err := newOIDC(&opts)
+	if err != nil {
+		return nil, err
+	}
 	h := &handler{
 		upstream:          opts.Upstream,
 		identity:          newIdentityHeader(opts.IdentityHeader),
@@ -101,6 +114,15 @@ func New(opts Options) (http.Handler, error) {
 		verifyRoute:       opts.Routes.Verify,
 		tracer:            opts.Tracer,
 		forwardAuthz:      opts.ForwardAuthorization,
+	}
+	h.pageCSP = pageCSP
+	h.oidc, h.oidcUsers, h.oidcIdentities = oidcParts.client, oidcParts.users, oidcParts.identities
+	if opts.OIDC != nil {
+		if !opts.OIDC.NoProviderLogout {
+			// Signing out posts a form that redirects to the provider's
+			// end_session_endpoint: form-action must allow its origin.
+			h.pageCSP = pageContentSecurityPolicy(pageCSS, h.oidc.issuerOrigin)
+		}
 	}
 	rules := opts.Access
 	if rules == nil {
@@ -156,6 +178,11 @@ func (h *handler) buildEndpoints(rt Routes) map[string]endpoint {
 		add(rt.SignOut, routeSignOut, h.serveSignOut)
 	}
 	add(rt.Verify, routeVerify, h.serveVerify)
+	if h.oidc != nil {
+		add(rt.OIDCSignIn, routeOIDCSignIn, h.serveOIDCSignIn)
+		add(rt.OIDCCallback, routeOIDCCallback, h.serveOIDCCallback)
+		add(rt.BackchannelLogout, routeBackchannelLogout, h.serveBackchannelLogout)
+	}
 	return eps
 }
 

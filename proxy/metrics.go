@@ -23,9 +23,13 @@ const (
 	// routeNotFound: auth-server mode (no upstream), a path that is none
 	// of tokengate's routes; nothing is proxied, so not "proxy".
 	routeNotFound = "not_found"
+
+	routeOIDCSignIn        = "oidc_sign_in"
+	routeOIDCCallback      = "oidc_callback"
+	routeBackchannelLogout = "backchannel_logout"
 )
 
-var routeNames = [...]string{routeLogin, routeLogout, routeLogoutAll, routeSession, routeUsers, routeJWKS, routeProxy, routePublic, routeSignIn, routeSignOut, routeVerify, routeNotFound}
+var routeNames = [...]string{routeLogin, routeLogout, routeLogoutAll, routeSession, routeUsers, routeJWKS, routeProxy, routePublic, routeSignIn, routeSignOut, routeVerify, routeNotFound, routeOIDCSignIn, routeOIDCCallback, routeBackchannelLogout}
 
 // Auth decision results.
 const (

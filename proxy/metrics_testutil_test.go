@@ -31,7 +31,7 @@ const (
 )
 
 // contractRoutes is the route label's whole vocabulary (README, "Metrics").
-var contractRoutes = []string{"jwks", "login", "logout", "logout_all", "not_found", "proxy", "public", "session", "sign_in", "sign_out", "users", "verify"}
+var contractRoutes = []string{"backchannel_logout", "jwks", "login", "logout", "logout_all", "not_found", "oidc_callback", "oidc_sign_in", "proxy", "public", "session", "sign_in", "sign_out", "users", "verify"}
 
 // durationCounts is the expected exposition of the duration histogram
 // (through countsOnly) with n observations per route, 0 for the others.

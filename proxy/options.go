@@ -88,6 +88,14 @@ type Routes struct {
 	// nginx auth_request, Caddy forward_auth, Traefik ForwardAuth, Envoy
 	// ext_authz), any method. Default /tokengate/verify.
 	Verify string
+	// OIDCSignIn starts a sign-in at the OpenID Connect provider (GET, the
+	// sign-in page's button), OIDCCallback is where the provider sends the
+	// browser back, BackchannelLogout takes the provider's logout tokens.
+	// Served only with Options.OIDC; defaults /tokengate/oidc/sign_in,
+	// /tokengate/oidc/callback, /tokengate/oidc/backchannel_logout.
+	OIDCSignIn        string
+	OIDCCallback      string
+	BackchannelLogout string
 }
 
 // Registration modes for the users route.
@@ -118,7 +126,11 @@ type Options struct {
 	TrustedProxies []netip.Prefix // peers whose X-Forwarded-* are kept; none by default
 	Routes         Routes
 	Browser        BrowserOptions // browser sign-in; only used when Routes.SignIn is set
-	MaxBodyBytes   int64          // identity endpoint bodies; default 64 KiB; 413 past it
+	// OIDC adds sign-in through an OpenID Connect provider to browser
+	// sign-in, and its back-channel logout. nil: off (the OIDC routes are
+	// not served).
+	OIDC         *OIDCOptions
+	MaxBodyBytes int64 // identity endpoint bodies; default 64 KiB; 413 past it
 
 	// ForwardAuthorization keeps the client's Authorization: Bearer header
 	// in what the app receives. Default false: it is removed (public paths
@@ -181,6 +193,13 @@ func (o Options) withDefaults() Options {
 		o.Registration = RegistrationOff
 	}
 	o.Browser = o.Browser.withDefaults()
+	if o.OIDC != nil {
+		oc := *o.OIDC // the caller's value is not changed
+		oc.withDefaults()
+		o.OIDC = &oc
+	} else {
+		o.Routes.OIDCSignIn, o.Routes.OIDCCallback, o.Routes.BackchannelLogout = "", "", ""
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -259,6 +278,11 @@ func (o Options) validate() error {
 	if err := o.Browser.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if o.OIDC != nil {
+		if err := o.OIDC.validate(o.Routes, newRedirectHosts(o.Browser.AllowedRedirectHosts)); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -274,6 +298,9 @@ func (r Routes) byName() []struct{ name, path string } {
 		{routeSignIn, r.SignIn},
 		{routeSignOut, r.SignOut},
 		{routeVerify, r.Verify},
+		{routeOIDCSignIn, r.OIDCSignIn},
+		{routeOIDCCallback, r.OIDCCallback},
+		{routeBackchannelLogout, r.BackchannelLogout},
 	}
 }
 

@@ -40,10 +40,16 @@ func mustRead(fsys embed.FS, name string) string {
 
 // pageContentSecurityPolicy allows nothing but the one inline stylesheet
 // and form posts to this origin: no script at all, no framing, no <base>.
-func pageContentSecurityPolicy(css string) string {
+// formOrigins are other origins a form may end up at (the OpenID Connect
+// provider, where signing out continues).
+func pageContentSecurityPolicy(css string, formOrigins ...string) string {
 	sum := sha256.Sum256([]byte(css))
+	action := "'self'"
+	for _, o := range formOrigins {
+		action += " " + o
+	}
 	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; " +
-		"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+		"form-action " + action + "; frame-ancestors 'none'; base-uri 'none'"
 }
 
 // pageData is what the templates show. Every field is escaped by
@@ -57,6 +63,11 @@ type pageData struct {
 	Username string
 	Message  string
 	Notice   string // news that is not an error (signed out)
+	// The OpenID Connect provider's button: its label and link ("" = none),
+	// and whether the password form is shown beside it.
+	Provider     string
+	ProviderURL  string
+	PasswordForm bool
 }
 
 // Messages on the pages. The sign-in failure never says which of the two
@@ -95,7 +106,7 @@ func (h *handler) renderPage(w http.ResponseWriter, name string, status int, d p
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
-	hdr.Set("Content-Security-Policy", pageCSP)
+	hdr.Set("Content-Security-Policy", h.pageCSP)
 	hdr.Set("X-Frame-Options", "DENY")
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Referrer-Policy", "no-referrer")
@@ -131,7 +142,17 @@ func (h *handler) signInPageWith(w http.ResponseWriter, r *http.Request, status 
 		d.RD = "" // the default: keep the form (and the URL) short
 	}
 	d.Action = h.browser.signIn
-	d.CSRF = h.browser.ensureCSRF(w, r, csrfSignIn)
+	d.PasswordForm = true
+	if h.oidc != nil {
+		d.Provider, d.PasswordForm = h.oidc.opts.Name, !h.oidc.opts.HidePasswordForm
+		d.ProviderURL = h.oidc.signInRoute
+		if d.RD != "" {
+			d.ProviderURL += "?rd=" + url.QueryEscape(d.RD)
+		}
+	}
+	if d.PasswordForm {
+		d.CSRF = h.browser.ensureCSRF(w, r, csrfSignIn)
+	}
 	h.renderPage(w, "sign_in.html", status, d)
 }
 
@@ -149,6 +170,11 @@ func signedOutNotice(v string) string {
 }
 
 func (h *handler) signIn(w http.ResponseWriter, r *http.Request) {
+	if h.oidc != nil && h.oidc.opts.HidePasswordForm {
+		h.countLogin(r, loginMalformed, "")
+		h.signInPage(w, r, http.StatusForbidden, "", "", msgPasswordOff)
+		return
+	}
 	if h.browser.crossOrigin.Check(r) != nil {
 		h.countLogin(r, loginMalformed, "")
 		h.signInPage(w, r, http.StatusForbidden, "", "", msgCrossSite)
@@ -346,6 +372,10 @@ func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errMalformedRequest)
 		return
 	}
+	var (
+		c        authn.Claims // the signed-out session, for the provider's logout
+		signedIn bool
+	)
 	// What the sign-in page will say: "everywhere" only when every token
 	// of the user was revoked; without a valid cookie nothing was, and
 	// only this browser's cookie is cleared.
@@ -354,6 +384,7 @@ func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
 		out := h.judge(r, token, authOutcome{}, false)
 		switch {
 		case out.allowed():
+			c, signedIn = out.claims, true
 			stateFrom(r.Context()).setClaims(out.claims)
 			if err := revoke(r.Context(), out.claims); err != nil {
 				// The cookie stays: the user can retry, and is not told they
@@ -377,6 +408,6 @@ func (h *handler) signOut(w http.ResponseWriter, r *http.Request) {
 	h.browser.clearHostOnlyCookie(w)
 	h.browser.clearSessionCookie(w)
 	noStore(w)
-	w.Header().Set("Location", h.browser.signIn+"?"+signedOutParam+"="+ended)
+	w.Header().Set("Location", h.afterSignOut(w, r, c, signedIn, h.browser.signIn+"?"+signedOutParam+"="+ended))
 	w.WriteHeader(http.StatusSeeOther)
 }

@@ -313,10 +313,16 @@ func (s *BoltStore) sweep() (int, error) {
 		}); err != nil {
 			return err
 		}
-		return expired(bucketUsers, func(v []byte) bool {
+		if err := expired(bucketUsers, func(v []byte) bool {
 			u, ok := decodeCutoff(v)
 			return !ok || u.until <= now
-		})
+		}); err != nil {
+			return err
+		}
+		if tx.Bucket(bucketRecords) == nil {
+			return nil
+		}
+		return expired(bucketRecords, func(v []byte) bool { return recordExpired(v, now) })
 	})
 	return deleted, err
 }

@@ -24,7 +24,8 @@ type MemoryStore struct {
 	mu        sync.Mutex
 	tokens    map[string]int64 // jti -> exp (unix ns)
 	users     map[string]userCutoff
-	longest   time.Duration // NoteLifetime's maximum
+	records   map[string]memoryRecord // Records; nil until the first
+	longest   time.Duration           // NoteLifetime's maximum
 	lastSweep int64
 	closed    bool
 }

@@ -201,6 +201,10 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 			return nil, err
 		}
 	}
+	oidcOpts, err := oidcOptions(cfg, a.store)
+	if err != nil {
+		return nil, err
+	}
 	rules, err := compileAccess(cfg)
 	if err != nil {
 		return nil, err
@@ -214,6 +218,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, access *ac
 		TrustedProxies:    parsePrefixes(cfg.TrustedProxies),
 		Routes:            proxy.Routes(cfg.Routes),
 		Browser:           browser,
+		OIDC:              oidcOpts,
 		MaxBodyBytes:      cfg.Server.MaxBodyBytes,
 		Tokens:            a.tokens,
 		JWKS:              a.tokens.JWKS,

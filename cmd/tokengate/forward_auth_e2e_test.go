@@ -469,6 +469,7 @@ func TestForwardAuthIngress(t *testing.T) {
 				}{
 					{"session and CSRF cookies among the app's", "/app/cookie%d", "app=1; tokengate=" + token + "; tokengate_csrf=x; __Host-tokengate_csrf=y; other=2", nil, "app=1; other=2"},
 					{"only tokengate's cookies", "/app/cookie%d", "tokengate=" + token + "; __Host-tokengate_csrf=y", nil, ""},
+					{"OpenID Connect cookies among the app's", "/app/cookie%d", "app=1; tokengate=" + token + "; tokengate_oidc=s; __Host-tokengate_oidc_state=t; other=2", nil, "app=1; other=2"},
 					{"bearer, only the app's cookies", "/app/cookie%d", "a=1; b=2", [][2]string{{"Authorization", "Bearer " + token}}, "a=1; b=2"},
 					{"public path, anonymous with a bad session cookie", "/public/cookie%d", "a=1; tokengate=garbage", nil, "a=1"},
 					{"a large app cookie beside the session cookie", "/app/cookie%d", big + "; tokengate=" + token, nil, big},

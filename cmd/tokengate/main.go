@@ -125,7 +125,7 @@ func usage(w io.Writer) {
 
 commands:
   serve --config FILE              run the sidecar (embedded defaults without --config)
-  check-config --config FILE [--config-only]
+  check-config --config FILE [--config-only] [--probe]
                                    validate config and the files it names; exit 2 on problems
   check-access --config FILE [--user ID | --groups a,b | --anonymous] [--client IP] METHOD URL
                                    explain which access rule decides a request and why;

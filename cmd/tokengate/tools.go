@@ -24,7 +24,7 @@ func cmdCheckConfig(args []string, e env) int {
 	fset := newFlagSet("check-config", e)
 	configPath := fset.String("config", "", "config file (YAML)")
 	configOnly := fset.Bool("config-only", false, "check the configuration alone: open none of the files it names and no database (for a config written for another machine, e.g. a pod)")
-	probe := fset.Bool("probe", false, "also bind to the LDAP directory as the service account (users.backend ldap), so a wrong DN, password or certificate shows before deploying")
+	probe := fset.Bool("probe", false, "also contact what the config names: bind to the LDAP directory as the service account (users.backend ldap), fetch the OpenID Connect provider's discovery document (oidc.issuer)")
 	if code, ok := parseFlags(fset, args, e); !ok {
 		return code
 	}
@@ -46,7 +46,17 @@ func cmdCheckConfig(args []string, e env) int {
 		}
 	}
 	for _, w := range cfg.LDAPWarnings() {
-		fmt.Fprintf(e.stderr, "tokengate: warning: %s\n", w)
+		fmt.Fprintf(e.stderr, "warning: %s\n", w)
+	}
+	if *probe {
+		found, err := probeOIDC(cfg)
+		if err != nil {
+			reportProblems(e, *configPath, []error{err})
+			return exitConfig
+		}
+		if found != "" {
+			fmt.Fprintln(e.stdout, found)
+		}
 	}
 	what := "configuration OK"
 	if *configOnly {
@@ -157,6 +167,7 @@ func checkFiles(cfg config.Config) []error {
 	for key, f := range map[string]string{
 		"users.postgres_password_file":   cfg.Users.PostgresPasswordFile,
 		"revocation.redis_password_file": cfg.Revocation.RedisPasswordFile,
+		"oidc.client_secret_file":        cfg.OIDC.ClientSecretFile,
 	} {
 		if _, err := optionalSecret(cfg.Resolve(f), f); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", key, err))

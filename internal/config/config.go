@@ -41,6 +41,7 @@ type Config struct {
 	Revocation      RevocationConfig `yaml:"revocation"`
 	Routes          RoutesConfig     `yaml:"routes"`
 	Browser         BrowserConfig    `yaml:"browser"`
+	OIDC            OIDCConfig       `yaml:"oidc"`
 	Access          AccessConfig     `yaml:"access"`
 
 	// ForwardAuthorization passes the client's Authorization: Bearer header
@@ -146,6 +147,10 @@ type RoutesConfig struct {
 	SignIn    string `yaml:"sign_in"`    // /tokengate/sign_in; "" disables browser sign-in
 	SignOut   string `yaml:"sign_out"`   // /tokengate/sign_out
 	Verify    string `yaml:"verify"`     // /tokengate/verify; forward auth's endpoint; "" disables
+	// The OpenID Connect routes, served only when oidc.issuer is set.
+	OIDCSignIn        string `yaml:"oidc_sign_in"`       // /tokengate/oidc/sign_in: starts a sign-in at the provider
+	OIDCCallback      string `yaml:"oidc_callback"`      // /tokengate/oidc/callback: oidc.redirect_url's path
+	BackchannelLogout string `yaml:"backchannel_logout"` // /tokengate/oidc/backchannel_logout: the provider's logout tokens
 }
 
 // BrowserConfig tunes browser sign-in (routes.sign_in): the session cookie
@@ -159,6 +164,34 @@ type BrowserConfig struct {
 	// AllowedRedirectHosts are the hosts (or .example.com suffixes) an
 	// absolute rd may name after sign-in (forward auth); none.
 	AllowedRedirectHosts []string `yaml:"allowed_redirect_hosts"`
+}
+
+// OIDCConfig is sign-in through an external OpenID Connect provider
+// (authorization code flow with PKCE), and its back-channel logout. An empty
+// issuer turns it off. The client secret comes from client_secret_file or
+// TOKENGATE_OIDC_CLIENT_SECRET, never from the YAML.
+type OIDCConfig struct {
+	Issuer           string   `yaml:"issuer"`             // "" = no external sign-in; discovery at <issuer>/.well-known/openid-configuration
+	ClientID         string   `yaml:"client_id"`          // as registered at the provider
+	ClientSecretFile string   `yaml:"client_secret_file"` // file holding the client secret
+	ClientSecret     string   `yaml:"client_secret"`      // environment only (TOKENGATE_OIDC_CLIENT_SECRET); refused in the YAML
+	RedirectURL      string   `yaml:"redirect_url"`       // absolute; its path is routes.oidc_callback
+	Scopes           []string `yaml:"scopes"`             // [openid, profile, email]
+	IDClaim          string   `yaml:"id_claim"`           // sub | email (needs email_verified) | preferred_username; sub
+	UsernameClaim    string   `yaml:"username_claim"`     // the name shown and logged; preferred_username (falls back to the id)
+	GroupsClaim      string   `yaml:"groups_claim"`       // groups
+	Name             string   `yaml:"name"`               // the sign-in button's label; Single sign-on
+	// AllowedEmailDomains and AllowedGroups refuse everyone else (empty: no
+	// such check). A domain needs a verified email.
+	AllowedEmailDomains []string `yaml:"allowed_email_domains"`
+	AllowedGroups       []string `yaml:"allowed_groups"`
+	PasswordForm        bool     `yaml:"password_form"`   // true: the password form stays beside the button; false: the button alone
+	ProviderLogout      bool     `yaml:"provider_logout"` // true: signing out also ends the provider session (RP-initiated logout)
+	// PostLogoutRedirectURL is where the provider sends the browser after
+	// its logout; "" = the sign-in page on redirect_url's origin. Register it
+	// at the provider.
+	PostLogoutRedirectURL string        `yaml:"post_logout_redirect_url"`
+	Timeout               time.Duration `yaml:"timeout"` // each call to the provider (discovery, keys, token); 10s
 }
 
 // AccessConfig says what a caller may reach: rules, first match wins
@@ -247,11 +280,25 @@ func Default() Config {
 			SignIn:    "/tokengate/sign_in",
 			SignOut:   "/tokengate/sign_out",
 			Verify:    "/tokengate/verify",
+
+			OIDCSignIn:        "/tokengate/oidc/sign_in",
+			OIDCCallback:      "/tokengate/oidc/callback",
+			BackchannelLogout: "/tokengate/oidc/backchannel_logout",
 		},
 		Browser: BrowserConfig{
 			CookieName:   "tokengate",
 			CookieSecure: true,
 			Title:        "Sign in",
+		},
+		OIDC: OIDCConfig{
+			Scopes:         []string{"openid", "profile", "email"},
+			IDClaim:        "sub",
+			UsernameClaim:  "preferred_username",
+			GroupsClaim:    "groups",
+			Name:           "Single sign-on",
+			PasswordForm:   true,
+			ProviderLogout: true,
+			Timeout:        10 * time.Second,
 		},
 		Access: AccessConfig{
 			Default:      "authenticated",

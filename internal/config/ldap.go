@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -177,15 +176,6 @@ func ldapAttributeName(s string) bool {
 		}
 	}
 	return s != ""
-}
-
-// loopbackHost reports whether host is this machine (localhost, 127/8, ::1).
-func loopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // LDAPWarnings are what check-config and serve warn about in users.ldap

@@ -123,8 +123,14 @@ func (c Config) Validate() error {
 	}
 
 	v.revocation(c.Revocation)
-	v.routes(c.Routes, public)
+	routes := c.Routes
+	if c.OIDC.Issuer == "" {
+		// Not served: neither checked nor in the way of another route.
+		routes.OIDCSignIn, routes.OIDCCallback, routes.BackchannelLogout = "", "", ""
+	}
+	v.routes(routes, public)
 	v.browser(c.Browser, c.Routes)
+	v.oidc(c.OIDC, c.Routes)
 	v.access(c)
 	if r := c.Tracing.SamplerRatio; !(r >= 0 && r <= 1) {
 		v.fail("tracing.sampler_ratio", "must be between 0 and 1 (a fraction of new traces), got %v", r)
@@ -374,6 +380,9 @@ func (v *validator) routes(r RoutesConfig, public []string) {
 		{"routes.sign_in", r.SignIn},
 		{"routes.sign_out", r.SignOut},
 		{"routes.verify", r.Verify},
+		{"routes.oidc_sign_in", r.OIDCSignIn},
+		{"routes.oidc_callback", r.OIDCCallback},
+		{"routes.backchannel_logout", r.BackchannelLogout},
 	} {
 		if route.path == "" {
 			continue // disabled
