@@ -14,6 +14,16 @@ type UserStore interface {
 	LookupUser(ctx context.Context, username string) (User, error) // ErrUserNotFound
 }
 
+// PasswordChecker is a user store that checks passwords itself (a
+// directory: search, then bind as the entry found). The Authenticator uses
+// it instead of comparing hashes when the store implements it; the
+// malformed-name check and the throttle still come first.
+type PasswordChecker interface {
+	// CheckPassword returns the user, ErrInvalidCredentials (wrong or empty
+	// password), ErrUserNotFound (possibly wrapped) or a store failure.
+	CheckPassword(ctx context.Context, username, password string) (User, error)
+}
+
 // hashInventory is a user store that knows the parameters of every hash it
 // holds (the users file): its most expensive one is the dummy for unknown
 // names, exactly, whatever the configuration says.
@@ -112,6 +122,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password, cl
 	if wait > 0 {
 		return User{}, &ThrottledError{RetryAfter: wait}
 	}
+	if pc, ok := a.users.(PasswordChecker); ok {
+		return a.checkWith(ctx, pc, username, password, at)
+	}
 	u, err := a.users.LookupUser(ctx, username)
 	switch {
 	case errors.Is(err, ErrUserNotFound):
@@ -169,4 +182,22 @@ func (a *Authenticator) padFailure(p hashParams, password string) {
 func (a *Authenticator) refuse(password string) error {
 	a.check(a.dummyHash(), password)
 	return ErrInvalidCredentials // the attempt reserved before stays counted
+}
+
+// checkWith lets a PasswordChecker store judge the password; the attempt
+// reserved before is counted as for a hash check.
+func (a *Authenticator) checkWith(ctx context.Context, pc PasswordChecker, username, password string, at attempt) (User, error) {
+	u, err := pc.CheckPassword(ctx, username, password)
+	switch {
+	case errors.Is(err, ErrInvalidCredentials), errors.Is(err, ErrUserNotFound):
+		return User{}, ErrInvalidCredentials // the attempt reserved before stays counted
+	case err != nil:
+		a.throttle.release(at)
+		return User{}, fmt.Errorf("authn: check password: %w", err)
+	}
+	a.throttle.succeed(at)
+	if u.ID == "" {
+		u.ID = u.Username
+	}
+	return u, nil
 }

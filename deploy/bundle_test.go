@@ -106,6 +106,12 @@ type sidecarConfig struct {
 	Users struct {
 		Backend string `json:"backend"`
 		File    string `json:"file"`
+		LDAP    struct {
+			BindPasswordFile string `json:"bind_password_file"`
+			CAFile           string `json:"ca_file"`
+			ClientCertFile   string `json:"client_cert_file"`
+			ClientKeyFile    string `json:"client_key_file"`
+		} `json:"ldap"`
 	} `json:"users"`
 	Revocation struct {
 		Backend           string `json:"backend"`

@@ -135,6 +135,12 @@ var chartValueSets = map[string]map[string]any{
 		"trustedProxies": []any{"10.0.0.0/8"}, "ingress.hosts": []any{"app.example.com", "shop.example.com"},
 	},
 	"forward auth one replica on bolt": {"mode": "forwardAuth", "trustedProxies": []any{"10.42.0.0/16"}},
+	"sidecar with LDAP users": {
+		"secrets.ldapPassword": "service-secret", "secrets.ldapCA": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+		"config": map[string]any{"users": map[string]any{"backend": "ldap", "ldap": map[string]any{
+			"url": "ldaps://ldap.example.com:636", "bind_dn": "cn=tokengate,ou=services,dc=example,dc=com", "base_dn": "ou=people,dc=example,dc=com",
+		}}},
+	},
 	"tracing on": {"tracing.enabled": true, "tracing.samplerRatio": 0.05,
 		"extraEnv": []any{map[string]any{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://tempo.monitoring:4318"}}},
 }

@@ -396,6 +396,23 @@ func deploymentProblems(b bundle, d *appsv1.Deployment) []error {
 	if cfg.Revocation.Backend == "redis" {
 		files = append(files, struct{ key, path, kind string }{"revocation.redis_password_file", cfg.Revocation.RedisPasswordFile, "Secret"})
 	}
+	if cfg.Users.Backend == "ldap" {
+		l := cfg.Users.LDAP
+		files = append(files,
+			struct{ key, path, kind string }{"users.ldap.bind_password_file", l.BindPasswordFile, "Secret"},
+			struct{ key, path, kind string }{"users.ldap.ca_file", l.CAFile, "Secret"},
+			struct{ key, path, kind string }{"users.ldap.client_cert_file", l.ClientCertFile, "Secret"},
+			struct{ key, path, kind string }{"users.ldap.client_key_file", l.ClientKeyFile, "Secret"})
+		// The directory's service password: a Secret file, or the
+		// variable from a secretKeyRef; never a literal in the manifest.
+		e, fromEnv := envValue(*tg, "TOKENGATE_USERS_LDAP_BIND_PASSWORD")
+		switch {
+		case fromEnv && e.ValueFrom == nil:
+			bad("TOKENGATE_USERS_LDAP_BIND_PASSWORD is a literal in the manifest: take it from a Secret (valueFrom.secretKeyRef) or use users.ldap.bind_password_file")
+		case !fromEnv && l.BindPasswordFile == "":
+			bad("users.backend ldap needs users.ldap.bind_password_file (a Secret file) or TOKENGATE_USERS_LDAP_BIND_PASSWORD from a secretKeyRef")
+		}
+	}
 	for _, f := range files {
 		if f.path == "" {
 			continue

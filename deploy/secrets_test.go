@@ -82,7 +82,7 @@ func TestOptionalSecretItems(t *testing.T) {
 			}
 		}
 	}
-	for _, key := range []string{"admin.token", "verification-1.pem", "verification-2.pem"} {
+	for _, key := range []string{"admin.token", "verification-1.pem", "verification-2.pem", "ldap-password", "ldap-ca.pem"} {
 		if optional[key] == "" {
 			t.Errorf("no optional Secret item %s in the base (got %v)", key, optional)
 		}
@@ -153,5 +153,77 @@ func TestRedisOverlaySecrets(t *testing.T) {
 	}
 	if slices.ContainsFunc(errs, func(e error) bool { return strings.Contains(e.Error(), "hunter2") }) {
 		t.Errorf("the complaint repeats the password: %v", errs)
+	}
+}
+
+// LDAP users in the kit: the service password and the CA come from
+// optional items of the Secret, or the password from a secretKeyRef;
+// naming a file the Secret lacks, or a literal password in the manifest,
+// is refused.
+func TestLDAPSecretItems(t *testing.T) {
+	raw, err := os.ReadFile("kubernetes/base/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ldap := func(password string) string {
+		return strings.Replace(string(raw), "  backend: file\n", `  backend: ldap
+  ldap:
+    url: ldaps://ldap.example.com:636
+    ca_file: /etc/tokengate/secret/ldap-ca.pem
+    bind_dn: cn=tokengate,ou=services,dc=example,dc=com
+`+password+`    base_dn: ou=people,dc=example,dc=com
+`, 1)
+	}
+	recipe := func(config, secretFiles, patch string) bundle {
+		files := map[string]string{
+			"signing.key":   "new key",
+			"users.yaml":    "users: []\n",
+			"ldap-password": "service-secret",
+			"ldap-ca.pem":   "a CA",
+			"config.yaml":   config,
+			"kustomization.yaml": `resources: [BASE]
+configMapGenerator:
+  - name: tokengate-config
+    behavior: replace
+    files: [config.yaml]
+secretGenerator:
+  - name: tokengate-secrets
+    behavior: replace
+    files: [` + secretFiles + `]
+` + patch,
+		}
+		return buildRecipe(t, files)
+	}
+	withFile := ldap("    bind_password_file: /etc/tokengate/secret/ldap-password\n")
+	if !strings.Contains(withFile, "backend: ldap") {
+		t.Fatal("the base config.yaml has no users.backend: file line to replace")
+	}
+	if errs := sidecarProblems(recipe(withFile, "signing.key, users.yaml, ldap-password, ldap-ca.pem", "")); len(errs) != 0 {
+		t.Errorf("LDAP with the password and CA files: %v", errs)
+	}
+	errs := sidecarProblems(recipe(withFile, "signing.key, users.yaml, ldap-ca.pem", ""))
+	if !slices.ContainsFunc(errs, func(e error) bool { return strings.Contains(e.Error(), "has no key ldap-password") }) {
+		t.Errorf("a password file the Secret lacks is not refused: %v", errs)
+	}
+	envPatch := func(value string) string {
+		return `patches:
+  - target: {kind: Deployment}
+    patch: |-
+      - op: add
+        path: /spec/template/spec/containers/1/env/-
+        value: ` + value + "\n"
+	}
+	fromRef := envPatch(`{name: TOKENGATE_USERS_LDAP_BIND_PASSWORD, valueFrom: {secretKeyRef: {name: tokengate-secrets, key: ldap-password}}}`)
+	if errs := sidecarProblems(recipe(ldap(""), "signing.key, users.yaml, ldap-password, ldap-ca.pem", fromRef)); len(errs) != 0 {
+		t.Errorf("LDAP with the password from a secretKeyRef: %v", errs)
+	}
+	literal := envPatch(`{name: TOKENGATE_USERS_LDAP_BIND_PASSWORD, value: hunter2}`)
+	errs = sidecarProblems(recipe(ldap(""), "signing.key, users.yaml, ldap-ca.pem", literal))
+	if !slices.ContainsFunc(errs, func(e error) bool { return strings.Contains(e.Error(), "literal in the manifest") }) {
+		t.Errorf("a literal password in the manifest is not refused: %v", errs)
+	}
+	errs = sidecarProblems(recipe(ldap(""), "signing.key, users.yaml, ldap-ca.pem", ""))
+	if !slices.ContainsFunc(errs, func(e error) bool { return strings.Contains(e.Error(), "needs users.ldap.bind_password_file") }) {
+		t.Errorf("no password source is not refused: %v", errs)
 	}
 }

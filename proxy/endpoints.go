@@ -66,6 +66,10 @@ func (h *handler) loginFailed(w http.ResponseWriter, r *http.Request, err error)
 		}
 		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(retry.Seconds())), 10))
 		writeError(w, errThrottled)
+	case errors.Is(err, authn.ErrUsersUnavailable):
+		h.countLogin(r, loginError, "")
+		h.logError(r.Context(), "login: user store unavailable", err)
+		writeError(w, errLoginUsersUnavailable)
 	default:
 		h.countLogin(r, loginError, "")
 		h.logError(r.Context(), "login: user store failed", err)

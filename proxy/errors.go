@@ -51,6 +51,11 @@ var (
 	errTooManyMethods  = apiError{http.StatusBadRequest, "malformed_request", "too many method override headers"}
 )
 
+// errLoginUsersUnavailable: the user store (a directory) cannot check a
+// login now; said alike for every name, so it never tells whether the name
+// exists.
+var errLoginUsersUnavailable = apiError{http.StatusServiceUnavailable, "users_unavailable", "the user directory is unavailable; retry later"}
+
 // withPolicyReason tells the client which name or password rule failed
 // (authn.PolicyError's Reason never contains the password).
 func withPolicyReason(e apiError, err error) apiError {

@@ -104,6 +104,8 @@ func openWritableUsers(ctx context.Context, cfg config.Config) (authn.UserCreato
 		return pu, pu.Close, nil
 	case u.Backend == "postgres":
 		return nil, nil, errors.New("users.query: the legacy query store is read-only: add the user in the app's own table")
+	case u.Backend == "ldap":
+		return nil, nil, errors.New("users.backend: the LDAP directory is read-only: create the user (and set passwords) in the directory")
 	default:
 		return nil, nil, fmt.Errorf("users.backend: the %s store is read-only here: add an entry to %s with a hash from tokengate hash-password", u.Backend, u.File)
 	}

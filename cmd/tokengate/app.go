@@ -300,6 +300,17 @@ func (a *app) openUsers(ctx context.Context, reg prometheus.Registerer) (authn.U
 			return nil, nil
 		}
 		return pu, nil
+	case "ldap":
+		for _, w := range cfg.LDAPWarnings() {
+			a.log.Warn(w)
+		}
+		lu, err := openLDAPUsers(cfg, reg, a.log)
+		if err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, func() error { lu.Close(); return nil })
+		a.users = lu
+		return nil, nil // read-only: registration is refused by validation
 	}
 	return nil, fmt.Errorf("users.backend: unknown backend %q", cfg.Users.Backend)
 }

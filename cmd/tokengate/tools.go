@@ -24,7 +24,7 @@ func cmdCheckConfig(args []string, e env) int {
 	fset := newFlagSet("check-config", e)
 	configPath := fset.String("config", "", "config file (YAML)")
 	configOnly := fset.Bool("config-only", false, "check the configuration alone: open none of the files it names and no database (for a config written for another machine, e.g. a pod)")
-	probe := fset.Bool("probe", false, "also fetch the OpenID Connect provider's discovery document (oidc.issuer)")
+	probe := fset.Bool("probe", false, "also contact what the config names: bind to the LDAP directory as the service account (users.backend ldap), fetch the OpenID Connect provider's discovery document (oidc.issuer)")
 	if code, ok := parseFlags(fset, args, e); !ok {
 		return code
 	}
@@ -37,10 +37,16 @@ func cmdCheckConfig(args []string, e env) int {
 		if len(errs) == 0 {
 			errs = checkServices(cfg)
 		}
+		if len(errs) == 0 && *probe {
+			errs = probeDirectory(cfg)
+		}
 		if len(errs) > 0 {
 			reportProblems(e, *configPath, errs)
 			return exitConfig
 		}
+	}
+	for _, w := range cfg.LDAPWarnings() {
+		fmt.Fprintf(e.stderr, "warning: %s\n", w)
 	}
 	if *probe {
 		found, err := probeOIDC(cfg)
@@ -104,6 +110,25 @@ func checkServices(cfg config.Config) []error {
 	return nil
 }
 
+// probeDirectory binds to the LDAP directory as the service account
+// (check-config --probe); nothing for other backends.
+func probeDirectory(cfg config.Config) []error {
+	if cfg.Users.Backend != "ldap" {
+		return nil
+	}
+	lu, err := openLDAPUsers(cfg, nil, nil)
+	if err != nil {
+		return []error{err}
+	}
+	defer lu.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Users.LDAP.DialTimeout+cfg.Users.LDAP.Timeout)
+	defer cancel()
+	if err := lu.Ping(ctx); err != nil {
+		return []error{fmt.Errorf("users.ldap: the service account's bind to %s failed: %w", cfg.Users.LDAP.URL, err)}
+	}
+	return nil
+}
+
 // checkFiles loads what the config names without side effects: a signing key
 // that does not exist yet is fine (serve creates it).
 func checkFiles(cfg config.Config) []error {
@@ -127,6 +152,11 @@ func checkFiles(cfg config.Config) []error {
 	if cfg.Users.Backend == "file" {
 		if _, err := authn.LoadFileUsers(cfg.Resolve(cfg.Users.File), authn.FileUsersOptions{}); err != nil {
 			errs = append(errs, fmt.Errorf("users.file: %w", err))
+		}
+	}
+	if cfg.Users.Backend == "ldap" {
+		if _, err := ldapOptions(cfg, nil, nil); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if cfg.AdminTokenFile != "" {

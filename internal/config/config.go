@@ -93,7 +93,7 @@ type TokensConfig struct {
 
 // UsersConfig chooses and tunes the user store.
 type UsersConfig struct {
-	Backend              string        `yaml:"backend"`                // file | bolt | postgres
+	Backend              string        `yaml:"backend"`                // file | bolt | postgres | ldap
 	File                 string        `yaml:"file"`                   // backend file; users.yaml
 	Path                 string        `yaml:"path"`                   // backend bolt; data/users.db
 	PostgresURL          string        `yaml:"postgres_url"`           // backend postgres
@@ -110,6 +110,7 @@ type UsersConfig struct {
 	RefreshInterval      time.Duration `yaml:"refresh_interval"`       // group changes and removals apply within it; 1m
 	MaxStale             time.Duration `yaml:"max_stale"`              // store outage: last known identities served this long, then 503; 5m
 	DefaultGroups        []string      `yaml:"default_groups"`         // groups of users created through POST /users or adduser; none
+	LDAP                 LDAPConfig    `yaml:"ldap"`                   // backend ldap (ldap.go)
 }
 
 // ThrottleConfig limits login attempts; a budget of 0 disables it.
@@ -258,6 +259,7 @@ func Default() Config {
 			ReloadInterval:    time.Second,
 			RefreshInterval:   time.Minute,
 			MaxStale:          5 * time.Minute,
+			LDAP:              defaultLDAP(),
 		},
 		LoginThrottle: ThrottleConfig{PerUser: 10, PerAddress: 50, Window: 15 * time.Minute},
 		Revocation: RevocationConfig{

@@ -353,8 +353,8 @@ func TestConfigValidateRules(t *testing.T) {
 			[]string{`tokens.algorithm: must be one of EdDSA, ES256, RS256, HS256 (got "eddsa")`}},
 		{"every algorithm", func(c *Config) { c.Tokens.Algorithm = "HS256"; c.Tokens.Audience = "app" }, nil},
 		// users
-		{"users backend", func(c *Config) { c.Users.Backend = "ldap" },
-			[]string{`users.backend: must be one of file, bolt, postgres (got "ldap")`}},
+		{"users backend", func(c *Config) { c.Users.Backend = "nis" },
+			[]string{`users.backend: must be one of file, bolt, postgres, ldap (got "nis")`}},
 		{"users file", func(c *Config) { c.Users.File, c.Users.ReloadInterval = "", 0 }, []string{
 			`users.file: must not be empty`,
 			`users.reload_interval: must be a positive duration (got 0s)`,

@@ -414,7 +414,8 @@ func (v *validator) routes(r RoutesConfig, public []string) {
 }
 
 func (v *validator) users(u UsersConfig) {
-	if !v.oneOf("users.backend", u.Backend, "file", "bolt", "postgres") {
+	v.ldapSecretInFile(u.LDAP)
+	if !v.oneOf("users.backend", u.Backend, "file", "bolt", "postgres", "ldap") {
 		return
 	}
 	switch u.Backend {
@@ -435,6 +436,8 @@ func (v *validator) users(u UsersConfig) {
 		if u.Query != "" && u.Migrate {
 			v.failHint("users.migrate", "set it to false", "has no effect with users.query (the legacy table is yours)")
 		}
+	case "ldap":
+		v.ldap(u.LDAP, u.Registration)
 	}
 	if u.Query != "" && u.Backend != "postgres" {
 		v.fail("users.query", "is only used with users.backend postgres (backend is %q)", u.Backend)
@@ -443,7 +446,7 @@ func (v *validator) users(u UsersConfig) {
 		v.fail("users.id_query", "is only used with users.query (legacy mode of users.backend postgres)")
 	}
 	v.identities(u)
-	if v.oneOf("users.registration", u.Registration, "off", "open", "authenticated") && u.Registration != "off" {
+	if v.oneOf("users.registration", u.Registration, "off", "open", "authenticated") && u.Registration != "off" && u.Backend != "ldap" {
 		writable := u.Backend == "bolt" || (u.Backend == "postgres" && u.Query == "")
 		if !writable {
 			v.fail("users.registration", "%q needs a users backend that can store users: bolt, or postgres without users.query (backend is %q)", u.Registration, u.Backend)
@@ -488,7 +491,7 @@ func (v *validator) identities(u UsersConfig) {
 		}
 		seen[g] = i
 	}
-	if len(u.DefaultGroups) > 0 && (u.Backend == "file" || u.Query != "") {
+	if len(u.DefaultGroups) > 0 && (u.Backend == "file" || u.Backend == "ldap" || u.Query != "") {
 		v.failHint("users.default_groups", "remove it", "has no effect: this users backend is read-only, nobody is created through tokengate (give groups in the users file or your table)")
 	}
 }

@@ -39,7 +39,18 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version | replace "+" "_" }}
 {{- $_ = set $tokens "verification_key_files" $files -}}
 {{- end -}}
 {{- $_ = set $c "tokens" $tokens -}}
-{{- $_ = set $c "users" (dict "backend" "file" "file" "/etc/tokengate/secret/users.yaml" "refresh_interval" .Values.users.refreshInterval) -}}
+{{- $users := dict "backend" "file" "file" "/etc/tokengate/secret/users.yaml" "refresh_interval" .Values.users.refreshInterval -}}
+{{- $ldap := dict -}}
+{{- if .Values.secrets.ldapPassword -}}
+{{- $_ = set $ldap "bind_password_file" "/etc/tokengate/secret/ldap-password" -}}
+{{- end -}}
+{{- if .Values.secrets.ldapCA -}}
+{{- $_ = set $ldap "ca_file" "/etc/tokengate/secret/ldap-ca.pem" -}}
+{{- end -}}
+{{- if $ldap -}}
+{{- $_ = set $users "ldap" $ldap -}}
+{{- end -}}
+{{- $_ = set $c "users" $users -}}
 {{- $_ = set $c "access" (dict "default" .Values.access.default "case_insensitive_paths" .Values.access.caseInsensitivePaths "groups_header" .Values.access.groupsHeader "rules" .Values.access.rules) -}}
 {{- if .Values.secrets.adminToken -}}
 {{- $_ = set $c "admin_token_file" "/etc/tokengate/secret/admin.token" -}}
@@ -80,5 +91,11 @@ verification-{{ add1 $i }}.pem: {{ $k | quote }}
 {{- end }}
 {{- if .Values.revocation.redis.password }}
 redis.password: {{ .Values.revocation.redis.password | quote }}
+{{- end }}
+{{- if .Values.secrets.ldapPassword }}
+ldap-password: {{ .Values.secrets.ldapPassword | quote }}
+{{- end }}
+{{- if .Values.secrets.ldapCA }}
+ldap-ca.pem: {{ .Values.secrets.ldapCA | quote }}
 {{- end }}
 {{- end -}}
