@@ -217,27 +217,7 @@ func TestLDAPLookupUserByIDFollowsTheDirectory(t *testing.T) {
 	if err != nil || !slices.Equal(u.Groups, []string{"finance", "ops"}) || u.Username != "alice" {
 		t.Fatalf("alice = %+v, %v", u, err)
 	}
-	admin := s.Admin(t)
-	mod := ldap.NewModifyRequest("cn=ops,ou=groups,dc=example,dc=com", nil)
-	mod.Add("member", []string{"uid=carol,ou=people,dc=example,dc=com"})
-	mod.Delete("member", []string{"uid=alice,ou=people,dc=example,dc=com"})
-	if err := admin.Modify(mod); err != nil {
-		t.Fatal(err)
-	}
-	if u, err := st.LookupUserByID(ctx, "alice"); err != nil || !slices.Equal(u.Groups, []string{"finance"}) {
-		t.Errorf("alice after leaving ops = %+v, %v", u, err)
-	}
-	if err := admin.Del(ldap.NewDelRequest("uid=bob,ou=people,dc=example,dc=com", nil)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.LookupUserByID(ctx, "bob"); !errors.Is(err, ErrUserNotFound) {
-		t.Errorf("deleted bob: %v, want ErrUserNotFound", err)
-	}
-	mod = ldap.NewModifyRequest("uid=carol,ou=people,dc=example,dc=com", nil)
-	mod.Replace("description", []string{"disabled"})
-	if err := admin.Modify(mod); err != nil {
-		t.Fatal(err)
-	}
+	s.Leavers(t)
 	if _, err := st.LookupUserByID(ctx, "carol"); !errors.Is(err, ErrUserNotFound) {
 		t.Errorf("disabled carol: %v, want ErrUserNotFound", err)
 	}
@@ -573,21 +553,7 @@ func TestIdentitiesOverLDAP(t *testing.T) {
 			t.Fatalf("%s: %v", id, err)
 		}
 	}
-	admin := s.Admin(t)
-	mod := ldap.NewModifyRequest("cn=ops,ou=groups,dc=example,dc=com", nil)
-	mod.Add("member", []string{"uid=carol,ou=people,dc=example,dc=com"}) // a group keeps one member
-	mod.Delete("member", []string{"uid=alice,ou=people,dc=example,dc=com"})
-	if err := admin.Modify(mod); err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.Del(ldap.NewDelRequest("uid=bob,ou=people,dc=example,dc=com", nil)); err != nil {
-		t.Fatal(err)
-	}
-	mod = ldap.NewModifyRequest("uid=carol,ou=people,dc=example,dc=com", nil)
-	mod.Replace("description", []string{"disabled"})
-	if err := admin.Modify(mod); err != nil {
-		t.Fatal(err)
-	}
+	s.Leavers(t)
 	// Within the interval the cached answers stand...
 	if u, err := ids.Identity(ctx, "alice"); err != nil || !slices.Equal(u.Groups, []string{"finance", "ops"}) {
 		t.Fatalf("alice before the interval: %+v %v", u, err)

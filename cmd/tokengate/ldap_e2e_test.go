@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-ldap/ldap/v3"
-
 	"tokengate/internal/testsvc"
 )
 
@@ -402,21 +400,7 @@ func TestLDAPLiveRefresh(t *testing.T) {
 		t.Fatalf("bob (not ops) on /ops: %d %s, want 403", r.Code, r.Body)
 	}
 
-	admin := s.Admin(t)
-	mod := ldap.NewModifyRequest("cn=ops,ou=groups,dc=example,dc=com", nil)
-	mod.Add("member", []string{"uid=carol,ou=people,dc=example,dc=com"}) // a group keeps one member
-	mod.Delete("member", []string{"uid=alice,ou=people,dc=example,dc=com"})
-	if err := admin.Modify(mod); err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.Del(ldap.NewDelRequest("uid=bob,ou=people,dc=example,dc=com", nil)); err != nil {
-		t.Fatal(err)
-	}
-	mod = ldap.NewModifyRequest("uid=carol,ou=people,dc=example,dc=com", nil)
-	mod.Replace("description", []string{"disabled"})
-	if err := admin.Modify(mod); err != nil {
-		t.Fatal(err)
-	}
+	s.Leavers(t)
 	took := eventually(t, 5*time.Second, "alice leaves ops", func() bool {
 		g, code := identityOf(t, in, "alice")
 		return code == "" && slices.Equal(g, []string{"finance"})

@@ -250,6 +250,29 @@ func (s *Slapd) Admin(t testing.TB) *ldap.Conn {
 	return c
 }
 
+// Leavers makes the directory changes the live-refresh tests look for:
+// alice leaves ops (carol joins it, so the group keeps a member), bob's
+// entry is deleted, and carol is disabled (description "disabled", which
+// the tests' user filter refuses).
+func (s *Slapd) Leavers(t testing.TB) {
+	t.Helper()
+	admin := s.Admin(t)
+	mod := ldap.NewModifyRequest("cn=ops,ou=groups,dc=example,dc=com", nil)
+	mod.Add("member", []string{"uid=carol,ou=people,dc=example,dc=com"})
+	mod.Delete("member", []string{"uid=alice,ou=people,dc=example,dc=com"})
+	if err := admin.Modify(mod); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Del(ldap.NewDelRequest("uid=bob,ou=people,dc=example,dc=com", nil)); err != nil {
+		t.Fatal(err)
+	}
+	mod = ldap.NewModifyRequest("uid=carol,ou=people,dc=example,dc=com", nil)
+	mod.Replace("description", []string{"disabled"})
+	if err := admin.Modify(mod); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // AddLDIF adds the entries of an LDIF text (attr: value lines, attr::
 // base64, continuation lines, # comments; entries separated by blank lines).
 func (s *Slapd) AddLDIF(t testing.TB, text string) {
